@@ -1,0 +1,1 @@
+//! In-process typed message bus and per-request workflow state machine.

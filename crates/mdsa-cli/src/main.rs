@@ -1,0 +1,2 @@
+//! The mdsa command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Request log, latency metrics and Prometheus exposition.

@@ -1,0 +1,66 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use std::time::Instant;
+
+use crate::cmd::{cargo, has_cargo_subcommand, step};
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(unknown) = args.first() {
+        anyhow::bail!("`cargo xtask ci` takes no arguments, found {unknown:?}");
+    }
+    let started = Instant::now();
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    step("format", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step("clippy", clippy)?;
+
+    // Optional backends must keep compiling even though tests run without them.
+    let mut features = cargo();
+    features.args([
+        "check",
+        "--package",
+        "mdsa-cli",
+        "--features",
+        "gpu",
+        "--locked",
+    ]);
+    step("feature check (gpu)", features)?;
+
+    // nextest prints one summary for the whole workspace; fall back to cargo test.
+    let mut tests = cargo();
+    if has_cargo_subcommand("nextest") {
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]);
+    } else {
+        tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+    }
+    step("tests", tests)?;
+
+    // nextest does not run doc tests.
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--locked", "--doc"]);
+    step("doc tests", doc)?;
+
+    println!(
+        "\nci: all steps passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,1 +1,25 @@
-//! Models.
+//! Models for mdsa: where weights come from, how they are read, and the burn
+//! modules that run them.
+//!
+//! - [`source`]: a model reference (a local directory, a local `.gguf` file, or a
+//!   Hugging Face Hub id) resolved to files on disk through the hf-hub cache.
+//! - [`weights`]: safetensors through mmap, converted to the working dtype with
+//!   every tensor's shape checked against the configuration.
+//! - [`arch`]: architectures as burn modules, one file each.
+//! - [`tokenizer`]: `tokenizer.json` with per-batch padding.
+//! - [`embedder`]: the [`Embedder`] interface and the BERT sentence encoder.
+//! - [`backend`]: the burn backend chosen by cargo features (`flex`, `wgpu`, `cuda`).
+//!
+//! The crate knows nothing of domains or routing; `mdsa-domains` uses it through
+//! the engine interfaces defined here.
+
+pub mod arch;
+pub mod backend;
+pub mod embedder;
+mod error;
+pub mod source;
+pub mod tokenizer;
+pub mod weights;
+
+pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling};
+pub use error::ModelError;

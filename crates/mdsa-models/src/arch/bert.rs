@@ -1,0 +1,205 @@
+//! BERT-family encoders (BERT, MiniLM, and other `model_type: "bert"` models).
+//!
+//! Embeddings (word + position + token type, then LayerNorm) feed N post-norm
+//! transformer layers: self-attention with a padding mask, residual + LayerNorm,
+//! GELU feed-forward, residual + LayerNorm.
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Int, Tensor};
+use serde::Deserialize;
+
+use crate::error::ModelError;
+use crate::weights::SafetensorsWeights;
+
+/// The fields of a BERT `config.json` that the forward pass needs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BertConfig {
+    /// Architecture name; must be `bert`.
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of every hidden state.
+    pub hidden_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Longest input in tokens.
+    pub max_position_embeddings: usize,
+    /// Number of token types (segments).
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    /// Feed-forward activation; only GELU variants are supported.
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_hidden_act() -> String {
+    "gelu".into()
+}
+
+impl BertConfig {
+    /// Reads and checks `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| {
+            // serde_json names the missing or mistyped field in its message.
+            ModelError::config(path, "(json)", e.to_string())
+        })?;
+        if config.model_type != "bert" {
+            return Err(ModelError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                found: config.model_type,
+                supported: "bert",
+            });
+        }
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+            return Err(ModelError::config(
+                path,
+                "num_attention_heads",
+                format!(
+                    "hidden_size {} is not divisible by num_attention_heads {}",
+                    config.hidden_size, config.num_attention_heads
+                ),
+            ));
+        }
+        if !matches!(config.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_python") {
+            return Err(ModelError::config(
+                path,
+                "hidden_act",
+                format!("expected a GELU activation, found {:?}", config.hidden_act),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// A BERT encoder: token ids in, one hidden state per token out.
+#[derive(Module, Debug)]
+pub struct Bert {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    embeddings_norm: LayerNorm,
+    layers: Vec<BertLayer>,
+    heads: usize,
+}
+
+#[derive(Module, Debug)]
+struct BertLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl Bert {
+    /// Builds the encoder from safetensors weights, checking every tensor's shape
+    /// against the configuration. Accepts both `bert.`-prefixed names (as in
+    /// `BertForMaskedLM` checkpoints) and bare names (as sentence-transformers saves).
+    pub fn load(config: &BertConfig, weights: &SafetensorsWeights, device: &Device) -> Result<Self, ModelError> {
+        let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let embedding = |name: &str, rows: usize| -> Result<Embedding, ModelError> {
+            let mut module = EmbeddingConfig::new(rows, h).init(device);
+            module.weight = Param::from_tensor(weights.tensor(&format!("{p}embeddings.{name}.weight"), [rows, h], device)?);
+            Ok(module)
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = format!("{p}encoder.layer.{i}");
+                let i_size = config.intermediate_size;
+                Ok(BertLayer {
+                    query: weights.linear(&format!("{l}.attention.self.query"), h, h, true, device)?,
+                    key: weights.linear(&format!("{l}.attention.self.key"), h, h, true, device)?,
+                    value: weights.linear(&format!("{l}.attention.self.value"), h, h, true, device)?,
+                    attention_output: weights.linear(&format!("{l}.attention.output.dense"), h, h, true, device)?,
+                    attention_norm: weights.layer_norm(&format!("{l}.attention.output.LayerNorm"), h, eps, device)?,
+                    intermediate: weights.linear(&format!("{l}.intermediate.dense"), h, i_size, true, device)?,
+                    output: weights.linear(&format!("{l}.output.dense"), i_size, h, true, device)?,
+                    output_norm: weights.layer_norm(&format!("{l}.output.LayerNorm"), h, eps, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Self {
+            word_embeddings: embedding("word_embeddings", config.vocab_size)?,
+            position_embeddings: embedding("position_embeddings", config.max_position_embeddings)?,
+            token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size)?,
+            embeddings_norm: weights.layer_norm(&format!("{p}embeddings.LayerNorm"), h, eps, device)?,
+            layers,
+            heads: config.num_attention_heads,
+        })
+    }
+
+    /// Runs the encoder.
+    ///
+    /// `ids` is `[batch, seq]`; `mask_bias` is `[batch, seq]` with 0 for real tokens
+    /// and a large negative number for padding, or `None` when nothing is padded
+    /// (a single query), which skips the masking work. Returns `[batch, seq, hidden]`.
+    pub fn forward(&self, ids: Tensor<2, Int>, mask_bias: Option<Tensor<2>>) -> Tensor<3> {
+        let [batch, seq] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
+            .reshape([1, seq])
+            .expand([batch, seq]);
+        let token_types = Tensor::<2, Int>::zeros([batch, seq], &device);
+        let embedded = self.word_embeddings.forward(ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_types);
+        let mut hidden = self.embeddings_norm.forward(embedded);
+        // [batch, 1, 1, seq]: broadcast over heads and query positions.
+        let mask = mask_bias.map(|m| m.reshape([batch, 1, 1, seq]));
+        for layer in &self.layers {
+            hidden = layer.forward(hidden, mask.clone(), self.heads);
+        }
+        hidden
+    }
+}
+
+impl BertLayer {
+    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, heads: usize) -> Tensor<3> {
+        let [batch, seq, hidden] = x.dims();
+        let head_dim = hidden / heads;
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x.clone()));
+        let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, hidden]);
+        let attended = self
+            .attention_norm
+            .forward(self.attention_output.forward(context) + x);
+        let fed = self.output.forward(gelu(self.intermediate.forward(attended.clone())));
+        self.output_norm.forward(fed + attended)
+    }
+}

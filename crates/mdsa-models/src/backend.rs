@@ -1,0 +1,72 @@
+//! Which burn backend runs the tensors, chosen at build time by cargo features
+//! (`flex` for the CPU, the default; `wgpu`; `cuda`). Everything above this module
+//! is one code path for every device: burn 0.22 tensors carry a runtime [`Device`].
+
+use burn::tensor::Device;
+
+use crate::error::ModelError;
+
+/// Names of the backends compiled into this build, CPU first.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut backends = Vec::new();
+    if cfg!(feature = "flex") {
+        backends.push("flex");
+    }
+    if cfg!(feature = "wgpu") {
+        backends.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        backends.push("cuda");
+    }
+    backends
+}
+
+/// Whether this build can run models on a GPU.
+pub fn has_gpu_backend() -> bool {
+    cfg!(any(feature = "wgpu", feature = "cuda"))
+}
+
+/// The burn device for a device chosen by `mdsa-hw`.
+pub fn burn_device(device: mdsa_hw::Device) -> Result<Device, ModelError> {
+    match device {
+        mdsa_hw::Device::Cpu => cpu_device(),
+        mdsa_hw::Device::Gpu { index } => gpu_device(index),
+    }
+}
+
+#[cfg(feature = "flex")]
+fn cpu_device() -> Result<Device, ModelError> {
+    Ok(Device::flex())
+}
+
+#[cfg(not(feature = "flex"))]
+fn cpu_device() -> Result<Device, ModelError> {
+    Err(ModelError::Backend(
+        "the CPU backend is not compiled in (enable the `flex` feature)".into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_device(index: usize) -> Result<Device, ModelError> {
+    Ok(Device::cuda(index))
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+fn gpu_device(index: usize) -> Result<Device, ModelError> {
+    use burn::tensor::DeviceKind;
+    // wgpu's own choice (a high-power adapter) for the first GPU; an explicit
+    // discrete index otherwise.
+    let kind = if index == 0 {
+        DeviceKind::DefaultDevice
+    } else {
+        DeviceKind::DiscreteGpu(index)
+    };
+    Ok(Device::wgpu(kind))
+}
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+fn gpu_device(index: usize) -> Result<Device, ModelError> {
+    Err(ModelError::Backend(format!(
+        "gpu:{index} was requested but this build has no GPU backend (enable the `wgpu` or `cuda` feature)"
+    )))
+}

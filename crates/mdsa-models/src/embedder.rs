@@ -1,0 +1,261 @@
+//! Sentence embeddings: the [`Embedder`] interface and its burn BERT implementation.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+
+use crate::arch::bert::{Bert, BertConfig};
+use crate::error::ModelError;
+use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
+use crate::tokenizer::TextTokenizer;
+use crate::weights::SafetensorsWeights;
+
+/// Turns texts into fixed-size vectors. Implementations are shared between
+/// threads (`&self`), so a router can embed from many requests at once.
+pub trait Embedder: Send + Sync {
+    /// One embedding per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// Length of every embedding.
+    fn dimension(&self) -> usize;
+}
+
+/// How token states become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Average over real (unpadded) tokens.
+    Mean,
+    /// The first token's state (`[CLS]`).
+    Cls,
+}
+
+/// Options for loading a sentence embedder.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedderOptions {
+    /// Longest input in tokens; default: the model's `max_seq_length`
+    /// (sentence-transformers) or its position limit.
+    pub max_length: Option<usize>,
+    /// Pooling; default: what `1_Pooling/config.json` says, else mean.
+    pub pooling: Option<Pooling>,
+    /// L2-normalise; default: whether `modules.json` has a Normalize step.
+    pub normalize: Option<bool>,
+    /// Where to run; default: the CPU.
+    pub device: Option<Device>,
+}
+
+/// A BERT-family sentence encoder on burn, with its tokenizer and pooling.
+#[derive(Debug)]
+pub struct BertEmbedder {
+    model: Bert,
+    tokenizer: TextTokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    dimension: usize,
+    device: Device,
+    dir: PathBuf,
+}
+
+impl BertEmbedder {
+    /// Loads an encoder from a model reference (a local directory or a Hub id in
+    /// the Hugging Face / sentence-transformers layout: `config.json`,
+    /// `tokenizer.json`, `model.safetensors` or shards, and optionally
+    /// `modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`).
+    pub fn load(
+        model: &ModelRef,
+        resolve: &ResolveOptions,
+        options: &EmbedderOptions,
+    ) -> Result<Self, ModelError> {
+        let (dir, config_path, tokenizer_path, weights) = match model.resolve(resolve)? {
+            ResolvedModel::SafetensorsDir {
+                dir,
+                config,
+                tokenizer,
+                weights,
+                ..
+            } => (dir, config, tokenizer, weights),
+            ResolvedModel::Gguf { path } => {
+                return Err(ModelError::config(
+                    &path,
+                    "format",
+                    "a sentence encoder needs config.json, tokenizer.json and safetensors weights, found a GGUF file",
+                ));
+            }
+        };
+        let tokenizer_path = tokenizer_path.ok_or_else(|| {
+            ModelError::io(
+                dir.join("tokenizer.json"),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the encoder needs tokenizer.json"),
+            )
+        })?;
+        let config = BertConfig::from_file(&config_path)?;
+        let weights = SafetensorsWeights::open(&weights)?;
+        let device = options.device.clone().unwrap_or_else(default_device);
+        let model = Bert::load(&config, &weights, &device)?;
+        let st = SentenceTransformersConfig::read(&dir)?;
+        let max_length = options
+            .max_length
+            .or(st.max_seq_length)
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        let tokenizer = TextTokenizer::from_file(&tokenizer_path, Some(max_length))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            pooling: options.pooling.or(st.pooling).unwrap_or(Pooling::Mean),
+            normalize: options.normalize.or(st.normalize).unwrap_or(true),
+            dimension: config.hidden_size,
+            device,
+            dir,
+        })
+    }
+
+    /// Loads an encoder from a local directory (see [`BertEmbedder::load`]).
+    pub fn from_dir(dir: &Path, options: &EmbedderOptions) -> Result<Self, ModelError> {
+        Self::load(
+            &ModelRef::LocalDir(dir.to_path_buf()),
+            &ResolveOptions::offline(),
+            options,
+        )
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pooling in use.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Whether embeddings are L2-normalised.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
+    }
+
+    /// The tokenizer (for counting tokens).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let (b, s) = (batch.batch, batch.seq);
+        let ids: Vec<i64> = batch.ids.iter().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
+        let mask: Vec<f32> = batch.mask.iter().map(|&m| f32::from(m)).collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), &self.device);
+        // Padding gets a large negative score so softmax gives it no weight.
+        let bias = batch
+            .is_padded()
+            .then(|| (mask.clone() - 1.0) * 1e9);
+        let hidden = self.model.forward(ids, bias);
+        let pooled: Tensor<2> = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1).reshape([b, self.dimension]),
+            Pooling::Mean => {
+                let weights = mask.clone().reshape([b, s, 1]);
+                let summed = (hidden * weights).sum_dim(1).reshape([b, self.dimension]);
+                let counts = mask.sum_dim(1).clamp_min(1e-9);
+                summed / counts
+            }
+        };
+        let pooled = if self.normalize {
+            let norms = pooled.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+            pooled / norms
+        } else {
+            pooled
+        };
+        let values: Vec<f32> = pooled
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Backend(format!("reading embeddings back: {e:?}")))?;
+        Ok(values.chunks_exact(self.dimension).map(<[f32]>::to_vec).collect())
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+}
+
+/// The CPU device of this build, or the first GPU when no CPU backend is compiled.
+pub(crate) fn default_device() -> Device {
+    crate::backend::burn_device(mdsa_hw::Device::Cpu)
+        .or_else(|_| crate::backend::burn_device(mdsa_hw::Device::Gpu { index: 0 }))
+        .unwrap_or_default()
+}
+
+/// What a sentence-transformers export says about pooling, normalisation and length.
+#[derive(Debug, Default)]
+struct SentenceTransformersConfig {
+    pooling: Option<Pooling>,
+    normalize: Option<bool>,
+    max_seq_length: Option<usize>,
+}
+
+impl SentenceTransformersConfig {
+    fn read(dir: &Path) -> Result<Self, ModelError> {
+        let mut config = Self::default();
+        let modules_path = dir.join("modules.json");
+        if modules_path.is_file() {
+            #[derive(Deserialize)]
+            struct Module {
+                #[serde(rename = "type")]
+                kind: String,
+                #[serde(default)]
+                path: String,
+            }
+            let modules: Vec<Module> = read_json(&modules_path)?;
+            config.normalize = Some(modules.iter().any(|m| m.kind.ends_with(".Normalize")));
+            if let Some(pooling) = modules.iter().find(|m| m.kind.ends_with(".Pooling")) {
+                config.pooling = Some(read_pooling(&dir.join(&pooling.path).join("config.json"))?);
+            }
+        } else if dir.join("1_Pooling/config.json").is_file() {
+            config.pooling = Some(read_pooling(&dir.join("1_Pooling/config.json"))?);
+        }
+        let st_path = dir.join("sentence_bert_config.json");
+        if st_path.is_file() {
+            #[derive(Deserialize)]
+            struct St {
+                max_seq_length: Option<usize>,
+            }
+            config.max_seq_length = read_json::<St>(&st_path)?.max_seq_length;
+        }
+        Ok(config)
+    }
+}
+
+fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
+    #[derive(Deserialize)]
+    struct PoolingConfig {
+        #[serde(default)]
+        pooling_mode_cls_token: bool,
+        #[serde(default)]
+        pooling_mode_mean_tokens: bool,
+        #[serde(default)]
+        pooling_mode_max_tokens: bool,
+    }
+    let pooling: PoolingConfig = read_json(path)?;
+    match (
+        pooling.pooling_mode_mean_tokens,
+        pooling.pooling_mode_cls_token,
+        pooling.pooling_mode_max_tokens,
+    ) {
+        (true, false, false) => Ok(Pooling::Mean),
+        (false, true, false) => Ok(Pooling::Cls),
+        _ => Err(ModelError::config(
+            path,
+            "pooling_mode_*",
+            "exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token must be true (max pooling is not supported)",
+        )),
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::config(path, "(json)", e.to_string()))
+}

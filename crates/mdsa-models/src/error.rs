@@ -1,0 +1,120 @@
+use std::path::PathBuf;
+
+use crate::source::SourceError;
+
+/// Everything that can go wrong while finding, reading or running a model.
+///
+/// Each variant names the file (and, where there is one, the tensor or field)
+/// so that a user pointed at the wrong model can see what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model reference could not be resolved to files.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A file could not be opened or read.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A safetensors file is malformed.
+    #[error("{}: not a valid safetensors file: {reason}", .path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor the architecture needs is not in the weights.
+    #[error("{}: tensor {name:?} is missing (the file has {available} tensors{hint})", .path.display())]
+    MissingTensor {
+        /// The weights file (the first, for sharded weights).
+        path: PathBuf,
+        /// The tensor name that was looked up.
+        name: String,
+        /// How many tensors the file has.
+        available: usize,
+        /// A similar name, if any, as ", e.g. \"...\"".
+        hint: String,
+    },
+    /// A tensor has the wrong shape for the configuration.
+    #[error("{}: tensor {name:?} has shape {found:?}, expected {expected:?} from the model configuration", .path.display())]
+    Shape {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype we cannot convert.
+    #[error("{}: tensor {name:?} is stored as {found}, expected one of F32, F16, BF16", .path.display())]
+    DType {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The dtype in the file.
+        found: String,
+    },
+    /// A configuration file is missing a field or has a wrong value.
+    #[error("{}: field {field:?}: {reason}", .path.display())]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// What was expected and found.
+        reason: String,
+    },
+    /// The model's architecture is not one mdsa implements.
+    #[error("{}: unsupported architecture {found:?}; supported: {supported}", .path.display())]
+    UnsupportedArchitecture {
+        /// The configuration file that named it.
+        path: PathBuf,
+        /// The architecture found.
+        found: String,
+        /// The architectures this build supports.
+        supported: &'static str,
+    },
+    /// The tokenizer file could not be loaded.
+    #[error("{}: cannot load the tokenizer: {reason}", .path.display())]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Text could not be tokenized.
+    #[error("cannot tokenize input {index}: {reason}")]
+    Encode {
+        /// Position of the text in the batch.
+        index: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The compute backend failed or is not compiled in.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(path: impl Into<PathBuf>, field: &str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.into(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

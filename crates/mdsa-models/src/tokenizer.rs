@@ -1,0 +1,117 @@
+//! Tokenizers through the `tokenizers` crate, with truncation set by the caller
+//! and padding done per batch (to the longest input), never the file's fixed padding.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::ModelError;
+
+/// A tokenizer loaded from `tokenizer.json`.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    pad_id: u32,
+}
+
+/// Token ids of a batch, padded to its longest member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBatch {
+    /// `batch * seq` ids, row-major.
+    pub ids: Vec<u32>,
+    /// `batch * seq` flags: 1 for a real token, 0 for padding.
+    pub mask: Vec<u8>,
+    /// Number of inputs.
+    pub batch: usize,
+    /// Padded length.
+    pub seq: usize,
+    /// Real (unpadded) length of each input.
+    pub lengths: Vec<usize>,
+}
+
+impl EncodedBatch {
+    /// Whether any input was padded.
+    pub fn is_padded(&self) -> bool {
+        self.lengths.iter().any(|&len| len != self.seq)
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`; inputs longer than `max_length` tokens are truncated
+    /// (special tokens included), `None` keeps them whole.
+    pub fn from_file(path: &Path, max_length: Option<usize>) -> Result<Self, ModelError> {
+        let error = |reason: String| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut inner = Tokenizer::from_file(path).map_err(|e| error(e.to_string()))?;
+        // The file may carry fixed padding (MiniLM pads every input to 128); we pad
+        // per batch instead, so a short query costs a short forward pass.
+        let pad_id = inner
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| inner.token_to_id("[PAD]"))
+            .or_else(|| inner.token_to_id("<pad>"))
+            .unwrap_or(0);
+        inner.with_padding(None);
+        let truncation = max_length.map(|max_length| TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        });
+        inner
+            .with_truncation(truncation)
+            .map_err(|e| error(format!("invalid truncation: {e}")))?;
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+            pad_id,
+        })
+    }
+
+    /// The file this tokenizer came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Encodes texts with special tokens, padded to the longest.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<EncodedBatch, ModelError> {
+        let encodings = texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                self.inner
+                    .encode(*text, true)
+                    .map_err(|e| ModelError::Encode {
+                        index,
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let seq = lengths.iter().copied().max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(texts.len() * seq);
+        let mut mask = Vec::with_capacity(texts.len() * seq);
+        for encoding in &encodings {
+            let real = encoding.get_ids();
+            ids.extend_from_slice(real);
+            ids.extend(std::iter::repeat_n(self.pad_id, seq - real.len()));
+            mask.extend(std::iter::repeat_n(1u8, real.len()));
+            mask.extend(std::iter::repeat_n(0u8, seq - real.len()));
+        }
+        Ok(EncodedBatch {
+            ids,
+            mask,
+            batch: texts.len(),
+            seq,
+            lengths,
+        })
+    }
+
+    /// Encodes one text into ids (with special tokens, truncated as configured).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self.encode_batch(&[text])?.ids)
+    }
+}

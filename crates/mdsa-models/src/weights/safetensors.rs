@@ -1,0 +1,237 @@
+//! HF safetensors through mmap: the file is mapped, never copied whole; each
+//! tensor is converted once from its stored dtype into the working dtype (f32).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors, tensor::Metadata};
+
+use crate::error::ModelError;
+
+/// One or more safetensors files (shards) mapped into memory.
+pub struct SafetensorsWeights {
+    shards: Vec<Shard>,
+    /// Tensor name → shard index.
+    index: HashMap<String, usize>,
+}
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    header_len: usize,
+    metadata: Metadata,
+}
+
+impl std::fmt::Debug for SafetensorsWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SafetensorsWeights")
+            .field("files", &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>())
+            .field("tensors", &self.index.len())
+            .finish()
+    }
+}
+
+impl SafetensorsWeights {
+    /// Maps and validates every file (header, offsets, sizes) before any tensor is read.
+    pub fn open(paths: &[PathBuf]) -> Result<Self, ModelError> {
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for path in paths {
+            let shard = Shard::open(path)?;
+            for name in shard.metadata.tensors().keys() {
+                index.insert(name.clone(), shards.len());
+            }
+            shards.push(shard);
+        }
+        Ok(Self { shards, index })
+    }
+
+    /// The file the weights came from (the first shard).
+    pub fn path(&self) -> &Path {
+        self.shards.first().map_or(Path::new(""), |s| s.path.as_path())
+    }
+
+    /// Every tensor name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Whether a tensor exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The stored shape of a tensor.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let shard = &self.shards[*self.index.get(name)?];
+        shard.metadata.info(name).map(|info| info.shape.clone())
+    }
+
+    /// Bytes of all tensors as stored.
+    pub fn stored_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| (s.map.len() - 8 - s.header_len) as u64)
+            .sum()
+    }
+
+    /// Reads a tensor as f32 values after checking its shape.
+    pub fn read_f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let Some(&shard_index) = self.index.get(name) else {
+            return Err(self.missing(name));
+        };
+        let shard = &self.shards[shard_index];
+        let info = shard.metadata.info(name).ok_or_else(|| self.missing(name))?;
+        if info.shape != expected {
+            return Err(ModelError::Shape {
+                path: shard.path.clone(),
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                found: info.shape.clone(),
+            });
+        }
+        let (start, end) = info.data_offsets;
+        let base = 8 + shard.header_len;
+        // Offsets were validated against the file length when it was opened.
+        let bytes = &shard.map[base + start..base + end];
+        let values = match info.dtype {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(ModelError::DType {
+                    path: shard.path.clone(),
+                    name: name.to_string(),
+                    found: format!("{other:?}"),
+                });
+            }
+        };
+        Ok(values)
+    }
+
+    /// Reads a tensor onto `device` with the given shape.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>, ModelError> {
+        let values = self.read_f32(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// Builds a linear layer from `{prefix}.weight` (stored `[out, in]`, as
+    /// PyTorch writes it) and `{prefix}.bias`.
+    ///
+    /// The weight is transposed here, once, into burn's `[in, out]` layout so the
+    /// forward pass multiplies contiguous memory.
+    pub fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Result<Linear, ModelError> {
+        let stored = self.read_f32(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let mut transposed = vec![0.0f32; stored.len()];
+        for (o, row) in stored.chunks_exact(d_in).enumerate() {
+            for (i, &value) in row.iter().enumerate() {
+                transposed[i * d_out + o] = value;
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), device);
+        let bias = if bias {
+            Some(Param::from_tensor(self.tensor(
+                &format!("{prefix}.bias"),
+                [d_out],
+                device,
+            )?))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+
+    /// Builds a layer norm from `{prefix}.weight` and `{prefix}.bias`
+    /// (or the older `gamma`/`beta` names).
+    pub fn layer_norm(
+        &self,
+        prefix: &str,
+        d_model: usize,
+        epsilon: f64,
+        device: &Device,
+    ) -> Result<LayerNorm, ModelError> {
+        let (gamma, beta) = if self.contains(&format!("{prefix}.gamma")) {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        let mut norm = LayerNormConfig::new(d_model)
+            .with_epsilon(epsilon)
+            .init(device);
+        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.{gamma}"), [d_model], device)?);
+        norm.beta = Some(Param::from_tensor(self.tensor(
+            &format!("{prefix}.{beta}"),
+            [d_model],
+            device,
+        )?));
+        Ok(norm)
+    }
+
+    fn missing(&self, name: &str) -> ModelError {
+        // Point at the likely cause: a prefix such as "bert." present or absent.
+        let tail = name.rsplit('.').take(3).collect::<Vec<_>>();
+        let similar = self.index.keys().find(|candidate| {
+            candidate.ends_with(name) || name.ends_with(candidate.as_str()) || {
+                let c = candidate.rsplit('.').take(3).collect::<Vec<_>>();
+                c == tail
+            }
+        });
+        ModelError::MissingTensor {
+            path: self.path().to_path_buf(),
+            name: name.to_string(),
+            available: self.index.len(),
+            hint: similar.map_or_else(String::new, |s| format!(", e.g. {s:?}")),
+        }
+    }
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Self, ModelError> {
+        let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+        // SAFETY: the map is read-only and private to this process. A file changed
+        // on disk while mapped can change what we read, which is the same risk every
+        // mmap-based model loader accepts; the header is validated first.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&map).map_err(|e| ModelError::Safetensors {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            header_len,
+            metadata,
+        })
+    }
+}

@@ -24,12 +24,15 @@ struct Cli {
 enum Command {
     /// Show this machine's hardware: CPU, SIMD, memory, GPUs and the memory budget.
     Hw(commands::hw::HwArgs),
+    /// Print sentence embeddings of the given texts (the router's encoder by default).
+    Embed(commands::embed::EmbedArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hw(args) => commands::hw::run(&args),
+        Command::Embed(args) => commands::embed::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -84,7 +84,10 @@ impl BertEmbedder {
         let tokenizer_path = tokenizer_path.ok_or_else(|| {
             ModelError::io(
                 dir.join("tokenizer.json"),
-                std::io::Error::new(std::io::ErrorKind::NotFound, "the encoder needs tokenizer.json"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the encoder needs tokenizer.json",
+                ),
             )
         })?;
         let config = BertConfig::from_file(&config_path)?;
@@ -151,9 +154,7 @@ impl Embedder for BertEmbedder {
         let mask: Vec<f32> = batch.mask.iter().map(|&m| f32::from(m)).collect();
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), &self.device);
         // Padding gets a large negative score so softmax gives it no weight.
-        let bias = batch
-            .is_padded()
-            .then(|| (mask.clone() - 1.0) * 1e9);
+        let bias = batch.is_padded().then(|| (mask.clone() - 1.0) * 1e9);
         let hidden = self.model.forward(ids, bias);
         let pooled: Tensor<2> = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).reshape([b, self.dimension]),
@@ -165,7 +166,12 @@ impl Embedder for BertEmbedder {
             }
         };
         let pooled = if self.normalize {
-            let norms = pooled.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+            let norms = pooled
+                .clone()
+                .powf_scalar(2.0)
+                .sum_dim(1)
+                .sqrt()
+                .clamp_min(1e-12);
             pooled / norms
         } else {
             pooled
@@ -174,7 +180,10 @@ impl Embedder for BertEmbedder {
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Backend(format!("reading embeddings back: {e:?}")))?;
-        Ok(values.chunks_exact(self.dimension).map(<[f32]>::to_vec).collect())
+        Ok(values
+            .chunks_exact(self.dimension)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 
     fn dimension(&self) -> usize {

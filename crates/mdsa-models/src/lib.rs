@@ -21,5 +21,8 @@ pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
+/// The router's sentence encoder, used when no model is named.
+pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
 pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling};
 pub use error::ModelError;

@@ -37,20 +37,31 @@ fn embedder() -> &'static BertEmbedder {
     static EMBEDDER: OnceLock<BertEmbedder> = OnceLock::new();
     EMBEDDER.get_or_init(|| {
         let model: ModelRef = MODEL.parse().expect("valid hub id");
-        BertEmbedder::load(&model, &ResolveOptions::offline(), &EmbedderOptions::default())
-            .unwrap_or_else(|e| panic!("{e}\n(run `cargo xtask fetch-models` first)"))
+        BertEmbedder::load(
+            &model,
+            &ResolveOptions::offline(),
+            &EmbedderOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n(run `cargo xtask fetch-models` first)"))
     })
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn assert_matches_reference(got: &[Vec<f32>]) {
@@ -68,7 +79,10 @@ fn assert_matches_reference(got: &[Vec<f32>]) {
         );
         worst = (worst.0.min(cos), worst.1.max(diff));
     }
-    eprintln!("worst cosine {:.7}, worst max abs diff {:.2e}", worst.0, worst.1);
+    eprintln!(
+        "worst cosine {:.7}, worst max abs diff {:.2e}",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -89,7 +103,12 @@ fn token_ids_equal_the_reference_tokenizer() {
     }
     // One case is longer than the tokenizer file's own 128-token truncation and one
     // is cut at max_seq_length: both must follow sentence-transformers.
-    assert!(fixture().cases.iter().any(|c| c.token_ids.len() > 128 && c.token_ids.len() < 256));
+    assert!(
+        fixture()
+            .cases
+            .iter()
+            .any(|c| c.token_ids.len() > 128 && c.token_ids.len() < 256)
+    );
     assert!(fixture().cases.iter().any(|c| c.token_ids.len() == 256));
 }
 
@@ -111,7 +130,10 @@ fn one_query_at_a_time_matches_the_reference() {
 
 #[test]
 fn embeddings_are_unit_length_and_empty_input_is_empty() {
-    for embedding in embedder().embed(&["short", "a somewhat longer sentence"]).unwrap() {
+    for embedding in embedder()
+        .embed(&["short", "a somewhat longer sentence"])
+        .unwrap()
+    {
         let norm: f32 = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
     }

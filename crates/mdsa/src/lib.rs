@@ -15,9 +15,11 @@
 //! | [`hw`] | `mdsa-hw` | CPU, SIMD, RAM, GPUs, device choice, memory budget |
 //! | [`bus`] | `mdsa-bus` | message bus and per-request workflow state machine |
 //! | [`monitor`] | `mdsa-monitor` | request log, metrics, Prometheus exposition |
+//! | [`models`] | `mdsa-models` | model sources, tokenizers, encoders and decoders on burn |
 
 pub use mdsa_bus as bus;
 pub use mdsa_hw as hw;
+pub use mdsa_models as models;
 pub use mdsa_monitor as monitor;
 
 /// The version of mdsa, as shown by `mdsa --version`.

@@ -78,7 +78,10 @@ impl BertConfig {
                 ),
             ));
         }
-        if !matches!(config.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_python") {
+        if !matches!(
+            config.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_python"
+        ) {
             return Err(ModelError::config(
                 path,
                 "hidden_act",
@@ -116,7 +119,11 @@ impl Bert {
     /// Builds the encoder from safetensors weights, checking every tensor's shape
     /// against the configuration. Accepts both `bert.`-prefixed names (as in
     /// `BertForMaskedLM` checkpoints) and bare names (as sentence-transformers saves).
-    pub fn load(config: &BertConfig, weights: &SafetensorsWeights, device: &Device) -> Result<Self, ModelError> {
+    pub fn load(
+        config: &BertConfig,
+        weights: &SafetensorsWeights,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
@@ -126,7 +133,11 @@ impl Bert {
         let eps = config.layer_norm_eps;
         let embedding = |name: &str, rows: usize| -> Result<Embedding, ModelError> {
             let mut module = EmbeddingConfig::new(rows, h).init(device);
-            module.weight = Param::from_tensor(weights.tensor(&format!("{p}embeddings.{name}.weight"), [rows, h], device)?);
+            module.weight = Param::from_tensor(weights.tensor(
+                &format!("{p}embeddings.{name}.weight"),
+                [rows, h],
+                device,
+            )?);
             Ok(module)
         };
         let layers = (0..config.num_hidden_layers)
@@ -134,14 +145,54 @@ impl Bert {
                 let l = format!("{p}encoder.layer.{i}");
                 let i_size = config.intermediate_size;
                 Ok(BertLayer {
-                    query: weights.linear(&format!("{l}.attention.self.query"), h, h, true, device)?,
+                    query: weights.linear(
+                        &format!("{l}.attention.self.query"),
+                        h,
+                        h,
+                        true,
+                        device,
+                    )?,
                     key: weights.linear(&format!("{l}.attention.self.key"), h, h, true, device)?,
-                    value: weights.linear(&format!("{l}.attention.self.value"), h, h, true, device)?,
-                    attention_output: weights.linear(&format!("{l}.attention.output.dense"), h, h, true, device)?,
-                    attention_norm: weights.layer_norm(&format!("{l}.attention.output.LayerNorm"), h, eps, device)?,
-                    intermediate: weights.linear(&format!("{l}.intermediate.dense"), h, i_size, true, device)?,
-                    output: weights.linear(&format!("{l}.output.dense"), i_size, h, true, device)?,
-                    output_norm: weights.layer_norm(&format!("{l}.output.LayerNorm"), h, eps, device)?,
+                    value: weights.linear(
+                        &format!("{l}.attention.self.value"),
+                        h,
+                        h,
+                        true,
+                        device,
+                    )?,
+                    attention_output: weights.linear(
+                        &format!("{l}.attention.output.dense"),
+                        h,
+                        h,
+                        true,
+                        device,
+                    )?,
+                    attention_norm: weights.layer_norm(
+                        &format!("{l}.attention.output.LayerNorm"),
+                        h,
+                        eps,
+                        device,
+                    )?,
+                    intermediate: weights.linear(
+                        &format!("{l}.intermediate.dense"),
+                        h,
+                        i_size,
+                        true,
+                        device,
+                    )?,
+                    output: weights.linear(
+                        &format!("{l}.output.dense"),
+                        i_size,
+                        h,
+                        true,
+                        device,
+                    )?,
+                    output_norm: weights.layer_norm(
+                        &format!("{l}.output.LayerNorm"),
+                        h,
+                        eps,
+                        device,
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
@@ -149,7 +200,12 @@ impl Bert {
             word_embeddings: embedding("word_embeddings", config.vocab_size)?,
             position_embeddings: embedding("position_embeddings", config.max_position_embeddings)?,
             token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size)?,
-            embeddings_norm: weights.layer_norm(&format!("{p}embeddings.LayerNorm"), h, eps, device)?,
+            embeddings_norm: weights.layer_norm(
+                &format!("{p}embeddings.LayerNorm"),
+                h,
+                eps,
+                device,
+            )?,
             layers,
             heads: config.num_attention_heads,
         })
@@ -199,7 +255,9 @@ impl BertLayer {
         let attended = self
             .attention_norm
             .forward(self.attention_output.forward(context) + x);
-        let fed = self.output.forward(gelu(self.intermediate.forward(attended.clone())));
+        let fed = self
+            .output
+            .forward(gelu(self.intermediate.forward(attended.clone())));
         self.output_norm.forward(fed + attended)
     }
 }

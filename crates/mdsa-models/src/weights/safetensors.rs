@@ -30,7 +30,10 @@ struct Shard {
 impl std::fmt::Debug for SafetensorsWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SafetensorsWeights")
-            .field("files", &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>())
+            .field(
+                "files",
+                &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>(),
+            )
             .field("tensors", &self.index.len())
             .finish()
     }
@@ -53,7 +56,9 @@ impl SafetensorsWeights {
 
     /// The file the weights came from (the first shard).
     pub fn path(&self) -> &Path {
-        self.shards.first().map_or(Path::new(""), |s| s.path.as_path())
+        self.shards
+            .first()
+            .map_or(Path::new(""), |s| s.path.as_path())
     }
 
     /// Every tensor name, in no particular order.
@@ -86,7 +91,10 @@ impl SafetensorsWeights {
             return Err(self.missing(name));
         };
         let shard = &self.shards[shard_index];
-        let info = shard.metadata.info(name).ok_or_else(|| self.missing(name))?;
+        let info = shard
+            .metadata
+            .info(name)
+            .ok_or_else(|| self.missing(name))?;
         if info.shape != expected {
             return Err(ModelError::Shape {
                 path: shard.path.clone(),
@@ -187,7 +195,8 @@ impl SafetensorsWeights {
         let mut norm = LayerNormConfig::new(d_model)
             .with_epsilon(epsilon)
             .init(device);
-        norm.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.{gamma}"), [d_model], device)?);
+        norm.gamma =
+            Param::from_tensor(self.tensor(&format!("{prefix}.{gamma}"), [d_model], device)?);
         norm.beta = Some(Param::from_tensor(self.tensor(
             &format!("{prefix}.{beta}"),
             [d_model],

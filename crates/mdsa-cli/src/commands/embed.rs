@@ -1,0 +1,42 @@
+//! `mdsa embed`: sentence embeddings from any BERT-family encoder.
+
+use anyhow::Context;
+use mdsa::models::source::{ModelRef, ResolveOptions};
+use mdsa::models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
+
+/// Arguments of `mdsa embed`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EmbedArgs {
+    /// Encoder: a local directory, or a Hub id such as `org/name` or `org/name@rev`.
+    #[arg(long, default_value = DEFAULT_ENCODER)]
+    model: String,
+    /// Print one JSON object `{"model": ..., "embeddings": [[...], ...]}`.
+    #[arg(long)]
+    json: bool,
+    /// The texts to embed.
+    #[arg(required = true)]
+    texts: Vec<String>,
+}
+
+pub(crate) fn run(args: &EmbedArgs) -> anyhow::Result<()> {
+    let model: ModelRef = args.model.parse()?;
+    let embedder = BertEmbedder::load(
+        &model,
+        &ResolveOptions::default(),
+        &EmbedderOptions::default(),
+    )
+    .with_context(|| format!("loading encoder {model}"))?;
+    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let embeddings = embedder.embed(&texts)?;
+    if args.json {
+        let value = serde_json::json!({ "model": model.to_string(), "embeddings": embeddings });
+        println!("{value}");
+    } else {
+        // One line per text: the text, a tab, then the values (easy to cut or paste).
+        for (text, embedding) in texts.iter().zip(&embeddings) {
+            let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
+            println!("{}\t{}", text.replace(['\t', '\n'], " "), values.join(" "));
+        }
+    }
+    Ok(())
+}

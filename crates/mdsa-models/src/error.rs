@@ -97,6 +97,9 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
+    /// A GGUF file is malformed or lacks what was asked of it.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
     /// The compute backend failed or is not compiled in.
     #[error("backend: {0}")]
     Backend(String),

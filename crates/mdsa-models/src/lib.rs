@@ -3,6 +3,8 @@
 //!
 //! - [`source`]: a model reference (a local directory, a local `.gguf` file, or a
 //!   Hugging Face Hub id) resolved to files on disk through the hf-hub cache.
+//! - [`gguf`]: GGUF files (header, metadata, tensor infos, data through mmap)
+//!   and their embedded tokenizers.
 //! - [`weights`]: safetensors through mmap, converted to the working dtype with
 //!   every tensor's shape checked against the configuration.
 //! - [`arch`]: architectures as burn modules, one file each.
@@ -17,6 +19,7 @@ pub mod arch;
 pub mod backend;
 pub mod embedder;
 mod error;
+pub mod gguf;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

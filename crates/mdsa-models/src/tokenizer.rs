@@ -71,6 +71,17 @@ impl TextTokenizer {
         })
     }
 
+    /// Wraps a tokenizer built in code (such as a GGUF file's embedded one):
+    /// no truncation, batches padded with `pad_id`; `path` names its source file.
+    pub fn from_tokenizer(mut inner: Tokenizer, path: PathBuf, pad_id: u32) -> Self {
+        inner.with_padding(None);
+        Self {
+            inner,
+            path,
+            pad_id,
+        }
+    }
+
     /// The file this tokenizer came from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -14,6 +14,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     step("format", fmt)?;
 
+    // The tests run real models; fetching is a no-op when they are already cached.
+    println!("\n==> models: cargo xtask fetch-models");
+    crate::fetch_models::run(&[])?;
+
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -27,16 +31,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     step("clippy", clippy)?;
 
     // Optional backends must keep compiling even though tests run without them.
-    let mut features = cargo();
-    features.args([
+    let mut gpu = cargo();
+    gpu.args([
         "check",
+        "--locked",
         "--package",
         "mdsa-cli",
         "--features",
-        "gpu",
-        "--locked",
+        "gpu,wgpu",
     ]);
-    step("feature check (gpu)", features)?;
+    step("feature check (gpu, wgpu)", gpu)?;
 
     // nextest prints one summary for the whole workspace; fall back to cargo test.
     let mut tests = cargo();
@@ -51,6 +55,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     } else {
         tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     }
+    tests.env("HF_HUB_OFFLINE", "1");
     step("tests", tests)?;
 
     // nextest does not run doc tests.

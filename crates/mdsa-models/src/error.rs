@@ -97,9 +97,34 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
+    /// Generation parameters out of range.
+    #[error("invalid generation parameters: {reason}")]
+    InvalidParams {
+        /// Which parameter, what is allowed, what was found.
+        reason: String,
+    },
+    /// A prompt plus generation would not fit the model's context window.
+    #[error("{tokens} tokens do not fit the model's context of {context} tokens")]
+    ContextOverflow {
+        /// Tokens that were asked for (prompt and generation so far).
+        tokens: usize,
+        /// The context length.
+        context: usize,
+    },
+    /// A chat template failed to compile or render.
+    #[error("chat template from {origin}: {reason}")]
+    ChatTemplate {
+        /// Where the template came from (file and key, or configuration).
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A GGUF file is malformed or lacks what was asked of it.
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
+    /// Quantized weights are malformed or a kernel was misused.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
     /// The compute backend failed or is not compiled in.
     #[error("backend: {0}")]
     Backend(String),

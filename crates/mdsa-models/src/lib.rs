@@ -5,10 +5,14 @@
 //!   Hugging Face Hub id) resolved to files on disk through the hf-hub cache.
 //! - [`gguf`]: GGUF files (header, metadata, tensor infos, data through mmap)
 //!   and their embedded tokenizers.
+//! - [`quant`]: linear layers computing directly on GGUF quantized blocks
+//!   (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) with run-time-selected SIMD kernels.
 //! - [`weights`]: safetensors through mmap, converted to the working dtype with
 //!   every tensor's shape checked against the configuration.
 //! - [`arch`]: architectures as burn modules, one file each.
 //! - [`tokenizer`]: `tokenizer.json` with per-batch padding.
+//! - [`chat`]: a model's own chat template, rendered with minijinja in a sandbox.
+//! - [`generate`]: sampling, stop conditions and UTF-8-safe streaming.
 //! - [`embedder`]: the [`Embedder`] interface and the BERT sentence encoder.
 //! - [`backend`]: the burn backend chosen by cargo features (`flex`, `wgpu`, `cuda`).
 //!
@@ -17,9 +21,12 @@
 
 pub mod arch;
 pub mod backend;
+pub mod chat;
 pub mod embedder;
 mod error;
+pub mod generate;
 pub mod gguf;
+pub mod quant;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

@@ -121,6 +121,43 @@ impl TextTokenizer {
         })
     }
 
+    /// Decodes ids back into text; special tokens are dropped when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.path.clone(),
+                reason: format!("decoding {} ids: {e}", ids.len()),
+            })
+    }
+
+    /// Encodes text without adding special tokens (a rendered chat prompt already
+    /// has them) and without truncation.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.inner
+            .encode_fast(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::Encode {
+                index: 0,
+                reason: e.to_string(),
+            })
+    }
+
+    /// The token string of an id, if it is in the vocabulary.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The id of a token string such as `<|im_end|>`, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Number of tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Encodes one text into ids (with special tokens, truncated as configured).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         Ok(self.encode_batch(&[text])?.ids)

@@ -3,3 +3,4 @@
 //! forward pass but apart from it.
 
 pub mod bert;
+pub mod llama;

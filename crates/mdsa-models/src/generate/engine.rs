@@ -53,6 +53,9 @@ pub struct DecoderOptions {
     pub device: Option<Device>,
     /// A chat template that replaces (or supplies) the model's own.
     pub chat_template: Option<String>,
+    /// Cap on prompt plus answer in tokens, below the model's own context length
+    /// (a smaller KV cache per request).
+    pub max_context: Option<usize>,
 }
 
 /// A decoder language model with its tokenizer and chat template.
@@ -64,6 +67,7 @@ pub struct DecoderGenerator {
     eos_ids: HashSet<u32>,
     bos_id: Option<u32>,
     add_bos: bool,
+    context: usize,
     source: String,
 }
 
@@ -120,7 +124,13 @@ impl DecoderGenerator {
                 eos_ids.insert(id);
             }
         }
+        let context = options
+            .max_context
+            .map_or(model.config().context_length, |cap| {
+                cap.clamp(2, model.config().context_length)
+            });
         Ok(Self {
+            context,
             model,
             tokenizer,
             template,
@@ -278,7 +288,7 @@ impl TextGenerator for DecoderGenerator {
     }
 
     fn context_length(&self) -> usize {
-        self.model.config().context_length
+        self.context
     }
 }
 

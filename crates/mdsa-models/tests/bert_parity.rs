@@ -4,6 +4,9 @@
 //! The model comes from the Hugging Face cache that `cargo xtask fetch-models`
 //! fills; `cargo xtask ci` runs that first.
 
+// Tests and benches report the figures they measure.
+#![allow(clippy::print_stderr)]
+
 use std::sync::OnceLock;
 
 use mdsa_models::source::{ModelRef, ResolveOptions};

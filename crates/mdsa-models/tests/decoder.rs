@@ -2,6 +2,9 @@
 //! transformers (fixture: scripts/reference/smollm2_generation.py), the quantized
 //! path on its own terms, and the generation loop's contract.
 
+// Tests and benches report the figures they measure.
+#![allow(clippy::print_stderr)]
+
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 

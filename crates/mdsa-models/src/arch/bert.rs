@@ -68,7 +68,11 @@ impl BertConfig {
                 supported: "bert",
             });
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(ModelError::config(
                 path,
                 "num_attention_heads",

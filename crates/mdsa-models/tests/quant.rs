@@ -242,6 +242,101 @@ fn real_smollm2_weights_decode_and_multiply() {
     }
 }
 
+/// The SmolLM2 GGUF in the Hugging Face cache, when `cargo xtask fetch-models`
+/// (or a download) put it there.
+fn smollm2_gguf() -> Option<PathBuf> {
+    let hub = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
+    let snapshots = hub.join("models--QuantFactory--SmolLM2-135M-Instruct-GGUF/snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .find(|p| p.is_file())
+}
+
+/// The GGUF file as a byte owner for [`QuantBytes::from_shared`] (the mmap is
+/// borrowed, not copied).
+struct FileBytes(mdsa_models::gguf::GgufFile);
+
+impl AsRef<[u8]> for FileBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+#[test]
+fn whole_smollm2_tensors_from_the_gguf_file_when_present() {
+    let Some(path) = smollm2_gguf() else {
+        return; // Not fetched: the committed fixtures above still cover real weights.
+    };
+    let file = Arc::new(FileBytes(
+        mdsa_models::gguf::GgufFile::open(&path).expect("valid GGUF"),
+    ));
+    let meta = read_json("quant_smollm2.json");
+    let mut rng = Rng(11);
+    for t in meta["tensors"].as_array().expect("tensors") {
+        let name = t["name"].as_str().unwrap();
+        let info = file.0.tensor(name).expect("tensor in file").clone();
+        let shape = info.shape_row_major();
+        let (rows, cols) = (shape[0], shape[1]);
+        let m = QuantMatrix::from_ggml(
+            info.ggml_type().id(),
+            rows,
+            cols,
+            QuantBytes::from_shared(Arc::clone(&file), info.data_range()).unwrap(),
+        )
+        .expect(name);
+        assert_eq!(
+            m.bytes().as_ptr(),
+            file.0.bytes()[info.data_range()].as_ptr(),
+            "{name} is not copied"
+        );
+        // The fixture's rows are this file's first rows.
+        let raw = std::fs::read(fixture(t["f32_file"].as_str().unwrap())).unwrap();
+        let fixture_rows = t["rows"].as_u64().unwrap() as usize;
+        let mut row = vec![0f32; cols];
+        for r in 0..fixture_rows {
+            m.dequantize_row_into(r, &mut row).unwrap();
+            for (c, v) in row.iter().enumerate() {
+                let at = (r * cols + c) * 4;
+                let want = f32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+                assert_eq!(v.to_bits(), want.to_bits(), "{name} [{r}, {c}]");
+            }
+        }
+        // The whole tensor through every kernel (the 49152-row head only
+        // through the fast ones: the scalar path is slow in a debug build).
+        if rows > 4096 {
+            let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+            let mut a = vec![0f32; rows];
+            let mut b = vec![0f32; rows];
+            m.matmul(&x, 1, &mut a).unwrap();
+            m.matmul_with(Kernel::best(), &x, 1, &mut b).unwrap();
+            assert_eq!(a, b);
+            continue;
+        }
+        let w = m.dequantize();
+        let n = 3;
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
+        let (want, bound) = reference(&w, rows, cols, &x, n, m.format().block_size());
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let mut out = vec![0f32; n * rows];
+            m.matmul_with(kernel, &x, n, &mut out).unwrap();
+            for (j, ((o, w), b)) in out.iter().zip(&want).zip(&bound).enumerate() {
+                assert!(
+                    (o - w).abs() <= *b,
+                    "{name} {} output {j}: {o} vs {w} (bound {b})",
+                    kernel.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_kernel_agrees_with_scalar_and_f32_on_every_format() {
     let mut rng = Rng(42);

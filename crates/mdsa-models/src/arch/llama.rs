@@ -23,6 +23,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::quant::{BlockFormat, QuantBytes, QuantMatrix};
+use crate::weights::SafetensorsWeights;
 
 /// Decoder architectures this module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +170,113 @@ impl DecoderConfig {
     }
 }
 
+/// The fields of a Hugging Face `config.json` for llama-family decoders.
+#[derive(Debug, serde::Deserialize)]
+struct HfConfig {
+    model_type: String,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    #[serde(default = "default_rms_eps")]
+    rms_norm_eps: f32,
+    #[serde(default = "default_rope_theta")]
+    rope_theta: f32,
+    #[serde(default)]
+    rope_scaling: Option<HfRopeScaling>,
+    #[serde(default = "default_context")]
+    max_position_embeddings: usize,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HfRopeScaling {
+    #[serde(alias = "rope_type")]
+    r#type: String,
+    #[serde(default = "one")]
+    factor: f32,
+}
+
+fn default_rms_eps() -> f32 {
+    1e-6
+}
+fn default_rope_theta() -> f32 {
+    10_000.0
+}
+fn default_context() -> usize {
+    2048
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl DecoderConfig {
+    /// Reads a Hugging Face `config.json` (`model_type` llama, mistral or qwen2).
+    pub fn from_hf_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let hf: HfConfig = serde_json::from_str(&text)
+            .map_err(|e| ModelError::config(path, "(json)", e.to_string()))?;
+        let architecture = Architecture::parse(&hf.model_type, path)?;
+        let num_kv_heads = hf.num_key_value_heads.unwrap_or(hf.num_attention_heads);
+        if hf.num_attention_heads == 0
+            || num_kv_heads == 0
+            || !hf.num_attention_heads.is_multiple_of(num_kv_heads)
+        {
+            return Err(ModelError::config(
+                path,
+                "num_key_value_heads",
+                format!(
+                    "num_attention_heads {} is not a multiple of num_key_value_heads {num_kv_heads}",
+                    hf.num_attention_heads
+                ),
+            ));
+        }
+        let head_dim = hf
+            .head_dim
+            .unwrap_or(hf.hidden_size / hf.num_attention_heads);
+        if head_dim * hf.num_attention_heads != hf.hidden_size {
+            return Err(ModelError::config(
+                path,
+                "head_dim",
+                format!(
+                    "head_dim {head_dim} × num_attention_heads {} must equal hidden_size {}",
+                    hf.num_attention_heads, hf.hidden_size
+                ),
+            ));
+        }
+        let rope_scale = match &hf.rope_scaling {
+            None => 1.0,
+            Some(s) if s.r#type == "linear" => s.factor,
+            Some(s) => {
+                return Err(ModelError::config(
+                    path,
+                    "rope_scaling",
+                    format!(
+                        "RoPE scaling {:?} is not supported (none, linear)",
+                        s.r#type
+                    ),
+                ));
+            }
+        };
+        Ok(Self {
+            architecture,
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            num_layers: hf.num_hidden_layers,
+            num_heads: hf.num_attention_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: hf.rms_norm_eps,
+            rope_theta: hf.rope_theta,
+            rope_scale,
+            context_length: hf.max_position_embeddings,
+        })
+    }
+}
+
 /// A linear layer `y = x Wᵀ + b` in one of two representations.
 #[derive(Debug)]
 enum LinearWeight {
@@ -294,65 +402,79 @@ impl DecoderModel {
         let config = DecoderConfig::from_gguf(&file)?;
         let bytes = Arc::new(GgufBytes(Arc::clone(&file)));
         let loader = Loader {
-            file: &file,
-            bytes,
+            source: Source::Gguf { file: &file, bytes },
             format,
             device,
         };
+        // llama.cpp permutes llama's Q/K rows for adjacent-pair RoPE; qwen2 is not permuted.
+        let interleaved = config.architecture != Architecture::Qwen2;
+        Self::build(config, &loader, interleaved)
+    }
+
+    /// Loads a decoder from Hugging Face safetensors described by `config`
+    /// (see [`DecoderConfig::from_hf_file`]).
+    pub fn from_safetensors(
+        config: DecoderConfig,
+        weights: &SafetensorsWeights,
+        format: WeightFormat,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let loader = Loader {
+            source: Source::Safetensors(weights),
+            format,
+            device,
+        };
+        Self::build(config, &loader, false)
+    }
+
+    fn build(
+        config: DecoderConfig,
+        loader: &Loader<'_>,
+        interleaved_rope: bool,
+    ) -> Result<Self, ModelError> {
+        let device = loader.device;
+        let names = loader.names();
         let h = config.hidden_size;
+        let ffn = config.intermediate_size;
+        let kv = config.num_kv_heads * config.head_dim;
         let qkv_bias = config.architecture == Architecture::Qwen2;
         let blocks = (0..config.num_layers)
             .map(|i| {
-                let p = format!("blk.{i}");
-                let kv = config.num_kv_heads * config.head_dim;
+                let n = |part: Part| names.layer(i, part);
                 Ok(Block {
-                    attn_norm: loader.vector(&format!("{p}.attn_norm.weight"), h)?,
-                    q: loader.linear(&format!("{p}.attn_q"), h, h, qkv_bias)?,
-                    k: loader.linear(&format!("{p}.attn_k"), h, kv, qkv_bias)?,
-                    v: loader.linear(&format!("{p}.attn_v"), h, kv, qkv_bias)?,
-                    o: loader.linear(&format!("{p}.attn_output"), h, h, false)?,
-                    ffn_norm: loader.vector(&format!("{p}.ffn_norm.weight"), h)?,
-                    gate: loader.linear(
-                        &format!("{p}.ffn_gate"),
-                        h,
-                        config.intermediate_size,
-                        false,
-                    )?,
-                    up: loader.linear(
-                        &format!("{p}.ffn_up"),
-                        h,
-                        config.intermediate_size,
-                        false,
-                    )?,
-                    down: loader.linear(
-                        &format!("{p}.ffn_down"),
-                        config.intermediate_size,
-                        h,
-                        false,
-                    )?,
+                    attn_norm: loader.vector(&format!("{}.weight", n(Part::AttnNorm)), h)?,
+                    q: loader.linear(&n(Part::Q), h, h, qkv_bias)?,
+                    k: loader.linear(&n(Part::K), h, kv, qkv_bias)?,
+                    v: loader.linear(&n(Part::V), h, kv, qkv_bias)?,
+                    o: loader.linear(&n(Part::O), h, h, false)?,
+                    ffn_norm: loader.vector(&format!("{}.weight", n(Part::FfnNorm)), h)?,
+                    gate: loader.linear(&n(Part::Gate), h, ffn, false)?,
+                    up: loader.linear(&n(Part::Up), h, ffn, false)?,
+                    down: loader.linear(&n(Part::Down), ffn, h, false)?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let embedding = match loader.matrix("token_embd.weight", config.vocab_size, h)? {
+        let embedding_name = format!("{}.weight", names.embedding());
+        let embedding = match loader.matrix(&embedding_name, config.vocab_size, h)? {
             Matrix::Quantized(m) => EmbeddingWeight::Quantized(m),
             Matrix::Dense(rows) => EmbeddingWeight::Dense(Tensor::from_data(
                 TensorData::new(rows, [config.vocab_size, h]),
                 device,
             )),
         };
-        // Tied embeddings: without `output.weight` the head is the embedding table.
-        let head_name = if file.tensor("output.weight").is_some() {
-            "output"
+        // Tied embeddings: without an output weight the head is the embedding table.
+        let head_name = if loader.contains(&format!("{}.weight", names.head())) {
+            names.head()
         } else {
-            "token_embd"
+            names.embedding()
         };
         let head = loader.linear(head_name, h, config.vocab_size, false)?;
         let (rope_cos, rope_sin) = rope_tables(&config, device);
         let mut model = Self {
-            interleaved_rope: config.architecture != Architecture::Qwen2,
+            interleaved_rope,
             embedding,
             blocks,
-            norm: loader.vector("output_norm.weight", h)?,
+            norm: loader.vector(&format!("{}.weight", names.final_norm()), h)?,
             head,
             rope_cos,
             rope_sin,
@@ -599,62 +721,175 @@ enum Matrix {
     Dense(Vec<f32>),
 }
 
+/// Where weights are read from.
+enum Source<'a> {
+    Gguf {
+        file: &'a GgufFile,
+        bytes: Arc<GgufBytes>,
+    },
+    Safetensors(&'a SafetensorsWeights),
+}
+
+/// The parts of a block, named differently by GGUF and Hugging Face.
+#[derive(Clone, Copy)]
+enum Part {
+    AttnNorm,
+    Q,
+    K,
+    V,
+    O,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
+}
+
+/// Tensor naming of one file format.
+#[derive(Clone, Copy)]
+enum Names {
+    Gguf,
+    HuggingFace,
+}
+
+impl Names {
+    fn layer(self, i: usize, part: Part) -> String {
+        let (gguf, hf) = match part {
+            Part::AttnNorm => ("attn_norm", "input_layernorm"),
+            Part::Q => ("attn_q", "self_attn.q_proj"),
+            Part::K => ("attn_k", "self_attn.k_proj"),
+            Part::V => ("attn_v", "self_attn.v_proj"),
+            Part::O => ("attn_output", "self_attn.o_proj"),
+            Part::FfnNorm => ("ffn_norm", "post_attention_layernorm"),
+            Part::Gate => ("ffn_gate", "mlp.gate_proj"),
+            Part::Up => ("ffn_up", "mlp.up_proj"),
+            Part::Down => ("ffn_down", "mlp.down_proj"),
+        };
+        match self {
+            Self::Gguf => format!("blk.{i}.{gguf}"),
+            Self::HuggingFace => format!("model.layers.{i}.{hf}"),
+        }
+    }
+
+    fn embedding(self) -> &'static str {
+        match self {
+            Self::Gguf => "token_embd",
+            Self::HuggingFace => "model.embed_tokens",
+        }
+    }
+
+    fn head(self) -> &'static str {
+        match self {
+            Self::Gguf => "output",
+            Self::HuggingFace => "lm_head",
+        }
+    }
+
+    fn final_norm(self) -> &'static str {
+        match self {
+            Self::Gguf => "output_norm",
+            Self::HuggingFace => "model.norm",
+        }
+    }
+}
+
 struct Loader<'a> {
-    file: &'a GgufFile,
-    bytes: Arc<GgufBytes>,
+    source: Source<'a>,
     format: WeightFormat,
     device: &'a Device,
 }
 
 impl Loader<'_> {
-    /// A `[rows, cols]` matrix (GGUF dims `[cols, rows]`) in the requested format.
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
-        let info = self.file.require_tensor(name)?;
+    fn names(&self) -> Names {
+        match self.source {
+            Source::Gguf { .. } => Names::Gguf,
+            Source::Safetensors(_) => Names::HuggingFace,
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match &self.source {
+            Source::Gguf { file, .. } => file.tensor(name).is_some(),
+            Source::Safetensors(weights) => weights.contains(name),
+        }
+    }
+
+    /// Row-major f32 values of an unquantized tensor with the given shape.
+    fn read_dense(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+        match &self.source {
+            Source::Safetensors(weights) => weights.read_f32(name, shape),
+            Source::Gguf { file, .. } => {
+                let info = file.require_tensor(name)?;
+                let found = info.shape_row_major();
+                if found != shape {
+                    return Err(ModelError::Shape {
+                        path: file.path().to_path_buf(),
+                        name: name.to_string(),
+                        expected: shape.to_vec(),
+                        found,
+                    });
+                }
+                Ok(file.read_f32(name)?)
+            }
+        }
+    }
+
+    /// GGUF blocks of a quantized `[rows, cols]` tensor, borrowed from the mmap;
+    /// `None` for unquantized tensors and safetensors.
+    fn stored_blocks(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<QuantMatrix>, ModelError> {
+        let Source::Gguf { file, bytes } = &self.source else {
+            return Ok(None);
+        };
+        let info = file.require_tensor(name)?;
         let found = info.shape_row_major();
         if found != [rows, cols] {
             return Err(ModelError::Shape {
-                path: self.file.path().to_path_buf(),
+                path: file.path().to_path_buf(),
                 name: name.to_string(),
                 expected: vec![rows, cols],
                 found,
             });
         }
         let ty = info.ggml_type();
-        let stored = match ty {
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => None,
-            _ => Some(QuantMatrix::new(
-                BlockFormat::from_ggml_id(ty.id()).ok_or_else(|| ModelError::DType {
-                    path: self.file.path().to_path_buf(),
-                    name: name.to_string(),
-                    found: ty.name().to_string(),
-                })?,
-                rows,
-                cols,
-                QuantBytes::from_shared(Arc::clone(&self.bytes), info.data_range())?,
-            )?),
-        };
+        if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            return Ok(None);
+        }
+        let format = BlockFormat::from_ggml_id(ty.id()).ok_or_else(|| ModelError::DType {
+            path: file.path().to_path_buf(),
+            name: name.to_string(),
+            found: ty.name().to_string(),
+        })?;
+        let data = QuantBytes::from_shared(Arc::clone(bytes), info.data_range())?;
+        Ok(Some(QuantMatrix::new(format, rows, cols, data)?))
+    }
+
+    /// A `[rows, cols]` matrix (GGUF dims `[cols, rows]`) in the requested format.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        let stored = self.stored_blocks(name, rows, cols)?;
         let dense = |stored: Option<QuantMatrix>| -> Result<Vec<f32>, ModelError> {
             match stored {
                 Some(m) => Ok(m.dequantize()),
-                None => Ok(self.file.read_f32(name)?),
+                None => self.read_dense(name, &[rows, cols]),
             }
         };
-        Ok(match (self.format, stored) {
-            (WeightFormat::Stored, Some(m)) => Matrix::Quantized(m),
-            (WeightFormat::Int8, stored) => Matrix::Quantized(QuantMatrix::quantize(
-                BlockFormat::Q8_0,
+        let requantized = |format, stored| -> Result<Matrix, ModelError> {
+            Ok(Matrix::Quantized(QuantMatrix::quantize(
+                format,
                 rows,
                 cols,
                 &dense(stored)?,
-            )?),
-            (WeightFormat::Int4, stored) => Matrix::Quantized(QuantMatrix::quantize(
-                BlockFormat::Q4_0,
-                rows,
-                cols,
-                &dense(stored)?,
-            )?),
-            (_, stored) => Matrix::Dense(dense(stored)?),
-        })
+            )?))
+        };
+        match (self.format, stored) {
+            (WeightFormat::Stored, Some(m)) => Ok(Matrix::Quantized(m)),
+            (WeightFormat::Int8, stored) => requantized(BlockFormat::Q8_0, stored),
+            (WeightFormat::Int4, stored) => requantized(BlockFormat::Q4_0, stored),
+            (_, stored) => Ok(Matrix::Dense(dense(stored)?)),
+        }
     }
 
     fn linear(
@@ -693,15 +928,7 @@ impl Loader<'_> {
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>, ModelError> {
-        let values = self.file.read_f32(name)?;
-        if values.len() != len {
-            return Err(ModelError::Shape {
-                path: self.file.path().to_path_buf(),
-                name: name.to_string(),
-                expected: vec![len],
-                found: vec![values.len()],
-            });
-        }
+        let values = self.read_dense(name, &[len])?;
         Ok(Tensor::from_data(
             TensorData::new(values, [len]),
             self.device,

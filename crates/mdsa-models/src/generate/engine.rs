@@ -13,12 +13,13 @@ use burn::tensor::Device;
 use super::detokenize::IncrementalDecoder;
 use super::params::{FinishReason, GenerationOutput, GenerationParams, Timings, Usage};
 use super::sampling::Sampler;
-use crate::arch::llama::{DecoderModel, WeightFormat};
+use crate::arch::llama::{DecoderConfig, DecoderModel, WeightFormat};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
 use crate::tokenizer::TextTokenizer;
+use crate::weights::SafetensorsWeights;
 
 /// Writes text from prompts. Shared between threads; each call keeps its own KV
 /// cache, so concurrent generations do not interfere, and a cancelled or finished
@@ -72,7 +73,9 @@ pub struct DecoderGenerator {
 }
 
 impl DecoderGenerator {
-    /// Loads a decoder from a model reference (a `.gguf` file or a Hub id naming one).
+    /// Loads a decoder from a model reference: a `.gguf` file (or a Hub id naming
+    /// one), or a Hugging Face directory with `config.json`, `tokenizer.json`,
+    /// safetensors weights and (for chat) `tokenizer_config.json`.
     pub fn load(
         model: &ModelRef,
         resolve: &ResolveOptions,
@@ -80,45 +83,83 @@ impl DecoderGenerator {
     ) -> Result<Self, ModelError> {
         match model.resolve(resolve)? {
             ResolvedModel::Gguf { path } => Self::from_gguf(&path, options),
-            ResolvedModel::SafetensorsDir { config, .. } => Err(ModelError::config(
-                &config,
-                "format",
-                "decoders load from GGUF files in this version; name a .gguf file (org/name:file.gguf)",
-            )),
+            ResolvedModel::SafetensorsDir {
+                dir,
+                config,
+                tokenizer,
+                tokenizer_config,
+                weights,
+                ..
+            } => {
+                let tokenizer = tokenizer.ok_or_else(|| {
+                    ModelError::io(
+                        dir.join("tokenizer.json"),
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "a decoder needs tokenizer.json",
+                        ),
+                    )
+                })?;
+                let config = DecoderConfig::from_hf_file(&config)?;
+                let weights = SafetensorsWeights::open(&weights)?;
+                let device = device_of(options);
+                let model =
+                    DecoderModel::from_safetensors(config, &weights, options.format, &device)?;
+                let tokenizer = TextTokenizer::from_file(&tokenizer, None)?;
+                let special = match tokenizer_config {
+                    Some(path) => HfTokenizerConfig::read(&path)?,
+                    None => HfTokenizerConfig::default(),
+                };
+                let token_id =
+                    |t: &Option<String>| t.as_deref().and_then(|t| tokenizer.token_to_id(t));
+                let parts = Parts {
+                    bos_id: token_id(&special.bos_token),
+                    eos_id: token_id(&special.eos_token),
+                    add_bos: special.add_bos_token,
+                    template: special.chat_template,
+                    origin: format!("{}: tokenizer_config.json chat_template", dir.display()),
+                    source: dir.display().to_string(),
+                };
+                Self::assemble(model, tokenizer, parts, options)
+            }
         }
     }
 
     /// Loads a decoder from a GGUF file.
     pub fn from_gguf(path: &Path, options: &DecoderOptions) -> Result<Self, ModelError> {
         let file = Arc::new(GgufFile::open(path)?);
-        let device = options
-            .device
-            .clone()
-            .unwrap_or_else(crate::embedder::default_device);
         let (tokenizer, info) = file.text_tokenizer()?;
-        let model = DecoderModel::from_gguf(Arc::clone(&file), options.format, &device)?;
+        let model =
+            DecoderModel::from_gguf(Arc::clone(&file), options.format, &device_of(options))?;
+        let parts = Parts {
+            bos_id: info.bos_token_id,
+            eos_id: info.eos_token_id,
+            add_bos: info.add_bos_token,
+            template: info.chat_template,
+            origin: format!("{}: tokenizer.chat_template", path.display()),
+            source: path.display().to_string(),
+        };
+        Self::assemble(model, tokenizer, parts, options)
+    }
+
+    fn assemble(
+        model: DecoderModel,
+        tokenizer: TextTokenizer,
+        parts: Parts,
+        options: &DecoderOptions,
+    ) -> Result<Self, ModelError> {
         let token = |id: Option<u32>| {
             id.and_then(|id| tokenizer.id_to_token(id))
                 .unwrap_or_default()
         };
-        let origin = format!("{}: tokenizer.chat_template", path.display());
-        let template = match (&options.chat_template, &info.chat_template) {
-            (Some(source), _) => Some(ChatTemplate::new(
-                source,
-                token(info.bos_token_id),
-                token(info.eos_token_id),
-                "configuration",
-            )?),
-            (None, Some(source)) => Some(ChatTemplate::new(
-                source,
-                token(info.bos_token_id),
-                token(info.eos_token_id),
-                origin,
-            )?),
+        let (bos, eos) = (token(parts.bos_id), token(parts.eos_id));
+        let template = match (&options.chat_template, &parts.template) {
+            (Some(source), _) => Some(ChatTemplate::new(source, bos, eos, "configuration")?),
+            (None, Some(source)) => Some(ChatTemplate::new(source, bos, eos, parts.origin)?),
             (None, None) => None,
         };
         // Chat models end a turn with their own marker (`<|im_end|>`) as well as EOS.
-        let mut eos_ids: HashSet<u32> = info.eos_token_id.into_iter().collect();
+        let mut eos_ids: HashSet<u32> = parts.eos_id.into_iter().collect();
         for marker in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
             if let Some(id) = tokenizer.token_to_id(marker) {
                 eos_ids.insert(id);
@@ -135,9 +176,9 @@ impl DecoderGenerator {
             tokenizer,
             template,
             eos_ids,
-            bos_id: info.bos_token_id,
-            add_bos: info.add_bos_token,
-            source: path.display().to_string(),
+            bos_id: parts.bos_id,
+            add_bos: parts.add_bos,
+            source: parts.source,
         })
     }
 
@@ -290,6 +331,59 @@ impl TextGenerator for DecoderGenerator {
     fn context_length(&self) -> usize {
         self.context
     }
+}
+
+/// What a model file says about its tokens and template, whatever its format.
+struct Parts {
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    add_bos: bool,
+    template: Option<String>,
+    origin: String,
+    source: String,
+}
+
+fn device_of(options: &DecoderOptions) -> Device {
+    options
+        .device
+        .clone()
+        .unwrap_or_else(crate::embedder::default_device)
+}
+
+/// The parts of `tokenizer_config.json` a decoder needs.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HfTokenizerConfig {
+    #[serde(default)]
+    chat_template: Option<String>,
+    #[serde(default, deserialize_with = "token_string")]
+    bos_token: Option<String>,
+    #[serde(default, deserialize_with = "token_string")]
+    eos_token: Option<String>,
+    #[serde(default)]
+    add_bos_token: bool,
+}
+
+impl HfTokenizerConfig {
+    fn read(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| ModelError::config(path, "(json)", e.to_string()))
+    }
+}
+
+/// A special token written as `"<s>"` or as `{"content": "<s>", ...}`.
+fn token_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Token {
+        Text(String),
+        Added { content: String },
+    }
+    let token: Option<Token> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(token.map(|t| match t {
+        Token::Text(text) | Token::Added { content: text } => text,
+    }))
 }
 
 /// Length of `text` that cannot be the beginning of a stop string.

@@ -6,10 +6,10 @@ use std::path::Path;
 use safetensors::{Dtype, View};
 
 /// Raw bytes of one tensor in a given dtype.
-pub struct Raw {
-    pub dtype: Dtype,
-    pub shape: Vec<usize>,
-    pub bytes: Vec<u8>,
+pub(crate) struct Raw {
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl View for &Raw {
@@ -28,7 +28,7 @@ impl View for &Raw {
 }
 
 /// f32 values encoded in `dtype` (F32, F16, BF16, or I64 for bad-dtype tests).
-pub fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
+pub(crate) fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
     match dtype {
         Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         Dtype::F16 => values
@@ -48,7 +48,7 @@ pub fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
 }
 
 /// Writes named tensors to a safetensors file.
-pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Raw>) {
+pub(crate) fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Raw>) {
     safetensors::serialize_to_file(tensors.iter().map(|(k, v)| (k.as_str(), v)), None, path)
         .unwrap();
 }

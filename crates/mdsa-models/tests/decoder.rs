@@ -319,3 +319,42 @@ fn bad_requests_are_clear_errors() {
             .contains("top_p")
     );
 }
+
+/// qwen2 (Q/K/V bias, rotate-half RoPE, Q4_K/Q5_0/Q6_K blocks) against transformers'
+/// greedy answer for the same GGUF and prompt. Opt-in: needs
+/// `cargo xtask fetch-models --all` (a 491 MB model).
+#[test]
+#[ignore = "needs the optional Qwen2.5-Coder model: cargo xtask fetch-models --all"]
+fn qwen2_matches_transformers_greedy_answer() {
+    let model: ModelRef =
+        "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF:qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+            .parse()
+            .unwrap();
+    let qwen = DecoderGenerator::load(
+        &model,
+        &ResolveOptions::offline(),
+        &DecoderOptions::default(),
+    )
+    .unwrap();
+    let prompt = qwen
+        .render_chat(&[ChatMessage::user("How do I reverse a list in Python?")])
+        .unwrap();
+    let ids = qwen.encode_prompt(&prompt).unwrap();
+    // From transformers 5.24 (GGUF dequantised to f32), greedy, 20 new tokens.
+    assert_eq!(ids.len(), 38);
+    assert_eq!(
+        ids[..12],
+        [
+            151644, 8948, 198, 2610, 525, 1207, 16948, 11, 3465, 553, 54364, 14817
+        ]
+    );
+    let params = GenerationParams {
+        max_tokens: 20,
+        ..GenerationParams::default()
+    };
+    let out = qwen
+        .generate(&prompt, &params, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(out.text, "How can I reverse a list in Python?");
+    assert_eq!(out.finish_reason, FinishReason::Eos);
+}

@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
-use crate::quant::{BlockFormat, QuantBytes, QuantMatrix};
+use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
 use crate::weights::SafetensorsWeights;
 
 /// Decoder architectures this module runs.
@@ -721,6 +721,14 @@ enum Matrix {
     Dense(Vec<f32>),
 }
 
+/// A quantized tensor as read from a GGUF file.
+enum Stored {
+    /// Blocks the quantized kernels multiply directly.
+    Blocks(QuantMatrix),
+    /// Dequantized values of a format without kernels.
+    Values(Vec<f32>),
+}
+
 /// Where weights are read from.
 enum Source<'a> {
     Gguf {
@@ -833,14 +841,9 @@ impl Loader<'_> {
         }
     }
 
-    /// GGUF blocks of a quantized `[rows, cols]` tensor, borrowed from the mmap;
-    /// `None` for unquantized tensors and safetensors.
-    fn stored_blocks(
-        &self,
-        name: &str,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Option<QuantMatrix>, ModelError> {
+    /// A quantized GGUF tensor as stored: blocks the kernels multiply, or values
+    /// of a format without kernels; `None` for unquantized tensors and safetensors.
+    fn stored(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Stored>, ModelError> {
         let Source::Gguf { file, bytes } = &self.source else {
             return Ok(None);
         };
@@ -858,21 +861,33 @@ impl Loader<'_> {
         if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Ok(None);
         }
-        let format = BlockFormat::from_ggml_id(ty.id()).ok_or_else(|| ModelError::DType {
-            path: file.path().to_path_buf(),
-            name: name.to_string(),
-            found: ty.name().to_string(),
-        })?;
-        let data = QuantBytes::from_shared(Arc::clone(bytes), info.data_range())?;
-        Ok(Some(QuantMatrix::new(format, rows, cols, data)?))
+        if let Some(format) = BlockFormat::from_ggml_id(ty.id()) {
+            let data = QuantBytes::from_shared(Arc::clone(bytes), info.data_range())?;
+            return Ok(Some(Stored::Blocks(QuantMatrix::new(
+                format, rows, cols, data,
+            )?)));
+        }
+        let mut values = vec![0.0f32; rows * cols];
+        if dequantize_legacy(ty.id(), file.tensor_data(info), &mut values)? {
+            return Ok(Some(Stored::Values(values)));
+        }
+        Err(ModelError::config(
+            file.path(),
+            name,
+            format!(
+                "GGUF type {} is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
+                ty.name()
+            ),
+        ))
     }
 
     /// A `[rows, cols]` matrix (GGUF dims `[cols, rows]`) in the requested format.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
-        let stored = self.stored_blocks(name, rows, cols)?;
-        let dense = |stored: Option<QuantMatrix>| -> Result<Vec<f32>, ModelError> {
+        let stored = self.stored(name, rows, cols)?;
+        let dense = |stored: Option<Stored>| -> Result<Vec<f32>, ModelError> {
             match stored {
-                Some(m) => Ok(m.dequantize()),
+                Some(Stored::Blocks(m)) => Ok(m.dequantize()),
+                Some(Stored::Values(values)) => Ok(values),
                 None => self.read_dense(name, &[rows, cols]),
             }
         };
@@ -885,7 +900,11 @@ impl Loader<'_> {
             )?))
         };
         match (self.format, stored) {
-            (WeightFormat::Stored, Some(m)) => Ok(Matrix::Quantized(m)),
+            (WeightFormat::Stored, Some(Stored::Blocks(m))) => Ok(Matrix::Quantized(m)),
+            // No kernels for this format: Q8_0 keeps its 5 bits and stays compact.
+            (WeightFormat::Stored | WeightFormat::Int8, stored @ Some(Stored::Values(_))) => {
+                requantized(BlockFormat::Q8_0, stored)
+            }
             (WeightFormat::Int8, stored) => requantized(BlockFormat::Q8_0, stored),
             (WeightFormat::Int4, stored) => requantized(BlockFormat::Q4_0, stored),
             (_, stored) => Ok(Matrix::Dense(dense(stored)?)),

@@ -252,7 +252,9 @@ impl TextGenerator for DecoderGenerator {
         // Text held back because it might be the start of a stop string.
         let mut emitted = 0usize;
 
-        let mut logits = self.model.forward(&prompt_ids, &mut cache)?;
+        // The quantized kernels fork onto rayon's workers; running the whole step
+        // there saves a cross-thread hand-off per matmul.
+        let mut logits = crate::quant::run_in_pool(|| self.model.forward(&prompt_ids, &mut cache))?;
         timings.prefill = started.elapsed();
         let mut decode_started = None;
         while generated.len() < max_tokens {
@@ -295,7 +297,7 @@ impl TextGenerator for DecoderGenerator {
             if finish == FinishReason::Stop || generated.len() == max_tokens {
                 break;
             }
-            logits = self.model.forward(&[token], &mut cache)?;
+            logits = crate::quant::run_in_pool(|| self.model.forward(&[token], &mut cache))?;
         }
         if finish != FinishReason::Cancelled && emitted < text.len() {
             let _ = on_text(&text[emitted..]);

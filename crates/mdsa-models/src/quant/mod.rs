@@ -16,6 +16,7 @@
 
 mod act;
 mod formats;
+mod legacy;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -29,6 +30,7 @@ use act::{ActBlocks, Activations, BlockQ8, BlockQ8K};
 pub use formats::{
     BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
 };
+pub use legacy::{GGML_Q5_0, GGML_Q5_1, dequantize_legacy};
 
 /// What can go wrong building or using a [`QuantMatrix`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

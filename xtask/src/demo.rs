@@ -6,7 +6,8 @@
 
 use crate::cmd::{cargo, step};
 
-const DEFAULT_PROMPT: &str = "What is the capital of France?";
+// The product's own example query (a medical question; routing lands with domains).
+const DEFAULT_PROMPT: &str = "I have a fever and a headache. What should I do?";
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let prompt = if args.is_empty() {

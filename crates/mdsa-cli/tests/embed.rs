@@ -1,14 +1,7 @@
 //! `mdsa embed` on the real router encoder (fetched by `cargo xtask fetch-models`).
 
-use std::process::Command;
-
-fn mdsa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mdsa"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the mdsa binary runs")
-}
+mod common;
+use common::mdsa;
 
 #[test]
 fn embed_json_gives_one_unit_vector_per_text() {

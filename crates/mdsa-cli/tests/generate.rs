@@ -1,14 +1,7 @@
 //! `mdsa generate` on the fetched SmolLM2 GGUF.
 
-use std::process::Command;
-
-fn mdsa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mdsa"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the mdsa binary runs")
-}
+mod common;
+use common::mdsa;
 
 #[test]
 fn generate_streams_text_and_reports_stats() {

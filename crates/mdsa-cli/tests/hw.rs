@@ -1,13 +1,7 @@
 //! `mdsa hw` run as a user runs it.
 
-use std::process::Command;
-
-fn mdsa(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mdsa"))
-        .args(args)
-        .output()
-        .expect("the mdsa binary runs")
-}
+mod common;
+use common::mdsa;
 
 #[test]
 fn hw_json_is_one_object_with_the_profile_and_budget() {

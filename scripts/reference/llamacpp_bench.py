@@ -42,7 +42,9 @@ def main() -> None:
     start = time.perf_counter()
     llm = Llama(model_path=path, n_ctx=2048, n_threads=threads, verbose=False)
     load = time.perf_counter() - start
-    text = f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n"
+    # The model's own chat template with its default system prompt, as mdsa renders it.
+    text = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+            f"Hugging Face<|im_end|>\n<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
     tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
     prefill, decode = [], []
     for _ in range(5):

@@ -358,3 +358,26 @@ fn qwen2_matches_transformers_greedy_answer() {
     assert_eq!(out.text, "How can I reverse a list in Python?");
     assert_eq!(out.finish_reason, FinishReason::Eos);
 }
+
+#[test]
+fn half_precision_weights_halve_memory_and_keep_the_answers() {
+    let f16 = load(WeightFormat::F16);
+    let f32_bytes = f32_model().model().resident_bytes();
+    let half_bytes = f16.model().resident_bytes();
+    assert!(
+        half_bytes * 100 <= f32_bytes * 51,
+        "f16 {half_bytes} vs f32 {f32_bytes}"
+    );
+    let (agree, total, max_diff) = compare_with_reference(&f16);
+    eprintln!("f16: top-1 agreement {agree}/{total}, max top-20 logit difference {max_diff:.4}");
+    assert!(agree * 100 >= total * 97, "top-1 agreement {agree}/{total}");
+    let bf16 = load(WeightFormat::BF16);
+    assert_eq!(bf16.model().resident_bytes(), half_bytes);
+    let prompt = bf16
+        .render_chat(&[ChatMessage::user("What is the capital of France?")])
+        .unwrap();
+    let out = bf16
+        .generate(&prompt, &greedy(), &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+}

@@ -39,7 +39,7 @@ pub(crate) struct GenerateArgs {
     /// Seed for reproducible sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// Weights in memory: `stored` (GGUF blocks, quantized kernels), `f32`, `int8` or `int4`.
+    /// Weights in memory: `stored` (GGUF blocks, quantized kernels), `f32`, `f16`, `bf16`, `int8` or `int4`.
     #[arg(long, default_value = "stored")]
     dtype: String,
     /// Where to run: `auto`, `cpu`, `gpu` or `gpu:N` (GPUs need a build with `--features wgpu` or `cuda`).

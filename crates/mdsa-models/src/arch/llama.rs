@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
-use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
+use crate::quant::{BlockFormat, HalfKind, HalfMatrix, QuantBytes, QuantMatrix, dequantize_legacy};
 use crate::weights::SafetensorsWeights;
 
 /// Decoder architectures this module runs.
@@ -62,6 +62,10 @@ pub enum WeightFormat {
     /// GGUF blocks as stored, multiplied by the quantized CPU kernels.
     #[default]
     Stored,
+    /// f16 (2 bytes per weight), widened to f32 as it is multiplied.
+    F16,
+    /// bf16 (2 bytes per weight), widened to f32 as it is multiplied.
+    BF16,
     /// Re-quantized to Q8_0 blocks (8.5 bits per weight).
     Int8,
     /// Re-quantized to Q4_0 blocks (4.5 bits per weight).
@@ -74,10 +78,12 @@ impl std::str::FromStr for WeightFormat {
         match s {
             "f32" => Ok(Self::F32),
             "stored" => Ok(Self::Stored),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::BF16),
             "int8" => Ok(Self::Int8),
             "int4" => Ok(Self::Int4),
             other => Err(format!(
-                "unknown dtype {other:?}: expected f32, stored, int8 or int4"
+                "unknown dtype {other:?}: expected f32, f16, bf16, stored, int8 or int4"
             )),
         }
     }
@@ -277,6 +283,45 @@ impl DecoderConfig {
     }
 }
 
+/// A weight matrix the CPU multiplies row by row: quantized blocks or 16-bit floats.
+#[derive(Debug)]
+enum Packed {
+    Blocks(QuantMatrix),
+    Half(HalfMatrix),
+}
+
+impl Packed {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Blocks(m) => m.rows(),
+            Self::Half(m) => m.rows(),
+        }
+    }
+
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        match self {
+            Self::Blocks(m) => m.matmul(x, n, out)?,
+            Self::Half(m) => m.matmul(x, n, out)?,
+        }
+        Ok(())
+    }
+
+    fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), ModelError> {
+        match self {
+            Self::Blocks(m) => m.dequantize_row_into(row, out)?,
+            Self::Half(m) => m.row_into(row, out)?,
+        }
+        Ok(())
+    }
+
+    fn resident_bytes(&self) -> usize {
+        match self {
+            Self::Blocks(m) => m.resident_bytes(),
+            Self::Half(m) => m.resident_bytes(),
+        }
+    }
+}
+
 /// A linear layer `y = x Wᵀ + b` in one of two representations.
 #[derive(Debug)]
 enum LinearWeight {
@@ -286,8 +331,8 @@ enum LinearWeight {
         bias: Option<Tensor<1>>,
     },
     /// `[out, in]` quantized blocks.
-    Quantized {
-        matrix: QuantMatrix,
+    Packed {
+        matrix: Packed,
         bias: Option<Tensor<1>>,
     },
 }
@@ -303,7 +348,7 @@ impl LinearWeight {
                     None => y,
                 })
             }
-            Self::Quantized { matrix, bias } => {
+            Self::Packed { matrix, bias } => {
                 let [n, _] = x.dims();
                 let device = x.device();
                 let input = tensor_to_vec(x)?;
@@ -324,7 +369,7 @@ impl LinearWeight {
             Self::Dense { weight, bias: b } => {
                 weight.dims().iter().product::<usize>() * 4 + bias(b)
             }
-            Self::Quantized { matrix, bias: b } => matrix.resident_bytes() + bias(b),
+            Self::Packed { matrix, bias: b } => matrix.resident_bytes() + bias(b),
         }
     }
 }
@@ -333,7 +378,7 @@ impl LinearWeight {
 #[derive(Debug)]
 enum EmbeddingWeight {
     Dense(Tensor<2>),
-    Quantized(QuantMatrix),
+    Packed(Packed),
 }
 
 #[derive(Debug)]
@@ -456,7 +501,7 @@ impl DecoderModel {
             .collect::<Result<Vec<_>, ModelError>>()?;
         let embedding_name = format!("{}.weight", names.embedding());
         let embedding = match loader.matrix(&embedding_name, config.vocab_size, h)? {
-            Matrix::Quantized(m) => EmbeddingWeight::Quantized(m),
+            Matrix::Packed(m) => EmbeddingWeight::Packed(m),
             Matrix::Dense(rows) => EmbeddingWeight::Dense(Tensor::from_data(
                 TensorData::new(rows, [config.vocab_size, h]),
                 device,
@@ -561,10 +606,10 @@ impl DecoderModel {
                 );
                 Ok(table.clone().select(0, ids))
             }
-            EmbeddingWeight::Quantized(matrix) => {
+            EmbeddingWeight::Packed(matrix) => {
                 let mut rows = vec![0.0f32; tokens.len() * h];
                 for (row, &token) in rows.chunks_exact_mut(h).zip(tokens) {
-                    matrix.dequantize_row_into(token as usize, row)?;
+                    matrix.row_into(token as usize, row)?;
                 }
                 Ok(Tensor::from_data(
                     TensorData::new(rows, [tokens.len(), h]),
@@ -663,7 +708,7 @@ impl DecoderModel {
         let vector = |t: &Tensor<1>| t.dims()[0] * 4;
         let embedding = match &self.embedding {
             EmbeddingWeight::Dense(t) => t.dims().iter().product::<usize>() * 4,
-            EmbeddingWeight::Quantized(m) => m.resident_bytes(),
+            EmbeddingWeight::Packed(m) => m.resident_bytes(),
         };
         let blocks: usize = self
             .blocks
@@ -716,7 +761,7 @@ fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
 }
 
 enum Matrix {
-    Quantized(QuantMatrix),
+    Packed(Packed),
     /// Row-major `[rows, cols]` f32 values.
     Dense(Vec<f32>),
 }
@@ -892,15 +937,23 @@ impl Loader<'_> {
             }
         };
         let requantized = |format, stored| -> Result<Matrix, ModelError> {
-            Ok(Matrix::Quantized(QuantMatrix::quantize(
-                format,
+            let blocks = QuantMatrix::quantize(format, rows, cols, &dense(stored)?)?;
+            Ok(Matrix::Packed(Packed::Blocks(blocks)))
+        };
+        let half = |kind, stored| -> Result<Matrix, ModelError> {
+            Ok(Matrix::Packed(Packed::Half(HalfMatrix::from_f32(
+                kind,
                 rows,
                 cols,
                 &dense(stored)?,
-            )?))
+            )?)))
         };
         match (self.format, stored) {
-            (WeightFormat::Stored, Some(Stored::Blocks(m))) => Ok(Matrix::Quantized(m)),
+            (WeightFormat::Stored, Some(Stored::Blocks(m))) => {
+                Ok(Matrix::Packed(Packed::Blocks(m)))
+            }
+            (WeightFormat::F16, stored) => half(HalfKind::F16, stored),
+            (WeightFormat::BF16, stored) => half(HalfKind::BF16, stored),
             // No kernels for this format: Q8_0 keeps its 5 bits and stays compact.
             (WeightFormat::Stored | WeightFormat::Int8, stored @ Some(Stored::Values(_))) => {
                 requantized(BlockFormat::Q8_0, stored)
@@ -925,7 +978,7 @@ impl Loader<'_> {
         };
         Ok(
             match self.matrix(&format!("{prefix}.weight"), d_out, d_in)? {
-                Matrix::Quantized(matrix) => LinearWeight::Quantized { matrix, bias },
+                Matrix::Packed(matrix) => LinearWeight::Packed { matrix, bias },
                 Matrix::Dense(values) => {
                     // Stored [out, in]; burn multiplies x [n, in] by [in, out].
                     let mut transposed = vec![0.0f32; values.len()];

@@ -16,6 +16,7 @@
 
 mod act;
 mod formats;
+mod half;
 mod legacy;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -30,6 +31,7 @@ use act::{ActBlocks, Activations, BlockQ8, BlockQ8K};
 pub use formats::{
     BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
 };
+pub use half::{HalfKind, HalfMatrix};
 pub use legacy::{GGML_Q5_0, GGML_Q5_1, dequantize_legacy};
 
 /// What can go wrong building or using a [`QuantMatrix`].

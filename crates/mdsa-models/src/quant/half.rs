@@ -6,7 +6,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::QuantError;
+use super::{QuantError, check_row_request};
 
 /// Which 16-bit float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,19 +89,7 @@ impl HalfMatrix {
 
     /// Row `row` widened to f32 (an embedding lookup).
     pub fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        if row >= self.rows {
-            return Err(QuantError::Row {
-                row,
-                rows: self.rows,
-            });
-        }
-        if out.len() != self.cols {
-            return Err(QuantError::BufferLength {
-                what: "row buffer",
-                expected: self.cols,
-                found: out.len(),
-            });
-        }
+        check_row_request(row, self.rows, self.cols, out)?;
         let range = row * self.cols..(row + 1) * self.cols;
         match &self.data {
             Data::F16(d) => d[range].convert_to_f32_slice(out),

@@ -411,19 +411,7 @@ impl QuantMatrix {
 
     /// Row `row` as f32 into `out` (`cols` values): an embedding lookup.
     pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) -> Result<(), QuantError> {
-        if row >= self.rows {
-            return Err(QuantError::Row {
-                row,
-                rows: self.rows,
-            });
-        }
-        if out.len() != self.cols {
-            return Err(QuantError::BufferLength {
-                what: "row output",
-                expected: self.cols,
-                found: out.len(),
-            });
-        }
+        check_row_request(row, self.rows, self.cols, out)?;
         let rb = self.row_bytes();
         dequantize_row(self.format, &self.bytes()[row * rb..(row + 1) * rb], out)
     }
@@ -596,4 +584,24 @@ fn simd(kernel: Kernel) -> Simd {
     }
     let _ = kernel;
     Simd::None
+}
+
+/// Checks a request for row `row` of a `[rows, cols]` matrix into `out`.
+pub(crate) fn check_row_request(
+    row: usize,
+    rows: usize,
+    cols: usize,
+    out: &[f32],
+) -> Result<(), QuantError> {
+    if row >= rows {
+        return Err(QuantError::Row { row, rows });
+    }
+    if out.len() != cols {
+        return Err(QuantError::BufferLength {
+            what: "row output",
+            expected: cols,
+            found: out.len(),
+        });
+    }
+    Ok(())
 }

@@ -26,6 +26,13 @@ pub fn has_gpu_backend() -> bool {
     cfg!(any(feature = "wgpu", feature = "cuda"))
 }
 
+/// The CPU device of this build, or the first GPU when no CPU backend is compiled.
+pub fn default_device() -> Device {
+    burn_device(mdsa_hw::Device::Cpu)
+        .or_else(|_| burn_device(mdsa_hw::Device::Gpu { index: 0 }))
+        .unwrap_or_default()
+}
+
 /// The burn device for a device chosen by `mdsa-hw`.
 pub fn burn_device(device: mdsa_hw::Device) -> Result<Device, ModelError> {
     match device {

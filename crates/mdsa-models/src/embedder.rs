@@ -92,7 +92,10 @@ impl BertEmbedder {
         })?;
         let config = BertConfig::from_file(&config_path)?;
         let weights = SafetensorsWeights::open(&weights)?;
-        let device = options.device.clone().unwrap_or_else(default_device);
+        let device = options
+            .device
+            .clone()
+            .unwrap_or_else(crate::backend::default_device);
         let model = Bert::load(&config, &weights, &device)?;
         let st = SentenceTransformersConfig::read(&dir)?;
         let max_length = options
@@ -189,13 +192,6 @@ impl Embedder for BertEmbedder {
     fn dimension(&self) -> usize {
         self.dimension
     }
-}
-
-/// The CPU device of this build, or the first GPU when no CPU backend is compiled.
-pub(crate) fn default_device() -> Device {
-    crate::backend::burn_device(mdsa_hw::Device::Cpu)
-        .or_else(|_| crate::backend::burn_device(mdsa_hw::Device::Gpu { index: 0 }))
-        .unwrap_or_default()
 }
 
 /// What a sentence-transformers export says about pooling, normalisation and length.

@@ -6,13 +6,15 @@
 //! - [`gguf`]: GGUF files (header, metadata, tensor infos, data through mmap)
 //!   and their embedded tokenizers.
 //! - [`quant`]: linear layers computing directly on GGUF quantized blocks
-//!   (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) with run-time-selected SIMD kernels.
+//!   (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) with run-time-selected SIMD kernels;
+//!   Q5_0/Q5_1 read at load; dense f16/bf16 matrices.
 //! - [`weights`]: safetensors through mmap, converted to the working dtype with
 //!   every tensor's shape checked against the configuration.
 //! - [`arch`]: architectures as burn modules, one file each.
 //! - [`tokenizer`]: `tokenizer.json` with per-batch padding.
 //! - [`chat`]: a model's own chat template, rendered with minijinja in a sandbox.
-//! - [`generate`]: sampling, stop conditions and UTF-8-safe streaming.
+//! - [`generate`]: the [`generate::TextGenerator`] interface and the decoder
+//!   generator: sampling, stop conditions, UTF-8-safe streaming, usage, timings.
 //! - [`embedder`]: the [`Embedder`] interface and the BERT sentence encoder.
 //! - [`backend`]: the burn backend chosen by cargo features (`flex`, `wgpu`, `cuda`).
 //!

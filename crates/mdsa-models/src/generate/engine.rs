@@ -349,7 +349,7 @@ fn device_of(options: &DecoderOptions) -> Device {
     options
         .device
         .clone()
-        .unwrap_or_else(crate::embedder::default_device)
+        .unwrap_or_else(crate::backend::default_device)
 }
 
 /// The parts of `tokenizer_config.json` a decoder needs.

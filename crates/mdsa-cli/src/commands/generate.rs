@@ -54,6 +54,7 @@ pub(crate) struct GenerateArgs {
 
 pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let mut dtype = args.dtype.as_str();
     let device = choose_device(&args.device)?;
     if device != mdsa::hw::Device::Cpu && format != WeightFormat::F32 {
         // The block kernels run on the CPU; on a GPU the weights are dequantized.
@@ -62,6 +63,7 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             args.dtype
         );
         format = WeightFormat::F32;
+        dtype = "f32";
     }
     let model: ModelRef = args.model.parse()?;
     let load_started = std::time::Instant::now();
@@ -109,7 +111,7 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             "model {model} ({}, {:.1} MiB resident) on {device}, load {:.2} s\n\
              prompt {} tokens, completion {} tokens, finish {:?}\n\
              time to first token {:.1} ms, prefill {:.1} tokens/s, decode {:.1} tokens/s",
-            args.dtype,
+            dtype,
             generator.model().resident_bytes() as f64 / (1024.0 * 1024.0),
             load.as_secs_f64(),
             usage.prompt_tokens,

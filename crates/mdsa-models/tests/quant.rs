@@ -13,6 +13,8 @@
 //!   |kernel − f32| ≤ Σ_blocks (max|x_block| / 254) · Σ_block |w| (×1.001) plus
 //!   1e-5 · Σ|w·x| for f32 rounding. The bound is computed per output.
 
+use rand::{Rng as _, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -55,23 +57,19 @@ fn format_named(name: &str) -> BlockFormat {
         .expect("known format")
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64), no dependency needed.
-struct Rng(u64);
+/// Seeded, reproducible random numbers (ChaCha8, as the sampler uses).
+struct Rng(ChaCha8Rng);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
     }
     /// Uniform in [-1, 1).
     fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        self.0.random_range(-1.0f32..1.0)
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
+        (0..n).map(|_| self.0.random::<u8>()).collect()
     }
 }
 
@@ -199,7 +197,7 @@ fn real_smollm2_weights_decode_and_multiply() {
     let meta = read_json("quant_smollm2.json");
     let tensors = meta["tensors"].as_array().expect("tensors");
     assert!(!tensors.is_empty());
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for t in tensors {
         let name = t["name"].as_str().expect("name");
         let (rows, cols) = (
@@ -278,7 +276,7 @@ fn whole_smollm2_tensors_from_the_gguf_file_when_present() {
         mdsa_models::gguf::GgufFile::open(&path).expect("valid GGUF"),
     ));
     let meta = read_json("quant_smollm2.json");
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for t in meta["tensors"].as_array().expect("tensors") {
         let name = t["name"].as_str().unwrap();
         let info = file.0.tensor(name).expect("tensor in file").clone();
@@ -339,7 +337,7 @@ fn whole_smollm2_tensors_from_the_gguf_file_when_present() {
 
 #[test]
 fn every_kernel_agrees_with_scalar_and_f32_on_every_format() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let kernels: Vec<Kernel> = Kernel::ALL
         .into_iter()
         .filter(|k| k.is_available())
@@ -420,7 +418,7 @@ fn kernel_choice_is_reported_and_checked() {
 
 #[test]
 fn shared_bytes_are_borrowed_not_copied() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let m = random_matrix(BlockFormat::Q4_1, 4, 64, &mut rng);
     // A buffer holding the tensor at an offset, as a GGUF mmap would.
     let mut file = vec![0xAAu8; 100];

@@ -1,12 +1,12 @@
 //! `cargo xtask demo [PROMPT]`: the main job on a fresh machine in one command.
 //!
 //! Fetches the project's models (a no-op once cached), then runs the release
-//! `mdsa` binary on them. Until routing lands this streams a chat answer from
-//! the default generator; afterwards it becomes `mdsa query`.
+//! `mdsa query` on them: the query is routed to its domain, that domain's model
+//! streams the answer, and the answer is validated and logged.
 
 use crate::cmd::{cargo, step};
 
-// The product's own example query (a medical question; routing lands with domains).
+// The product's own example query: it should go to the medical domain.
 const DEFAULT_PROMPT: &str = "I have a fever and a headache. What should I do?";
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -24,9 +24,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         "--package",
         "mdsa-cli",
         "--",
-        "generate",
-        "--chat",
-        "--stats",
+        "query",
     ])
     .arg(prompt);
     step("demo", mdsa)

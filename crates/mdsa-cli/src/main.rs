@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 #[command(name = "mdsa", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    system: commands::system::SystemArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,14 +30,37 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Generate text with any supported decoder model (streams to stdout).
     Generate(commands::generate::GenerateArgs),
+    /// Answer a query: route it, load its domain's model, stream and validate the answer.
+    Query(commands::query::QueryArgs),
+    /// Ask question after question, each routed to its specialist.
+    Chat(commands::chat::ChatArgs),
+    /// Show which domain a query goes to, with every domain's score.
+    Route(commands::route::RouteArgs),
+    /// Evaluate the router on labelled data, or fit its abstention thresholds.
+    Routes(commands::routes::RoutesArgs),
+    /// List, show or export the domains.
+    Domains(commands::domains::DomainsArgs),
+    /// Show the request log, filtered, as a table or JSON/CSV.
+    Logs(commands::logs::LogsArgs),
+    /// Latency percentiles, throughput and errors from the request log (or Prometheus text).
+    Metrics(commands::metrics::MetricsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let system = &cli.system;
     let result = match cli.command {
-        Command::Hw(args) => commands::hw::run(&args),
-        Command::Embed(args) => commands::embed::run(&args),
-        Command::Generate(args) => commands::generate::run(&args),
+        None => commands::welcome::run(system),
+        Some(Command::Hw(args)) => commands::hw::run(&args),
+        Some(Command::Embed(args)) => commands::embed::run(&args),
+        Some(Command::Generate(args)) => commands::generate::run(&args),
+        Some(Command::Query(args)) => commands::query::run(&args, system),
+        Some(Command::Chat(args)) => commands::chat::run(&args, system),
+        Some(Command::Route(args)) => commands::route::run(&args, system),
+        Some(Command::Routes(args)) => commands::routes::run(&args, system),
+        Some(Command::Domains(args)) => commands::domains::run(&args, system),
+        Some(Command::Logs(args)) => commands::logs::run(&args, system),
+        Some(Command::Metrics(args)) => commands::metrics::run(&args, system),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,112 @@
+//! What every command that routes or answers shares: reading the system
+//! configuration (`--config`, `MDSA_CONFIG`), overriding its domains
+//! (`--domains`), and building mdsa with a spinner while the encoder loads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mdsa::{Mdsa, QueryEvent, SystemConfig};
+
+/// Options shared by every command that builds mdsa.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct SystemArgs {
+    /// System configuration file (RON): models, domains, budget, logging.
+    #[arg(long, global = true, env = "MDSA_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Domains file (RON) that replaces the configuration's domains.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) domains: Option<PathBuf>,
+}
+
+/// Where the CLI keeps its request log when the configuration names none, so
+/// that `mdsa logs` and `mdsa metrics` see what earlier commands did.
+pub(crate) fn default_log_file() -> Option<PathBuf> {
+    dirs::data_local_dir().map(|d| d.join("mdsa").join("requests.jsonl"))
+}
+
+impl SystemArgs {
+    /// The configuration the flags select, with the CLI's defaults for what it
+    /// leaves open (a request log file and an on-disk embedding cache).
+    pub(crate) fn load(&self) -> anyhow::Result<SystemConfig> {
+        let mut config = match &self.config {
+            Some(path) => SystemConfig::from_file(path)?,
+            None => SystemConfig::default(),
+        };
+        if let Some(domains) = &self.domains {
+            config.domains = Some(domains.clone());
+        }
+        if config.logging.file.is_none() {
+            config.logging.file = default_log_file();
+        }
+        if config.embedding_cache.is_none() {
+            config.embedding_cache =
+                dirs::cache_dir().map(|d| d.join("mdsa").join("embeddings.json"));
+        }
+        Ok(config)
+    }
+
+    /// Builds mdsa (loads the router's encoder and embeds the domains).
+    pub(crate) fn build(&self) -> anyhow::Result<Mdsa> {
+        let config = self.load()?;
+        let spinner = Spinner::start("loading the router");
+        let built = Mdsa::builder().config(config).build();
+        spinner.finish();
+        built.context(self.describe())
+    }
+
+    fn describe(&self) -> String {
+        match (&self.config, &self.domains) {
+            (Some(c), _) => format!("starting mdsa with {}", c.display()),
+            (None, Some(d)) => format!("starting mdsa with domains {}", d.display()),
+            (None, None) => "starting mdsa with the default configuration".into(),
+        }
+    }
+}
+
+/// A spinner on stderr while something loads; silent when stderr is not a terminal.
+pub(crate) struct Spinner(ProgressBar);
+
+impl Spinner {
+    pub(crate) fn start(message: &str) -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Self(bar)
+    }
+
+    pub(crate) fn finish(self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Shows a spinner while a cold model loads during a query.
+#[derive(Default)]
+pub(crate) struct LoadIndicator(Option<Spinner>);
+
+impl LoadIndicator {
+    /// Reacts to a query's progress events.
+    pub(crate) fn on_event(&mut self, event: &QueryEvent) {
+        match event {
+            QueryEvent::Loading { model, cold: true } => {
+                self.0 = Some(Spinner::start(&format!("loading model {model}")));
+            }
+            QueryEvent::Loaded { .. } => {
+                if let Some(spinner) = self.0.take() {
+                    spinner.finish();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads a whole file with its name in the error.
+pub(crate) fn read_to_string(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}

@@ -1,0 +1,67 @@
+//! Bare `mdsa`: what this is, what this machine has, which models are here,
+//! which domains route, and what to run next.
+
+use mdsa::hw::{HardwareDetector, format_bytes};
+use mdsa::models::source::{ModelRef, ResolveOptions};
+
+use super::system::SystemArgs;
+
+pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
+    println!(
+        "mdsa {} — answers every query with the right specialist\n",
+        mdsa::VERSION
+    );
+    let profile = HardwareDetector::detect();
+    let cpu = &profile.cpu;
+    println!(
+        "hardware  {} · {} cores ({} threads) · SIMD {} · RAM {} available of {} · {} GPU(s)",
+        cpu.brand.as_deref().unwrap_or("unknown CPU"),
+        cpu.physical_cores
+            .map_or_else(|| "?".to_string(), |c| c.to_string()),
+        cpu.logical_cores,
+        cpu.simd.names().join(" "),
+        format_bytes(profile.memory.available_bytes),
+        format_bytes(profile.memory.total_bytes),
+        profile.gpus.len(),
+    );
+    let config = system.load()?;
+    println!("\nmodels");
+    let mut missing = false;
+    for spec in &config.models {
+        let found = spec
+            .source
+            .parse::<ModelRef>()
+            .ok()
+            .and_then(|r| r.resolve(&ResolveOptions::offline()).ok())
+            .is_some();
+        missing |= !found;
+        println!(
+            "  {:<10} {:<9} {:<7} {}  {}",
+            spec.id,
+            format!("{:?}", spec.role).to_lowercase(),
+            spec.quantization.to_string(),
+            if found { "found  " } else { "MISSING" },
+            spec.source
+        );
+    }
+    let domains = match &config.domains {
+        Some(path) => mdsa::domains::DomainRegistry::from_file(path)?,
+        None => mdsa::domains::DomainRegistry::builtin(),
+    };
+    println!(
+        "\ndomains   {} (from {})",
+        domains.ids().collect::<Vec<_>>().join(", "),
+        domains.origin()
+    );
+    println!("\nnext");
+    if missing {
+        println!("  cargo xtask fetch-models              fetch the missing models");
+    }
+    println!("  mdsa query \"I have a fever and a headache\"   a routed, streamed answer");
+    println!("  mdsa route \"How do I reset my password?\"     the route decision only");
+    println!("  mdsa chat                                   ask question after question");
+    println!("  mdsa domains list                           the domains and their models");
+    println!("  mdsa logs / mdsa metrics                    what earlier requests did");
+    println!("  mdsa --help                                 every command");
+    Ok(())
+}

@@ -1,0 +1,593 @@
+//! The orchestrator: route, load, execute, validate, log — one request at a
+//! time per call, any number of calls at once.
+
+use std::ops::ControlFlow;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mdsa_bus::{Bus, RequestState, Workflow};
+use mdsa_domains::executor::{DomainExecutor, ExecutionEvent};
+use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
+use mdsa_models::manager::{ManagerConfig, ModelBackend, ModelHandle, ModelManager};
+use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
+use mdsa_monitor::{
+    LatencyBreakdown, LoggerConfig, MetricsCollector, RequestLogger, RequestRecord, RequestStatus,
+    SinkConfig,
+};
+
+use crate::config::SystemConfig;
+use crate::error::MdsaError;
+use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
+
+/// Per-request choices that override the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Answer in this domain instead of routing.
+    pub domain: Option<String>,
+    /// Cap on generated tokens, below the domain's own.
+    pub max_tokens: Option<usize>,
+}
+
+/// The domains and the router built over them; swapped as one on reload, so a
+/// request in flight finishes on the set it started with.
+struct DomainSet {
+    registry: DomainRegistry,
+    router: Router,
+}
+
+struct Inner {
+    config: SystemConfig,
+    manager: ModelManager,
+    domains: RwLock<Arc<DomainSet>>,
+    bus: Bus,
+    logger: RequestLogger,
+    metrics: MetricsCollector,
+    executor: DomainExecutor,
+    // Keeps the router's encoder counted as in use by the manager.
+    _encoder: ModelHandle,
+}
+
+/// Answers every query with the right specialist. Cheap to clone and share
+/// between threads: clones use the same models, domains, log and metrics.
+///
+/// ```no_run
+/// let mdsa = mdsa::Mdsa::builder().build()?;
+/// let answer = mdsa.query("I have a fever and a headache")?;
+/// println!("[{}] {}", answer.domain.as_deref().unwrap_or("none"), answer.text);
+/// # Ok::<(), mdsa::MdsaError>(())
+/// ```
+#[derive(Clone)]
+pub struct Mdsa {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Mdsa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mdsa")
+            .field("domains", &self.domain_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Mdsa`]: configuration, domains, and extension points.
+#[derive(Default)]
+pub struct MdsaBuilder {
+    config: Option<SystemConfig>,
+    domains: Option<DomainRegistry>,
+    extra_domains: Vec<DomainConfig>,
+    bus: Option<Bus>,
+    backends: Vec<Arc<dyn ModelBackend>>,
+}
+
+impl MdsaBuilder {
+    /// The system configuration (default: [`SystemConfig::default`]).
+    pub fn config(mut self, config: SystemConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Domains that replace the configuration's (or the built-in) ones.
+    pub fn domains(mut self, domains: DomainRegistry) -> Self {
+        self.domains = Some(domains);
+        self
+    }
+
+    /// Adds (or replaces, by id) one domain.
+    pub fn domain(mut self, domain: DomainConfig) -> Self {
+        self.extra_domains.push(domain);
+        self
+    }
+
+    /// The bus that workflow and model events are published on (default: a new one).
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// A model backend beside the built-in local one (selected per model by
+    /// its spec's `backend`).
+    pub fn backend(mut self, backend: Arc<dyn ModelBackend>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Loads the encoder, embeds the domains and preloads what the
+    /// configuration asks for.
+    pub fn build(self) -> Result<Mdsa, MdsaError> {
+        let config = self.config.unwrap_or_default();
+        let mut domains = match self.domains {
+            Some(domains) => domains,
+            None => match &config.domains {
+                Some(path) => DomainRegistry::from_file(path)?,
+                None => DomainRegistry::builtin(),
+            },
+        };
+        for domain in self.extra_domains {
+            domains.insert(domain)?;
+        }
+
+        let bus = self.bus.unwrap_or_default();
+        let metrics = MetricsCollector::default();
+        let mut registry = ModelRegistry::new();
+        for spec in &config.models {
+            registry.insert(spec.clone()).map_err(ManagerErrorFrom::from)?;
+        }
+        let mut manager_config = ManagerConfig::from_hardware(&mdsa_hw::BudgetConfig {
+            ram_fraction: config.budget.ram_fraction,
+            vram_fraction: config.budget.vram_fraction,
+            ram_bytes: config.budget.ram_bytes,
+            vram_bytes: None,
+        })?;
+        manager_config.max_models = config.budget.max_models;
+        manager_config.wait_for_release = config
+            .budget
+            .wait_for_release_secs
+            .map(Duration::from_secs_f64);
+        let mut builder = ModelManager::builder(registry)
+            .config(manager_config)
+            .bus(bus.clone())
+            .metrics(metrics.clone());
+        for backend in self.backends {
+            builder = builder.backend(backend);
+        }
+        let manager = builder.build();
+        register_domain_models(&manager, &config, &domains)?;
+
+        let encoder = manager.get(&config.encoder)?;
+        let embedder = encoder
+            .as_embedder()
+            .ok_or_else(|| MdsaError::WrongRole {
+                id: config.encoder.clone(),
+                expected: "encoder",
+            })?
+            .clone();
+        let cache = match &config.embedding_cache {
+            Some(path) => EmbeddingCache::persistent(path)?,
+            None => EmbeddingCache::new(),
+        };
+        let router_config = domains.router_config().clone();
+        let router = Router::with_cache(
+            embedder,
+            &encoder.spec().source,
+            &domains,
+            router_config,
+            Arc::new(cache),
+        )?;
+        manager.preload(config.preload.iter().map(String::as_str))?;
+
+        let mut logger_config = LoggerConfig {
+            capacity: config.logging.capacity,
+            ..LoggerConfig::default()
+        };
+        if let Some(redact) = &config.logging.redact_domains {
+            logger_config.redact_domains = redact.clone();
+        }
+        if let Some(file) = &config.logging.file {
+            logger_config.sink = Some(SinkConfig::new(file));
+        }
+        let logger = RequestLogger::new(logger_config);
+
+        Ok(Mdsa {
+            inner: Arc::new(Inner {
+                config,
+                manager,
+                domains: RwLock::new(Arc::new(DomainSet {
+                    registry: domains,
+                    router,
+                })),
+                bus,
+                logger,
+                metrics,
+                executor: DomainExecutor::new(),
+                _encoder: encoder,
+            }),
+        })
+    }
+}
+
+/// Registers, with default settings, the model references that domains name
+/// directly instead of by a configured id.
+fn register_domain_models(
+    manager: &ModelManager,
+    config: &SystemConfig,
+    domains: &DomainRegistry,
+) -> Result<(), MdsaError> {
+    let wanted = domains
+        .iter()
+        .filter_map(|d| d.model.as_deref())
+        .chain(domains.default_model());
+    for reference in wanted {
+        if manager.spec(reference).is_none() {
+            let mut spec = ModelSpec::new(reference, reference, ModelRole::Generator);
+            spec.max_context = config
+                .model(&config.default_generator)
+                .and_then(|s| s.max_context);
+            manager.register(spec)?;
+        }
+    }
+    Ok(())
+}
+
+/// Lets `?` turn a registry error into the facade's error through the manager's.
+type ManagerErrorFrom = mdsa_models::manager::ManagerError;
+
+impl Mdsa {
+    /// Starts building with the default configuration.
+    pub fn builder() -> MdsaBuilder {
+        MdsaBuilder::default()
+    }
+
+    /// The system configuration in use.
+    pub fn config(&self) -> &SystemConfig {
+        &self.inner.config
+    }
+
+    /// The model manager (resident models, load/unload/pin).
+    pub fn manager(&self) -> &ModelManager {
+        &self.inner.manager
+    }
+
+    /// The bus that every request's workflow events and model events go to.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The request log.
+    pub fn logger(&self) -> &RequestLogger {
+        &self.inner.logger
+    }
+
+    /// Latency, throughput and model metrics (Prometheus text via
+    /// [`MetricsCollector::encode_prometheus`]).
+    pub fn metrics(&self) -> &MetricsCollector {
+        &self.inner.metrics
+    }
+
+    fn domain_set(&self) -> Arc<DomainSet> {
+        // A poisoned lock only means a reload panicked half-way; the Arc
+        // inside is still a complete set.
+        match self.inner.domains.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The domain ids, in configuration order.
+    pub fn domain_ids(&self) -> Vec<String> {
+        self.domain_set()
+            .registry
+            .ids()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A copy of the domains in use.
+    pub fn domains(&self) -> DomainRegistry {
+        self.domain_set().registry.clone()
+    }
+
+    /// Replaces the domains atomically: requests in flight finish on the old
+    /// set; texts already embedded are not embedded again.
+    pub fn reload_domains(&self, domains: DomainRegistry) -> Result<(), MdsaError> {
+        let current = self.domain_set();
+        register_domain_models(&self.inner.manager, &self.inner.config, &domains)?;
+        let router = current
+            .router
+            .rebuild(&domains, domains.router_config().clone())?;
+        let next = Arc::new(DomainSet {
+            registry: domains,
+            router,
+        });
+        match self.inner.domains.write() {
+            Ok(mut guard) => *guard = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    /// Routes a query without answering it.
+    pub fn route(&self, query: &str) -> Result<RouteDecision, MdsaError> {
+        check_query(query)?;
+        Ok(self.domain_set().router.route(query)?)
+    }
+
+    /// Routes many queries, embedding them in batches.
+    pub fn route_batch(&self, queries: &[&str]) -> Result<Vec<RouteDecision>, MdsaError> {
+        for query in queries {
+            check_query(query)?;
+        }
+        Ok(self.domain_set().router.route_batch(queries)?)
+    }
+
+    /// Runs `f` with the router in use (for evaluation and fitting).
+    pub fn with_router<R>(&self, f: impl FnOnce(&Router) -> R) -> R {
+        f(&self.domain_set().router)
+    }
+
+    /// Embeds texts with the router's encoder.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, MdsaError> {
+        let handle = self.inner.manager.get(&self.inner.config.encoder)?;
+        let encoder = handle.as_embedder().ok_or_else(|| MdsaError::WrongRole {
+            id: self.inner.config.encoder.clone(),
+            expected: "encoder",
+        })?;
+        encoder
+            .embed(texts)
+            .map_err(|e| MdsaError::Domain(e.into()))
+    }
+
+    /// Routes, loads, answers, validates and logs one query.
+    pub fn query(&self, query: &str) -> Result<QueryResponse, MdsaError> {
+        self.query_with(query, &QueryOptions::default(), &mut |_| {
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Like [`Mdsa::query`], reporting progress and streaming the answer's
+    /// text to `on_event`; returning `Break` cancels the request.
+    pub fn query_with(
+        &self,
+        query: &str,
+        options: &QueryOptions,
+        on_event: &mut dyn FnMut(QueryEvent) -> ControlFlow<()>,
+    ) -> Result<QueryResponse, MdsaError> {
+        let request_id = new_request_id();
+        let started = Instant::now();
+        let mut workflow = Workflow::with_bus(&request_id, &self.inner.bus);
+        let mut record = RequestRecord::new(&request_id, query);
+        let result = self.run(
+            query,
+            options,
+            &mut workflow,
+            &mut record,
+            started,
+            on_event,
+        );
+        let total = started.elapsed();
+        record.latency = record.latency.with_total(total);
+        match &result {
+            Ok(response) => {
+                record = record.with_status(match response.outcome {
+                    Outcome::Answered => RequestStatus::Completed,
+                    Outcome::Abstained => RequestStatus::Abstained,
+                    Outcome::InvalidAnswer => RequestStatus::Failed,
+                    Outcome::Cancelled => RequestStatus::Cancelled,
+                });
+                if response.outcome == Outcome::InvalidAnswer {
+                    let reasons = response
+                        .verdict
+                        .as_ref()
+                        .map(|v| v.summary())
+                        .unwrap_or_default();
+                    record = record.with_error(format!("answer failed validation: {reasons}"));
+                }
+            }
+            Err(error) => {
+                record = record.failed(error.to_string());
+                if !workflow.is_finished() {
+                    // The only way this fails is a terminal state, checked above.
+                    let _ = workflow.fail(error.to_string());
+                }
+            }
+        }
+        self.inner.metrics.record_request(&record);
+        // A log that cannot be written must not lose the answer: the record is
+        // still in memory, and the error is visible in the metrics' sink count.
+        let _ = self.inner.logger.log(record);
+        result.map(|mut response| {
+            response.timings.total = total;
+            response
+        })
+    }
+
+    fn run(
+        &self,
+        query: &str,
+        options: &QueryOptions,
+        workflow: &mut Workflow,
+        record: &mut RequestRecord,
+        started: Instant,
+        on_event: &mut dyn FnMut(QueryEvent) -> ControlFlow<()>,
+    ) -> Result<QueryResponse, MdsaError> {
+        check_query(query)?;
+        let set = self.domain_set();
+        advance(workflow, RequestState::Classifying);
+        let route_started = Instant::now();
+        let decision = match &options.domain {
+            Some(id) => {
+                set.registry.require(id)?;
+                RouteDecision::forced(query, id)
+            }
+            None => set.router.route(query)?,
+        };
+        let route_time = route_started.elapsed();
+        let mut timings = ResponseTimings {
+            route: route_time,
+            ..ResponseTimings::default()
+        };
+        record.latency = LatencyBreakdown::default().with_route(route_time);
+        let mut response = QueryResponse {
+            request_id: workflow.request_id().to_string(),
+            outcome: Outcome::Abstained,
+            text: String::new(),
+            domain: decision.domain.clone(),
+            confidence: decision.confidence,
+            route: decision.clone(),
+            model: None,
+            verdict: None,
+            attempts: 0,
+            finish_reason: None,
+            usage: Default::default(),
+            timings,
+        };
+        if on_event(QueryEvent::Routed(decision.clone())).is_break() {
+            response.outcome = Outcome::Cancelled;
+            let _ = workflow.fail("cancelled by the caller");
+            return Ok(response);
+        }
+        let Some(domain_id) = decision.domain.clone() else {
+            advance(workflow, RequestState::Abstained);
+            *record = std::mem::replace(record, RequestRecord::new("", ""))
+                .with_domain(mdsa_monitor::NONE_LABEL);
+            record.confidence = Some(decision.confidence);
+            return Ok(response);
+        };
+        *record = std::mem::replace(record, RequestRecord::new("", ""))
+            .with_route(&domain_id, decision.confidence);
+        let domain = set.registry.require(&domain_id)?.clone();
+        let model_id = set
+            .registry
+            .model_for(&domain)
+            .unwrap_or(&self.inner.config.default_generator)
+            .to_string();
+        response.model = Some(model_id.clone());
+        *record = std::mem::replace(record, RequestRecord::new("", "")).with_model(&model_id);
+
+        advance(workflow, RequestState::Loading);
+        let cold = !self.inner.manager.is_resident(&model_id);
+        if on_event(QueryEvent::Loading {
+            model: model_id.clone(),
+            cold,
+        })
+        .is_break()
+        {
+            response.outcome = Outcome::Cancelled;
+            let _ = workflow.fail("cancelled by the caller");
+            return Ok(response);
+        }
+        let load_started = Instant::now();
+        let handle = self.inner.manager.get(&model_id)?;
+        let generator = handle
+            .as_generator()
+            .ok_or_else(|| MdsaError::WrongRole {
+                id: model_id.clone(),
+                expected: "generator",
+            })?
+            .clone();
+        timings.load = load_started.elapsed();
+        record.latency = record.latency.with_load(timings.load);
+        let _ = on_event(QueryEvent::Loaded {
+            model: model_id.clone(),
+            duration: timings.load,
+        });
+
+        let mut domain = domain;
+        if let Some(cap) = options.max_tokens {
+            domain.generation.max_tokens = domain.generation.max_tokens.min(cap);
+        }
+        let generate_started = Instant::now();
+        let mut first_token = None;
+        let mut cancelled = false;
+        let execution = self.inner.executor.execute(
+            &domain,
+            generator.as_ref(),
+            query,
+            &mut |event| {
+                let forwarded = match event {
+                    ExecutionEvent::Attempt { number } => {
+                        // Each attempt generates, then validates; a retry goes
+                        // back from validating to executing.
+                        if number == 1 {
+                            advance(workflow, RequestState::Executing);
+                        } else {
+                            advance(workflow, RequestState::Executing);
+                        }
+                        QueryEvent::Attempt { number }
+                    }
+                    ExecutionEvent::Validating => {
+                        advance(workflow, RequestState::Validating);
+                        return ControlFlow::Continue(());
+                    }
+                    ExecutionEvent::Text(piece) => {
+                        first_token.get_or_insert_with(|| started.elapsed());
+                        QueryEvent::Text(piece.to_string())
+                    }
+                };
+                let flow = on_event(forwarded);
+                cancelled |= flow.is_break();
+                flow
+            },
+        )?;
+        timings.generate = generate_started.elapsed();
+        timings.first_token = first_token;
+        record.latency = record.latency.with_generate(timings.generate);
+        if let Some(first) = first_token {
+            record.latency = record.latency.with_first_token(first);
+        }
+        *record = std::mem::replace(record, RequestRecord::new("", "")).with_tokens(
+            execution.usage.prompt_tokens as u32,
+            execution.usage.completion_tokens as u32,
+        );
+        drop(handle);
+
+        response.outcome = if cancelled {
+            let _ = workflow.fail("cancelled by the caller");
+            Outcome::Cancelled
+        } else if execution.verdict.passed {
+            advance(workflow, RequestState::Completed);
+            Outcome::Answered
+        } else {
+            let _ = workflow.fail(format!(
+                "answer failed validation: {}",
+                execution.verdict.summary()
+            ));
+            Outcome::InvalidAnswer
+        };
+        response.text = execution.text;
+        response.verdict = Some(execution.verdict);
+        response.attempts = execution.attempts;
+        response.finish_reason = Some(execution.finish_reason);
+        response.usage = execution.usage;
+        response.timings = timings;
+        Ok(response)
+    }
+}
+
+/// Moves the workflow on; the orchestrator only takes legal steps, so a
+/// refusal is a bug worth seeing in debug builds but never worth failing a
+/// user's request over.
+fn advance(workflow: &mut Workflow, to: RequestState) {
+    let result = workflow.advance(to);
+    debug_assert!(result.is_ok(), "illegal workflow step: {result:?}");
+}
+
+fn check_query(query: &str) -> Result<(), MdsaError> {
+    if query.trim().is_empty() {
+        return Err(MdsaError::InvalidRequest(
+            "the query is empty; expected some text to answer".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A request id that is unique within the process and unlikely to repeat
+/// across restarts: start time and a counter.
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("req-{millis:x}-{n}")
+}

@@ -1,0 +1,108 @@
+//! What a query returns, and what a streaming query reports along the way.
+
+use std::time::Duration;
+
+use mdsa_domains::RouteDecision;
+use mdsa_domains::validate::Verdict;
+use mdsa_models::generate::{FinishReason, Usage};
+use serde::Serialize;
+
+/// How a query ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A model answered and the answer passed validation.
+    Answered,
+    /// No domain fits the query well enough; no model was asked.
+    Abstained,
+    /// A model answered, but no attempt passed validation; `verdict` says why.
+    InvalidAnswer,
+    /// The caller stopped the stream.
+    Cancelled,
+}
+
+/// Where the time of one request went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ResponseTimings {
+    /// Routing (embedding the query and scoring the domains).
+    pub route: Duration,
+    /// Getting the model: zero-ish when resident, a load otherwise.
+    pub load: Duration,
+    /// Generation, every attempt together.
+    pub generate: Duration,
+    /// From the start of the request to the first streamed text.
+    pub first_token: Option<Duration>,
+    /// The whole request.
+    pub total: Duration,
+}
+
+impl ResponseTimings {
+    /// Everything but routing, loading and generation: prompt building,
+    /// validation, bookkeeping, logging.
+    pub fn overhead(&self) -> Duration {
+        self.total
+            .saturating_sub(self.route)
+            .saturating_sub(self.load)
+            .saturating_sub(self.generate)
+    }
+}
+
+/// The answer to one query, with everything that led to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryResponse {
+    /// The request's id (in the log, the metrics and the bus events).
+    pub request_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The answer (empty when abstained).
+    pub text: String,
+    /// The domain that answered (`None` when abstained).
+    pub domain: Option<String>,
+    /// The router's confidence in that domain.
+    pub confidence: f32,
+    /// The full route decision: every domain's score and the explanation.
+    pub route: RouteDecision,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// The last attempt's validation verdict.
+    pub verdict: Option<Verdict>,
+    /// Generation attempts (1 unless validation asked for retries).
+    pub attempts: u32,
+    /// Why generation ended.
+    pub finish_reason: Option<FinishReason>,
+    /// Prompt and completion tokens of the answer that was kept.
+    pub usage: Usage,
+    /// Where the time went.
+    pub timings: ResponseTimings,
+}
+
+/// Progress of one query, reported to a streaming caller in this order:
+/// `Routed`, then (unless abstained) `Loading`, `Loaded`, `Attempt` and `Text`
+/// pieces, with another `Attempt` before each retry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryEvent {
+    /// The router decided.
+    Routed(RouteDecision),
+    /// The domain's model is being fetched from the manager.
+    Loading {
+        /// The model id.
+        model: String,
+        /// Whether it must be loaded (not resident yet).
+        cold: bool,
+    },
+    /// The model is ready.
+    Loaded {
+        /// The model id.
+        model: String,
+        /// How long getting it took.
+        duration: Duration,
+    },
+    /// A generation attempt starts (number 1, 2, ...); text streamed by an
+    /// earlier attempt was rejected by validation and should be discarded.
+    Attempt {
+        /// 1-based attempt number.
+        number: u32,
+    },
+    /// A piece of the answer.
+    Text(String),
+}

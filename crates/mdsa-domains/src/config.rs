@@ -292,24 +292,11 @@ impl GenerationSettings {
         if self.max_tokens == 0 {
             return Err(("max_tokens".into(), "must be > 0, found 0".into()));
         }
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err((
-                "temperature".into(),
-                format!("must be >= 0, found {}", self.temperature),
-            ));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err((
-                "top_p".into(),
-                format!("must be in (0, 1], found {}", self.top_p),
-            ));
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err((
-                "repetition_penalty".into(),
-                format!("must be > 0, found {}", self.repetition_penalty),
-            ));
-        }
+        // The sampler's own range checks; their messages start with the field name.
+        self.to_params().sampling.validate().map_err(|message| {
+            let field = message.split_whitespace().next().unwrap_or("sampling");
+            (field.to_string(), message.clone())
+        })?;
         if let Some(i) = self.stop.iter().position(String::is_empty) {
             return Err((format!("stop[{i}]"), "must not be empty".into()));
         }

@@ -1,0 +1,514 @@
+//! Routing a query to a domain: nearest examples, description and keywords make a
+//! score per domain; a softmax over the scores makes a confidence; thresholds on
+//! both decide between a domain and abstaining.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mdsa_models::Embedder;
+use serde::Serialize;
+
+use crate::cache::{EmbeddingCache, embed_checked};
+use crate::config::RouterConfig;
+use crate::error::{DomainError, Result};
+use crate::keywords::KeywordSet;
+use crate::registry::DomainRegistry;
+
+/// Queries embedded per encoder call in [`Router::route_batch`].
+const QUERY_BATCH: usize = 32;
+
+/// Nearest examples reported in an explanation.
+const EXPLAIN_NEAREST: usize = 3;
+
+/// Where a query goes, how sure the router is, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteDecision {
+    /// The query.
+    pub query: String,
+    /// The chosen domain; `None` when the router abstained and there is no fallback.
+    pub domain: Option<String>,
+    /// The best domain's share of a softmax over all domain scores, in [0, 1].
+    pub confidence: f32,
+    /// The router found no domain good enough (the domain, if any, is the fallback).
+    pub abstained: bool,
+    /// The domain is the configured fallback, not a match.
+    pub fallback: bool,
+    /// Every domain's score, best first.
+    pub scores: Vec<DomainScore>,
+    /// Evidence for the decision.
+    pub explanation: Explanation,
+    /// Time spent routing this query (for a batch, its share of the batch).
+    pub latency_ms: f64,
+}
+
+impl RouteDecision {
+    /// The best-scoring domain, whether or not it was chosen.
+    pub fn best(&self) -> Option<&DomainScore> {
+        self.scores.first()
+    }
+}
+
+/// One domain's score for a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainScore {
+    /// Domain id.
+    pub domain: String,
+    /// `similarity` plus the keyword bonus.
+    pub score: f32,
+    /// Cosine similarity: mean over the nearest examples, blended with the description.
+    pub similarity: f32,
+    /// Keywords of this domain found in the query.
+    pub keyword_hits: Vec<String>,
+}
+
+/// Why the router decided as it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The examples most similar to the query, from any domain, most similar first.
+    pub nearest: Vec<NearestExample>,
+    /// Keywords of the best domain found in the query.
+    pub keywords: Vec<String>,
+    /// One sentence for humans.
+    pub reason: String,
+}
+
+/// An example close to the query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NearestExample {
+    /// The example's domain.
+    pub domain: String,
+    /// The example.
+    pub text: String,
+    /// Its cosine similarity to the query.
+    pub similarity: f32,
+}
+
+/// The two abstention thresholds (both in [`RouterConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Abstain when the best score is below this.
+    pub min_score: f32,
+    /// Abstain when the confidence is below this.
+    pub min_confidence: f32,
+}
+
+impl Thresholds {
+    /// Thresholds that never abstain.
+    pub const NEVER_ABSTAIN: Self = Self {
+        min_score: f32::NEG_INFINITY,
+        min_confidence: 0.0,
+    };
+
+    /// The thresholds of a router configuration.
+    pub fn of(config: &RouterConfig) -> Self {
+        Self {
+            min_score: config.min_score,
+            min_confidence: config.min_confidence,
+        }
+    }
+
+    /// Whether a query with this best score and confidence is routed (not abstained).
+    pub fn accepts(&self, best_score: f32, confidence: f32) -> bool {
+        best_score >= self.min_score && confidence >= self.min_confidence
+    }
+}
+
+/// A domain's embedded evidence.
+#[derive(Debug)]
+struct DomainIndex {
+    id: String,
+    examples: Vec<(String, Arc<[f32]>)>,
+    description: Option<Arc<[f32]>>,
+    keywords: KeywordSet,
+}
+
+/// Routes queries between the domains of a registry. Cheap to share (`&self`
+/// everywhere); build a new one (with the same cache) when the domains change.
+pub struct Router {
+    encoder: Arc<dyn Embedder>,
+    encoder_id: String,
+    config: RouterConfig,
+    fallback: Option<String>,
+    domains: Vec<DomainIndex>,
+    cache: Arc<EmbeddingCache>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("encoder_id", &self.encoder_id)
+            .field("config", &self.config)
+            .field("fallback", &self.fallback)
+            .field("domains", &self.domain_ids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// Embeds every domain's examples and description with `encoder` (named
+    /// `encoder_id`, the cache key) in a fresh in-memory cache.
+    pub fn new(
+        encoder: Arc<dyn Embedder>,
+        encoder_id: &str,
+        registry: &DomainRegistry,
+        config: RouterConfig,
+    ) -> Result<Self> {
+        Self::with_cache(
+            encoder,
+            encoder_id,
+            registry,
+            config,
+            Arc::new(EmbeddingCache::new()),
+        )
+    }
+
+    /// Like [`Router::new`], reusing `cache`: only texts it lacks are embedded,
+    /// and a persistent cache is saved when anything new was embedded.
+    pub fn with_cache(
+        encoder: Arc<dyn Embedder>,
+        encoder_id: &str,
+        registry: &DomainRegistry,
+        config: RouterConfig,
+        cache: Arc<EmbeddingCache>,
+    ) -> Result<Self> {
+        if registry.is_empty() {
+            return Err(DomainError::NoDomains);
+        }
+        let misses_before = cache.stats().misses;
+        let mut domains = Vec::with_capacity(registry.len());
+        for domain in registry.iter() {
+            let mut texts: Vec<&str> = domain.examples.iter().map(String::as_str).collect();
+            let has_description = !domain.description.trim().is_empty();
+            if has_description {
+                texts.push(&domain.description);
+            }
+            let mut vectors = cache.embed(encoder.as_ref(), encoder_id, &texts)?;
+            let description = has_description.then(|| vectors.pop()).flatten();
+            domains.push(DomainIndex {
+                id: domain.id.clone(),
+                examples: domain.examples.iter().cloned().zip(vectors).collect(),
+                description,
+                keywords: KeywordSet::new(&domain.keywords),
+            });
+        }
+        if cache.stats().misses > misses_before {
+            cache.save()?;
+        }
+        Ok(Self {
+            encoder,
+            encoder_id: encoder_id.to_string(),
+            config,
+            fallback: registry.fallback_domain().map(str::to_string),
+            domains,
+            cache,
+        })
+    }
+
+    /// A router for the same encoder and cache over changed domains or settings.
+    pub fn rebuild(&self, registry: &DomainRegistry, config: RouterConfig) -> Result<Self> {
+        Self::with_cache(
+            Arc::clone(&self.encoder),
+            &self.encoder_id,
+            registry,
+            config,
+            Arc::clone(&self.cache),
+        )
+    }
+
+    /// The embedding cache.
+    pub fn cache(&self) -> &Arc<EmbeddingCache> {
+        &self.cache
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The encoder id.
+    pub fn encoder_id(&self) -> &str {
+        &self.encoder_id
+    }
+
+    /// The domain ids, in registry order.
+    pub fn domain_ids(&self) -> Vec<&str> {
+        self.domains.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    /// The current abstention thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds::of(&self.config)
+    }
+
+    /// Changes the abstention thresholds (no re-embedding needed).
+    pub fn set_thresholds(&mut self, thresholds: Thresholds) {
+        self.config.min_score = thresholds.min_score;
+        self.config.min_confidence = thresholds.min_confidence;
+    }
+
+    /// Routes one query.
+    pub fn route(&self, query: &str) -> Result<RouteDecision> {
+        let start = Instant::now();
+        let vector = embed_checked(self.encoder.as_ref(), &self.encoder_id, &[query])?
+            .pop()
+            .ok_or_else(|| DomainError::Encoder {
+                encoder: self.encoder_id.clone(),
+                message: "returned no vector".into(),
+            })?;
+        let mut decision = self.decide(query, &vector);
+        decision.latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(decision)
+    }
+
+    /// Routes many queries, embedding them in batches; each decision's latency is
+    /// its share of its batch.
+    pub fn route_batch(&self, queries: &[&str]) -> Result<Vec<RouteDecision>> {
+        let mut decisions = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(QUERY_BATCH) {
+            let start = Instant::now();
+            let vectors = embed_checked(self.encoder.as_ref(), &self.encoder_id, chunk)?;
+            let first = decisions.len();
+            for (query, vector) in chunk.iter().zip(&vectors) {
+                decisions.push(self.decide(query, vector));
+            }
+            let share = start.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
+            decisions[first..]
+                .iter_mut()
+                .for_each(|d| d.latency_ms = share);
+        }
+        Ok(decisions)
+    }
+
+    /// Scores every domain and decides, given the query's unit embedding.
+    fn decide(&self, query: &str, vector: &[f32]) -> RouteDecision {
+        let mut nearest: Vec<NearestExample> = Vec::new();
+        let mut scores: Vec<DomainScore> =
+            self.domains
+                .iter()
+                .map(|domain| {
+                    let mut sims: Vec<(f32, &str)> = domain
+                        .examples
+                        .iter()
+                        .map(|(text, e)| (dot(vector, e), text.as_str()))
+                        .collect();
+                    sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    nearest.extend(sims.iter().take(EXPLAIN_NEAREST).map(|&(s, t)| {
+                        NearestExample {
+                            domain: domain.id.clone(),
+                            text: t.to_string(),
+                            similarity: s,
+                        }
+                    }));
+                    let description = domain.description.as_deref().map(|d| dot(vector, d));
+                    let similarity = blend(
+                        &sims.iter().map(|s| s.0).collect::<Vec<_>>(),
+                        description,
+                        &self.config,
+                    );
+                    let keyword_hits = domain.keywords.hits(query);
+                    let bonus = (keyword_hits.len() as f32 * self.config.keyword_bonus)
+                        .min(self.config.max_keyword_bonus);
+                    DomainScore {
+                        domain: domain.id.clone(),
+                        score: similarity + bonus,
+                        similarity,
+                        keyword_hits,
+                    }
+                })
+                .collect();
+        scores.sort_by(|a, b| b.score.total_cmp(&a.score));
+        nearest.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        nearest.truncate(EXPLAIN_NEAREST);
+        let confidence = confidence(&scores, self.config.temperature);
+        let outcome = outcome(
+            &scores,
+            confidence,
+            self.thresholds(),
+            self.fallback.as_deref(),
+        );
+        RouteDecision {
+            query: query.to_string(),
+            domain: outcome.domain,
+            confidence,
+            abstained: outcome.abstained,
+            fallback: outcome.fallback,
+            explanation: Explanation {
+                nearest,
+                keywords: scores
+                    .first()
+                    .map(|s| s.keyword_hits.clone())
+                    .unwrap_or_default(),
+                reason: outcome.reason,
+            },
+            scores,
+            latency_ms: 0.0,
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A domain's similarity from its example similarities (sorted, most similar
+/// first) and its description's: the mean of the `top_k` nearest examples,
+/// blended with the description by `description_weight`. Several neighbours
+/// rather than one make a single stray example matter less.
+pub(crate) fn blend(sorted: &[f32], description: Option<f32>, config: &RouterConfig) -> f32 {
+    let k = config.top_k.min(sorted.len()).max(1);
+    let examples = if sorted.is_empty() {
+        0.0
+    } else {
+        sorted[..k].iter().sum::<f32>() / k as f32
+    };
+    match description {
+        Some(d) => (1.0 - config.description_weight) * examples + config.description_weight * d,
+        None => examples,
+    }
+}
+
+/// The best score's softmax probability at `temperature`, over all domains (1
+/// with a single domain: confidence measures separation, `min_score` absolute fit).
+pub fn confidence(sorted_scores: &[DomainScore], temperature: f32) -> f32 {
+    let Some(best) = sorted_scores.first() else {
+        return 0.0;
+    };
+    let total: f32 = sorted_scores
+        .iter()
+        .map(|s| ((s.score - best.score) / temperature).exp())
+        .sum();
+    1.0 / total
+}
+
+/// What a decision comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The domain chosen (the fallback when abstaining with one).
+    pub domain: Option<String>,
+    /// Whether the router abstained.
+    pub abstained: bool,
+    /// Whether the domain is the fallback.
+    pub fallback: bool,
+    /// A sentence explaining it.
+    pub reason: String,
+}
+
+/// Decides from scores (best first) and confidence: the best domain when both
+/// thresholds are met, otherwise abstain (to the fallback domain if there is one).
+pub fn outcome(
+    sorted_scores: &[DomainScore],
+    confidence: f32,
+    thresholds: Thresholds,
+    fallback: Option<&str>,
+) -> Outcome {
+    let Some(best) = sorted_scores.first() else {
+        return Outcome {
+            domain: fallback.map(str::to_string),
+            abstained: true,
+            fallback: fallback.is_some(),
+            reason: "no domains".into(),
+        };
+    };
+    let keywords = if best.keyword_hits.is_empty() {
+        String::new()
+    } else {
+        format!(", keywords: {}", best.keyword_hits.join(", "))
+    };
+    let runner_up = sorted_scores
+        .get(1)
+        .map(|r| format!(", {:.3} ahead of {}", best.score - r.score, r.domain))
+        .unwrap_or_default();
+    if thresholds.accepts(best.score, confidence) {
+        return Outcome {
+            domain: Some(best.domain.clone()),
+            abstained: false,
+            fallback: false,
+            reason: format!(
+                "{}: score {:.3} (similarity {:.3}{keywords}){runner_up}, confidence {:.2}",
+                best.domain, best.score, best.similarity, confidence
+            ),
+        };
+    }
+    let why = if best.score < thresholds.min_score {
+        format!(
+            "best score {:.3} ({}) is below min_score {:.3}",
+            best.score, best.domain, thresholds.min_score
+        )
+    } else {
+        format!(
+            "confidence {:.2} ({}{runner_up}) is below min_confidence {:.2}",
+            confidence, best.domain, thresholds.min_confidence
+        )
+    };
+    let reason = match fallback {
+        Some(f) => format!("abstained, sent to fallback {f}: {why}"),
+        None => format!("abstained: {why}"),
+    };
+    Outcome {
+        domain: fallback.map(str::to_string),
+        abstained: true,
+        fallback: fallback.is_some(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(domain: &str, score: f32) -> DomainScore {
+        DomainScore {
+            domain: domain.into(),
+            score,
+            similarity: score,
+            keyword_hits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn thresholds_decide_between_a_domain_and_abstaining() {
+        let scores = [score("a", 0.6), score("b", 0.3)];
+        let c = confidence(&scores, 0.05);
+        assert!(c > 0.99, "{c}");
+        let t = Thresholds {
+            min_score: 0.5,
+            min_confidence: 0.5,
+        };
+        let o = outcome(&scores, c, t, None);
+        assert_eq!(o.domain.as_deref(), Some("a"));
+        assert!(!o.abstained);
+
+        let low = [score("a", 0.2), score("b", 0.1)];
+        let o = outcome(&low, confidence(&low, 0.05), t, None);
+        assert_eq!((o.domain, o.abstained), (None, true));
+        assert!(o.reason.contains("min_score"), "{}", o.reason);
+
+        // Close scores: confident enough only with a low min_confidence.
+        let close = [score("a", 0.6), score("b", 0.59)];
+        let c = confidence(&close, 0.05);
+        assert!((0.5..0.6).contains(&c), "{c}");
+        let o = outcome(
+            &close,
+            c,
+            Thresholds {
+                min_confidence: 0.7,
+                ..t
+            },
+            Some("b"),
+        );
+        assert_eq!(o.domain.as_deref(), Some("b"));
+        assert!(o.abstained && o.fallback);
+        assert!(o.reason.contains("min_confidence"), "{}", o.reason);
+    }
+
+    #[test]
+    fn similarity_blends_the_nearest_examples_and_the_description() {
+        let config = RouterConfig {
+            top_k: 2,
+            description_weight: 0.5,
+            ..RouterConfig::default()
+        };
+        assert!((blend(&[0.8, 0.6, 0.0], Some(0.2), &config) - 0.45).abs() < 1e-6);
+        assert!((blend(&[0.8], None, &config) - 0.8).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,291 @@
+//! Checks on generated answers, with a structured verdict saying what failed.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use mdsa_models::generate::{FinishReason, GenerationOutput};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::config::ValidationRules;
+use crate::error::{DomainError, Result};
+
+/// Compiles a banned pattern (case-insensitive).
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// One failed check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ValidationFailure {
+    /// Nothing but whitespace.
+    Empty,
+    /// Fewer characters than allowed.
+    TooShort {
+        /// The minimum.
+        min: usize,
+        /// Characters found (trimmed).
+        found: usize,
+    },
+    /// More characters than allowed.
+    TooLong {
+        /// The maximum.
+        max: usize,
+        /// Characters found (trimmed).
+        found: usize,
+    },
+    /// The same run of words again and again.
+    RepetitionLoop {
+        /// The repeated words.
+        ngram: String,
+        /// How often they occur.
+        count: usize,
+    },
+    /// Cut off by the token limit.
+    Truncated {
+        /// Tokens generated.
+        tokens: usize,
+    },
+    /// A banned pattern matched.
+    BannedPattern {
+        /// The pattern.
+        pattern: String,
+        /// The text it matched.
+        matched: String,
+    },
+}
+
+impl fmt::Display for ValidationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "empty answer"),
+            Self::TooShort { min, found } => {
+                write!(f, "too short: {found} characters, at least {min} required")
+            }
+            Self::TooLong { max, found } => {
+                write!(f, "too long: {found} characters, at most {max} allowed")
+            }
+            Self::RepetitionLoop { ngram, count } => {
+                write!(f, "repetition loop: {ngram:?} {count} times")
+            }
+            Self::Truncated { tokens } => write!(f, "cut off by the token limit ({tokens} tokens)"),
+            Self::BannedPattern { pattern, matched } => {
+                write!(f, "banned pattern {pattern:?} matched {matched:?}")
+            }
+        }
+    }
+}
+
+/// The outcome of validating one answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// No check failed.
+    pub passed: bool,
+    /// What failed, in check order.
+    pub failures: Vec<ValidationFailure>,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.passed {
+            return f.write_str("passed");
+        }
+        let failures: Vec<String> = self.failures.iter().map(ToString::to_string).collect();
+        write!(f, "failed: {}", failures.join("; "))
+    }
+}
+
+/// Runs a domain's [`ValidationRules`] on answers.
+#[derive(Debug, Clone)]
+pub struct ResponseValidator {
+    rules: ValidationRules,
+    patterns: Vec<(String, Regex)>,
+}
+
+impl ResponseValidator {
+    /// Compiles the rules (banned patterns are regular expressions, case-insensitive).
+    pub fn new(rules: &ValidationRules) -> Result<Self> {
+        let patterns = rules
+            .banned_patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                compile_pattern(p)
+                    .map(|re| (p.clone(), re))
+                    .map_err(|message| DomainError::Config {
+                        origin: "validation rules".into(),
+                        line: None,
+                        column: None,
+                        field: format!("validation.banned_patterns[{i}]"),
+                        message,
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            rules: rules.clone(),
+            patterns,
+        })
+    }
+
+    /// Checks an answer; `output` supplies why generation ended.
+    pub fn validate(&self, text: &str, output: &GenerationOutput) -> Verdict {
+        let mut failures = Vec::new();
+        let trimmed = text.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 {
+            failures.push(ValidationFailure::Empty);
+        } else if chars < self.rules.min_chars {
+            failures.push(ValidationFailure::TooShort {
+                min: self.rules.min_chars,
+                found: chars,
+            });
+        }
+        if self.rules.max_chars > 0 && chars > self.rules.max_chars {
+            failures.push(ValidationFailure::TooLong {
+                max: self.rules.max_chars,
+                found: chars,
+            });
+        }
+        if self.rules.max_repeats >= 2
+            && let Some((ngram, count)) = most_repeated(trimmed, self.rules.repetition_ngram)
+            && count >= self.rules.max_repeats
+        {
+            failures.push(ValidationFailure::RepetitionLoop { ngram, count });
+        }
+        if self.rules.reject_truncated && output.finish_reason == FinishReason::Length {
+            failures.push(ValidationFailure::Truncated {
+                tokens: output.usage.completion_tokens,
+            });
+        }
+        for (pattern, re) in &self.patterns {
+            if let Some(m) = re.find(text) {
+                failures.push(ValidationFailure::BannedPattern {
+                    pattern: pattern.clone(),
+                    matched: m.as_str().to_string(),
+                });
+            }
+        }
+        Verdict {
+            passed: failures.is_empty(),
+            failures,
+        }
+    }
+}
+
+/// The most frequent run of `n` words (lowercased, punctuation ignored) and its
+/// count; the earliest wins a tie.
+fn most_repeated(text: &str, n: usize) -> Option<(String, usize)> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    if n == 0 || words.len() < n {
+        return None;
+    }
+    let mut counts: HashMap<&[String], (usize, usize)> = HashMap::new();
+    for (i, window) in words.windows(n).enumerate() {
+        counts.entry(window).or_insert((0, i)).0 += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+        .map(|(ngram, (count, _))| (ngram.join(" "), count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdsa_models::generate::{Timings, Usage};
+
+    fn output(text: &str, finish_reason: FinishReason) -> GenerationOutput {
+        GenerationOutput {
+            text: text.into(),
+            token_ids: Vec::new(),
+            finish_reason,
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 50,
+            },
+            timings: Timings::default(),
+        }
+    }
+
+    fn check(rules: &ValidationRules, text: &str, finish: FinishReason) -> Verdict {
+        ResponseValidator::new(rules)
+            .unwrap()
+            .validate(text, &output(text, finish))
+    }
+
+    #[test]
+    fn each_failure_kind_is_reported() {
+        let rules = ValidationRules {
+            min_chars: 10,
+            max_chars: 60,
+            repetition_ngram: 2,
+            max_repeats: 3,
+            reject_truncated: true,
+            banned_patterns: vec!["as an ai".into()],
+        };
+        let good = check(&rules, "A fine, short answer.", FinishReason::Eos);
+        assert!(good.passed, "{good}");
+        assert_eq!(
+            check(&rules, "  \n", FinishReason::Eos).failures,
+            [ValidationFailure::Empty]
+        );
+        assert_eq!(
+            check(&rules, "Too short", FinishReason::Eos).failures,
+            [ValidationFailure::TooShort { min: 10, found: 9 }]
+        );
+        let long = "x".repeat(61);
+        assert_eq!(
+            check(&rules, &long, FinishReason::Stop).failures,
+            [ValidationFailure::TooLong { max: 60, found: 61 }]
+        );
+        let looped = check(
+            &rules,
+            "Drink water. Drink water! drink WATER, drink water.",
+            FinishReason::Eos,
+        );
+        assert_eq!(
+            looped.failures,
+            [ValidationFailure::RepetitionLoop {
+                ngram: "drink water".into(),
+                count: 4
+            }]
+        );
+        assert_eq!(
+            check(&rules, "A fine, short answer.", FinishReason::Length).failures,
+            [ValidationFailure::Truncated { tokens: 50 }]
+        );
+        let banned = check(&rules, "As an AI, I cannot say.", FinishReason::Eos);
+        assert_eq!(
+            banned.failures,
+            [ValidationFailure::BannedPattern {
+                pattern: "as an ai".into(),
+                matched: "As an AI".into()
+            }]
+        );
+        assert!(banned.to_string().contains("banned pattern"), "{banned}");
+        let json = serde_json::to_value(&banned).unwrap();
+        assert_eq!(json["failures"][0]["kind"], "banned_pattern");
+    }
+
+    #[test]
+    fn truncation_and_repetition_checks_can_be_off() {
+        let rules = ValidationRules {
+            max_repeats: 0,
+            ..ValidationRules::default()
+        };
+        let text = "go go go go go go go go";
+        assert!(check(&rules, text, FinishReason::Length).passed);
+    }
+}

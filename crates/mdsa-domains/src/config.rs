@@ -7,7 +7,7 @@ use mdsa_models::generate::{GenerationParams, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
-use crate::ronpath;
+use crate::ron_file;
 
 /// The default prompt template: the query on its own.
 pub const DEFAULT_TEMPLATE: &str = "{query}";
@@ -518,19 +518,9 @@ pub struct DomainsFile {
 impl DomainsFile {
     /// Parses and checks a domains file; `origin` names it in errors (a path or `<builtin>`).
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let file: Self = ron_options()
-            .from_str(text)
-            .map_err(|e| syntax_error(text, origin, &e))?;
-        file.check().map_err(|(field, message)| {
-            let position = ronpath::locate(text, &field);
-            DomainError::Config {
-                origin: origin.to_string(),
-                line: position.map(|p| p.0),
-                column: position.map(|p| p.1),
-                field,
-                message,
-            }
-        })?;
+        let file: Self = ron_file::parse(text, origin)?;
+        file.check()
+            .map_err(|(field, message)| ron_file::field_error(text, origin, &field, message))?;
         Ok(file)
     }
 
@@ -539,7 +529,7 @@ impl DomainsFile {
         let pretty = ron::ser::PrettyConfig::default()
             .struct_names(false)
             .separate_tuple_members(true);
-        ron_options()
+        ron_file::options()
             .to_string_pretty(self, pretty)
             .map_err(|e| DomainError::Config {
                 origin: "<serialising>".into(),
@@ -586,38 +576,6 @@ impl DomainsFile {
 }
 
 /// `Some(x)` may be written as plain `x`, which is how people write optional fields.
-fn ron_options() -> ron::Options {
-    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
-}
-
-fn syntax_error(text: &str, origin: &str, error: &ron::error::SpannedError) -> DomainError {
-    use ron::error::Error as E;
-    let start = error.span.start;
-    let (container, key) = ronpath::path_at(text, start.line, start.col);
-    // For a wrong, missing or repeated key, name that key inside its container.
-    let field = match &error.code {
-        E::NoSuchStructField { found, .. } => ronpath::join(&container, found),
-        E::MissingStructField { field, .. } | E::DuplicateStructField { field, .. } => {
-            ronpath::join(&container, field)
-        }
-        _ => match key {
-            Some(key) => ronpath::join(&container, &key),
-            None => container,
-        },
-    };
-    DomainError::Config {
-        origin: origin.to_string(),
-        line: Some(start.line),
-        column: Some(start.col),
-        field: if field.is_empty() {
-            "(file)".into()
-        } else {
-            field
-        },
-        message: error.code.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

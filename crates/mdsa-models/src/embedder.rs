@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::arch::bert::{Bert, BertConfig};
+use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
 use crate::tokenizer::TextTokenizer;
@@ -41,6 +42,9 @@ pub struct EmbedderOptions {
     pub normalize: Option<bool>,
     /// Where to run; default: the CPU.
     pub device: Option<Device>,
+    /// How linear weights are held: `stored`/`f32` as f32, `f16`/`bf16`, or
+    /// quantized at load to `int8` (Q8_0) or `int4` (Q4_0) blocks.
+    pub format: WeightFormat,
 }
 
 /// A BERT-family sentence encoder on burn, with its tokenizer and pooling.
@@ -96,7 +100,7 @@ impl BertEmbedder {
             .device
             .clone()
             .unwrap_or_else(crate::backend::default_device);
-        let model = Bert::load(&config, &weights, &device)?;
+        let model = Bert::load_as(&config, &weights, options.format, &device)?;
         let st = SentenceTransformersConfig::read(&dir)?;
         let max_length = options
             .max_length
@@ -139,6 +143,11 @@ impl BertEmbedder {
         self.normalize
     }
 
+    /// Bytes of weights held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.model.resident_bytes()
+    }
+
     /// The tokenizer (for counting tokens).
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
@@ -158,7 +167,7 @@ impl Embedder for BertEmbedder {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), &self.device);
         // Padding gets a large negative score so softmax gives it no weight.
         let bias = batch.is_padded().then(|| (mask.clone() - 1.0) * 1e9);
-        let hidden = self.model.forward(ids, bias);
+        let hidden = self.model.forward(ids, bias)?;
         let pooled: Tensor<2> = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).reshape([b, self.dimension]),
             Pooling::Mean => {

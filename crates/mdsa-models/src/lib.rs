@@ -16,6 +16,10 @@
 //! - [`generate`]: the [`generate::TextGenerator`] interface and the decoder
 //!   generator: sampling, stop conditions, UTF-8-safe streaming, usage, timings.
 //! - [`embedder`]: the [`Embedder`] interface and the BERT sentence encoder.
+//! - [`registry`]: named model specs ([`registry::ModelSpec`]) read from RON.
+//! - [`manager`]: the [`manager::ModelManager`]: which models are resident,
+//!   single-flight loads, eviction by measured bytes, pluggable
+//!   [`manager::ModelBackend`]s.
 //! - [`backend`]: the burn backend chosen by cargo features (`flex`, `wgpu`, `cuda`).
 //!
 //! The crate knows nothing of domains or routing; `mdsa-domains` uses it through
@@ -28,7 +32,9 @@ pub mod embedder;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod manager;
 pub mod quant;
+pub mod registry;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

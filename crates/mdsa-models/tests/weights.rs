@@ -112,7 +112,7 @@ fn load(dir: &Path) -> Result<Bert, ModelError> {
 fn run(model: &Bert) -> Vec<f32> {
     let device = Device::default();
     let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 7, 2], [1, 4]), &device);
-    let out = model.forward(ids, None);
+    let out = model.forward(ids, None).unwrap();
     assert_eq!(out.dims(), [1, 4, HIDDEN]);
     out.into_data().try_into_vec::<f32>().unwrap()
 }

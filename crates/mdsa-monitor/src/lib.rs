@@ -16,6 +16,9 @@
 //!   percentiles within 0.1%), throughput over a sliding window and error
 //!   rate, overall and per domain and model, from many threads without a
 //!   global lock; it keeps a history of periodic [`MetricsSnapshot`]s.
+//! - [`ModelMetrics`] (from [`MetricsCollector::model_metrics`]) counts what
+//!   the model manager does: loads and their duration, hits, misses,
+//!   evictions, failures, resident bytes per model and per device.
 //! - [`MetricsCollector::encode_prometheus`] renders all of it, plus any
 //!   metric other crates register, as Prometheus/OpenMetrics text.
 //!
@@ -31,6 +34,10 @@
 //! | `mdsa_throughput_requests_per_second` | gauge | |
 //! | `mdsa_error_rate` | gauge | |
 //! | `mdsa_uptime_seconds` | gauge | |
+//! | `mdsa_model_loads_total`, `mdsa_model_hits_total`, `mdsa_model_misses_total`, `mdsa_model_evictions_total`, `mdsa_model_unloads_total`, `mdsa_model_load_failures_total` | counter | `model` |
+//! | `mdsa_model_load_duration_seconds` | histogram (5 ms … 120 s) | `model` |
+//! | `mdsa_model_resident_bytes` | gauge | `model`, `device` |
+//! | `mdsa_device_resident_bytes` | gauge | `device` |
 //!
 //! A missing domain or model is labelled [`NONE_LABEL`].
 //!
@@ -67,6 +74,7 @@ mod error;
 mod export;
 mod logger;
 mod metrics;
+mod models;
 mod prometheus;
 mod record;
 mod sink;
@@ -79,6 +87,7 @@ pub use metrics::{
     GroupSnapshot, HistoryHandle, LatencySummary, MetricsCollector, MetricsConfig, MetricsSnapshot,
     NONE_LABEL, Observation, StatusCounts,
 };
+pub use models::{ModelMetrics, ModelMetricsSnapshot, ModelResidency};
 pub use record::{LatencyBreakdown, RequestRecord, RequestStatus, query_sha256};
 pub use sink::{SinkConfig, read_jsonl, read_jsonl_with_rotations, rotated_path};
 

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::MonitorError;
+use crate::models::{ModelMetrics, ModelMetricsSnapshot};
 use crate::record::{RequestRecord, RequestStatus, duration_to_us};
 
 /// Key used for a request without a domain (router abstained) or without a
@@ -274,6 +275,9 @@ pub struct MetricsSnapshot {
     pub per_domain: BTreeMap<String, GroupSnapshot>,
     /// Per model; requests without a model under [`NONE_LABEL`].
     pub per_model: BTreeMap<String, GroupSnapshot>,
+    /// What the model manager did: loads, evictions, resident bytes.
+    #[serde(default)]
+    pub model_residency: ModelMetricsSnapshot,
 }
 
 /// Picks the histogram shard for the current thread. Threads get
@@ -316,7 +320,7 @@ impl Default for LatencyStats {
 }
 
 impl LatencyStats {
-    fn record(&self, us: u64) {
+    pub(crate) fn record(&self, us: u64) {
         let us = us.min(MAX_LATENCY_US);
         self.min_us.fetch_min(us, Ordering::Relaxed);
         self.max_us.fetch_max(us, Ordering::Relaxed);
@@ -438,7 +442,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 /// Fixed-bucket histogram for Prometheus: exact, lock-free counts.
 #[derive(Default)]
-struct Buckets {
+pub(crate) struct Buckets {
     /// One per bound in [`BUCKET_BOUNDS_US`], then `+Inf`.
     counts: [AtomicU64; 16],
     sum_us: AtomicU64,
@@ -446,7 +450,7 @@ struct Buckets {
 }
 
 impl Buckets {
-    fn record(&self, us: u64) {
+    pub(crate) fn record(&self, us: u64) {
         let us = us.min(MAX_LATENCY_US);
         // Prometheus buckets are `le`: a value equal to a bound belongs in it.
         let index = BUCKET_BOUNDS_US.partition_point(|&bound| bound < us);
@@ -455,7 +459,7 @@ impl Buckets {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn read(&self) -> BucketCounts {
+    pub(crate) fn read(&self) -> BucketCounts {
         BucketCounts {
             counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
             sum_secs: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
@@ -600,6 +604,7 @@ struct Inner {
     history: Mutex<VecDeque<MetricsSnapshot>>,
     history_capacity: usize,
     registry: Mutex<Registry>,
+    residency: ModelMetrics,
 }
 
 /// The metrics collector.
@@ -663,6 +668,7 @@ impl MetricsCollector {
                 history: Mutex::new(VecDeque::new()),
                 history_capacity: config.history_capacity,
                 registry: Mutex::new(Registry::with_prefix("mdsa")),
+                residency: ModelMetrics::default(),
             }),
         }
     }
@@ -715,7 +721,14 @@ impl MetricsCollector {
                 .iter()
                 .map(|e| (e.key().clone(), e.value().snapshot()))
                 .collect(),
+            model_residency: inner.residency.snapshot(),
         }
+    }
+
+    /// Model-manager metrics: loads, hits, misses, evictions, failures, load
+    /// time and resident bytes per model and device.
+    pub fn model_metrics(&self) -> &ModelMetrics {
+        &self.inner.residency
     }
 
     /// Takes a snapshot, appends it to the history and returns it.

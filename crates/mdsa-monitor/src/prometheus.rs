@@ -16,6 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::MonitorError;
 use crate::metrics::{BUCKET_BOUNDS_SECS, BucketCounts, LatencySummary, MetricsCollector, PairRow};
+use crate::models::{ModelResidency, ModelRow};
 use crate::record::RequestStatus;
 
 /// Everything a scrape shows, read out of the collector once so the
@@ -27,6 +28,8 @@ struct Scrape {
     throughput_rps: f64,
     error_rate: f64,
     uptime_secs: f64,
+    models: Vec<ModelRow>,
+    per_device: std::collections::BTreeMap<String, u64>,
 }
 
 pub(crate) fn encode(collector: &MetricsCollector) -> Result<String, MonitorError> {
@@ -37,6 +40,8 @@ pub(crate) fn encode(collector: &MetricsCollector) -> Result<String, MonitorErro
         throughput_rps: snapshot.throughput_rps,
         error_rate: snapshot.total.error_rate,
         uptime_secs: snapshot.uptime_secs,
+        models: collector.model_metrics().rows(),
+        per_device: snapshot.model_residency.per_device,
     };
     let mut builtin = Registry::with_prefix("mdsa");
     builtin.register_collector(Box::new(scrape));
@@ -56,27 +61,115 @@ fn pair_labels(pair: &PairRow) -> [(&'static str, &str); 2] {
     ]
 }
 
-fn encode_histogram(
+fn encode_histogram<R>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    pairs: &[PairRow],
-    buckets: impl Fn(&PairRow) -> &BucketCounts,
+    rows: &[R],
+    labels: impl Fn(&R) -> Vec<(&'static str, String)>,
+    buckets: impl Fn(&R) -> &BucketCounts,
 ) -> Result<(), std::fmt::Error> {
     let mut metric =
         encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-    for pair in pairs {
-        let b = buckets(pair);
+    for row in rows {
+        let b = buckets(row);
         let bounds: Vec<(f64, u64)> = BUCKET_BOUNDS_SECS
             .iter()
             .copied()
             .chain([f64::INFINITY])
             .zip(b.counts)
             .collect();
-        let labels = pair_labels(pair);
+        let labels = labels(row);
         metric
             .encode_family(&labels)?
             .encode_histogram::<NoLabelSet>(b.sum_secs, b.count, &bounds, None)?;
+    }
+    Ok(())
+}
+
+fn owned_pair_labels(pair: &PairRow) -> Vec<(&'static str, String)> {
+    pair_labels(pair)
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect()
+}
+
+fn model_label(row: &ModelRow) -> Vec<(&'static str, String)> {
+    vec![("model", row.model.clone())]
+}
+
+/// Reads one counter of a model.
+type ModelCount = fn(&ModelResidency) -> u64;
+
+/// The model manager's series: counters and load time per model, resident
+/// bytes per model and per device.
+fn encode_models(
+    encoder: &mut DescriptorEncoder<'_>,
+    rows: &[ModelRow],
+    per_device: &std::collections::BTreeMap<String, u64>,
+) -> Result<(), std::fmt::Error> {
+    let counters: [(&str, &str, ModelCount); 6] = [
+        ("model_loads", "Model loads finished.", |m| m.loads),
+        (
+            "model_hits",
+            "Model requests that found the model resident.",
+            |m| m.hits,
+        ),
+        (
+            "model_misses",
+            "Model requests that had to load (or wait for a load).",
+            |m| m.misses,
+        ),
+        (
+            "model_evictions",
+            "Models evicted to make room or after their idle TTL.",
+            |m| m.evictions,
+        ),
+        ("model_unloads", "Models unloaded on request.", |m| {
+            m.unloads
+        }),
+        ("model_load_failures", "Model loads that failed.", |m| {
+            m.failures
+        }),
+    ];
+    for (name, help, value) in counters {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for row in rows {
+            let labels = [("model", row.model.as_str())];
+            ConstCounter::new(value(&row.figures)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    encode_histogram(
+        encoder,
+        "model_load_duration",
+        "Wall time of model loads.",
+        rows,
+        model_label,
+        |r| &r.load_duration,
+    )?;
+    let mut resident = encoder.encode_descriptor(
+        "model_resident",
+        "Bytes a model holds (weights plus KV reservation), by model and device.",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+    )?;
+    for row in rows {
+        let labels = [
+            ("model", row.model.as_str()),
+            ("device", row.figures.device.as_str()),
+        ];
+        ConstGauge::new(row.figures.resident_bytes as i64)
+            .encode(resident.encode_family(&labels)?)?;
+    }
+    let mut device = encoder.encode_descriptor(
+        "device_resident",
+        "Bytes resident models hold, by device.",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+    )?;
+    for (name, bytes) in per_device {
+        let labels = [("device", name.as_str())];
+        ConstGauge::new(*bytes as i64).encode(device.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -134,6 +227,7 @@ impl Collector for Scrape {
             "request_duration",
             "End-to-end request latency.",
             &self.pairs,
+            owned_pair_labels,
             |p| &p.duration,
         )?;
         encode_histogram(
@@ -141,6 +235,7 @@ impl Collector for Scrape {
             "time_to_first_token",
             "Time from request start to the first generated token, for streamed answers.",
             &self.pairs,
+            owned_pair_labels,
             |p| &p.ttft,
         )?;
 
@@ -193,7 +288,8 @@ impl Collector for Scrape {
             Some(&Unit::Seconds),
             uptime.metric_type(),
         )?;
-        uptime.encode(metric)
+        uptime.encode(metric)?;
+        encode_models(&mut encoder, &self.models, &self.per_device)
     }
 }
 

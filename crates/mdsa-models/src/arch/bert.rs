@@ -6,12 +6,14 @@
 
 use std::path::Path;
 
-use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
+use burn::module::Param;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
+use crate::arch::linear::{LinearWeight, Matrix};
+use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::weights::SafetensorsWeights;
 
@@ -97,7 +99,10 @@ impl BertConfig {
 }
 
 /// A BERT encoder: token ids in, one hidden state per token out.
-#[derive(Module, Debug)]
+///
+/// Linear weights are held in the [`WeightFormat`] asked for at load (f32,
+/// f16/bf16, int8 or int4 blocks); embeddings and norms stay f32.
+#[derive(Debug)]
 pub struct Bert {
     word_embeddings: Embedding,
     position_embeddings: Embedding,
@@ -105,17 +110,18 @@ pub struct Bert {
     embeddings_norm: LayerNorm,
     layers: Vec<BertLayer>,
     heads: usize,
+    resident_bytes: usize,
 }
 
-#[derive(Module, Debug)]
+#[derive(Debug)]
 struct BertLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
+    query: LinearWeight,
+    key: LinearWeight,
+    value: LinearWeight,
+    attention_output: LinearWeight,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: LinearWeight,
+    output: LinearWeight,
     output_norm: LayerNorm,
 }
 
@@ -128,6 +134,17 @@ impl Bert {
         weights: &SafetensorsWeights,
         device: &Device,
     ) -> Result<Self, ModelError> {
+        Self::load_as(config, weights, WeightFormat::Stored, device)
+    }
+
+    /// [`Bert::load`] with the linear weights held as `format` (`stored` and
+    /// `f32` keep f32).
+    pub fn load_as(
+        config: &BertConfig,
+        weights: &SafetensorsWeights,
+        format: WeightFormat,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {
@@ -135,84 +152,73 @@ impl Bert {
         };
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
-        let embedding = |name: &str, rows: usize| -> Result<Embedding, ModelError> {
+        let mut f32_values = 0usize;
+        let mut embedding = |name: &str, rows: usize| -> Result<Embedding, ModelError> {
             let mut module = EmbeddingConfig::new(rows, h).init(device);
             module.weight = Param::from_tensor(weights.tensor(
                 &format!("{p}embeddings.{name}.weight"),
                 [rows, h],
                 device,
             )?);
+            f32_values += rows * h;
             Ok(module)
         };
+        let word_embeddings = embedding("word_embeddings", config.vocab_size)?;
+        let position_embeddings = embedding("position_embeddings", config.max_position_embeddings)?;
+        let token_type_embeddings = embedding("token_type_embeddings", config.type_vocab_size)?;
+        let norm = |name: &str| weights.layer_norm(name, h, eps, device);
+        let linear = |name: &str, d_in: usize, d_out: usize| -> Result<LinearWeight, ModelError> {
+            let values = weights.read_f32(&format!("{name}.weight"), &[d_out, d_in])?;
+            let bias = weights.tensor(&format!("{name}.bias"), [d_out], device)?;
+            let matrix = Matrix::from_f32(format, d_out, d_in, values)?;
+            Ok(LinearWeight::new(matrix, d_in, d_out, Some(bias), device))
+        };
+        let i_size = config.intermediate_size;
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let l = format!("{p}encoder.layer.{i}");
-                let i_size = config.intermediate_size;
                 Ok(BertLayer {
-                    query: weights.linear(
-                        &format!("{l}.attention.self.query"),
-                        h,
-                        h,
-                        true,
-                        device,
-                    )?,
-                    key: weights.linear(&format!("{l}.attention.self.key"), h, h, true, device)?,
-                    value: weights.linear(
-                        &format!("{l}.attention.self.value"),
-                        h,
-                        h,
-                        true,
-                        device,
-                    )?,
-                    attention_output: weights.linear(
-                        &format!("{l}.attention.output.dense"),
-                        h,
-                        h,
-                        true,
-                        device,
-                    )?,
-                    attention_norm: weights.layer_norm(
-                        &format!("{l}.attention.output.LayerNorm"),
-                        h,
-                        eps,
-                        device,
-                    )?,
-                    intermediate: weights.linear(
-                        &format!("{l}.intermediate.dense"),
-                        h,
-                        i_size,
-                        true,
-                        device,
-                    )?,
-                    output: weights.linear(
-                        &format!("{l}.output.dense"),
-                        i_size,
-                        h,
-                        true,
-                        device,
-                    )?,
-                    output_norm: weights.layer_norm(
-                        &format!("{l}.output.LayerNorm"),
-                        h,
-                        eps,
-                        device,
-                    )?,
+                    query: linear(&format!("{l}.attention.self.query"), h, h)?,
+                    key: linear(&format!("{l}.attention.self.key"), h, h)?,
+                    value: linear(&format!("{l}.attention.self.value"), h, h)?,
+                    attention_output: linear(&format!("{l}.attention.output.dense"), h, h)?,
+                    attention_norm: norm(&format!("{l}.attention.output.LayerNorm"))?,
+                    intermediate: linear(&format!("{l}.intermediate.dense"), h, i_size)?,
+                    output: linear(&format!("{l}.output.dense"), i_size, h)?,
+                    output_norm: norm(&format!("{l}.output.LayerNorm"))?,
                 })
             })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+            .collect::<Result<Vec<BertLayer>, ModelError>>()?;
+        // Each LayerNorm holds a weight and a bias of `h` values.
+        let norms = (1 + 2 * layers.len()) * 2 * h;
+        let linears: usize = layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    &l.query,
+                    &l.key,
+                    &l.value,
+                    &l.attention_output,
+                    &l.intermediate,
+                    &l.output,
+                ]
+            })
+            .map(LinearWeight::resident_bytes)
+            .sum();
         Ok(Self {
-            word_embeddings: embedding("word_embeddings", config.vocab_size)?,
-            position_embeddings: embedding("position_embeddings", config.max_position_embeddings)?,
-            token_type_embeddings: embedding("token_type_embeddings", config.type_vocab_size)?,
-            embeddings_norm: weights.layer_norm(
-                &format!("{p}embeddings.LayerNorm"),
-                h,
-                eps,
-                device,
-            )?,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_norm: norm(&format!("{p}embeddings.LayerNorm"))?,
             layers,
             heads: config.num_attention_heads,
+            resident_bytes: (f32_values + norms) * 4 + linears,
         })
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.resident_bytes
     }
 
     /// Runs the encoder.
@@ -220,7 +226,11 @@ impl Bert {
     /// `ids` is `[batch, seq]`; `mask_bias` is `[batch, seq]` with 0 for real tokens
     /// and a large negative number for padding, or `None` when nothing is padded
     /// (a single query), which skips the masking work. Returns `[batch, seq, hidden]`.
-    pub fn forward(&self, ids: Tensor<2, Int>, mask_bias: Option<Tensor<2>>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        mask_bias: Option<Tensor<2>>,
+    ) -> Result<Tensor<3>, ModelError> {
         let [batch, seq] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
@@ -234,20 +244,25 @@ impl Bert {
         // [batch, 1, 1, seq]: broadcast over heads and query positions.
         let mask = mask_bias.map(|m| m.reshape([batch, 1, 1, seq]));
         for layer in &self.layers {
-            hidden = layer.forward(hidden, mask.clone(), self.heads);
+            hidden = layer.forward(hidden, mask.clone(), self.heads)?;
         }
-        hidden
+        Ok(hidden)
     }
 }
 
 impl BertLayer {
-    fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>, heads: usize) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        heads: usize,
+    ) -> Result<Tensor<3>, ModelError> {
         let [batch, seq, hidden] = x.dims();
         let head_dim = hidden / heads;
         let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
+        let q = split(self.query.forward3(x.clone())?);
+        let k = split(self.key.forward3(x.clone())?);
+        let v = split(self.value.forward3(x.clone())?);
         let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
         if let Some(mask) = mask {
             scores = scores + mask;
@@ -258,10 +273,10 @@ impl BertLayer {
             .reshape([batch, seq, hidden]);
         let attended = self
             .attention_norm
-            .forward(self.attention_output.forward(context) + x);
+            .forward(self.attention_output.forward3(context)? + x);
         let fed = self
             .output
-            .forward(gelu(self.intermediate.forward(attended.clone())));
-        self.output_norm.forward(fed + attended)
+            .forward3(gelu(self.intermediate.forward3(attended.clone())?))?;
+        Ok(self.output_norm.forward(fed + attended))
     }
 }

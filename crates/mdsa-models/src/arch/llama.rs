@@ -20,9 +20,10 @@ use std::sync::Arc;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec};
 use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
-use crate::quant::{BlockFormat, HalfKind, HalfMatrix, QuantBytes, QuantMatrix, dequantize_legacy};
+use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
 use crate::weights::SafetensorsWeights;
 
 /// Decoder architectures this module runs.
@@ -54,8 +55,12 @@ impl Architecture {
     }
 }
 
-/// How weights are held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How weights are held in memory. In configuration files it is written in
+/// lower case: `"stored"`, `"f32"`, `"f16"`, `"bf16"`, `"int8"`, `"int4"`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
     /// Every weight dequantized to f32 burn tensors (any device; the reference path).
     F32,
@@ -86,6 +91,36 @@ impl std::str::FromStr for WeightFormat {
                 "unknown dtype {other:?}: expected f32, f16, bf16, stored, int8 or int4"
             )),
         }
+    }
+}
+
+impl WeightFormat {
+    /// Every format, in the order reports list them.
+    pub const ALL: [WeightFormat; 6] = [
+        Self::Stored,
+        Self::F32,
+        Self::F16,
+        Self::BF16,
+        Self::Int8,
+        Self::Int4,
+    ];
+
+    /// The lower-case name used in configuration files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Stored => "stored",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+            Self::Int8 => "int8",
+            Self::Int4 => "int4",
+        }
+    }
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -280,97 +315,6 @@ impl DecoderConfig {
             rope_scale,
             context_length: hf.max_position_embeddings,
         })
-    }
-}
-
-/// A weight matrix the CPU multiplies row by row: quantized blocks or 16-bit floats.
-#[derive(Debug)]
-enum Packed {
-    Blocks(QuantMatrix),
-    Half(HalfMatrix),
-}
-
-impl Packed {
-    fn rows(&self) -> usize {
-        match self {
-            Self::Blocks(m) => m.rows(),
-            Self::Half(m) => m.rows(),
-        }
-    }
-
-    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
-        match self {
-            Self::Blocks(m) => m.matmul(x, n, out)?,
-            Self::Half(m) => m.matmul(x, n, out)?,
-        }
-        Ok(())
-    }
-
-    fn row_into(&self, row: usize, out: &mut [f32]) -> Result<(), ModelError> {
-        match self {
-            Self::Blocks(m) => m.dequantize_row_into(row, out)?,
-            Self::Half(m) => m.row_into(row, out)?,
-        }
-        Ok(())
-    }
-
-    fn resident_bytes(&self) -> usize {
-        match self {
-            Self::Blocks(m) => m.resident_bytes(),
-            Self::Half(m) => m.resident_bytes(),
-        }
-    }
-}
-
-/// A linear layer `y = x Wᵀ + b` in one of two representations.
-#[derive(Debug)]
-enum LinearWeight {
-    /// `[in, out]` f32 tensor.
-    Dense {
-        weight: Tensor<2>,
-        bias: Option<Tensor<1>>,
-    },
-    /// `[out, in]` quantized blocks.
-    Packed {
-        matrix: Packed,
-        bias: Option<Tensor<1>>,
-    },
-}
-
-impl LinearWeight {
-    /// `x` is `[n, in]`; returns `[n, out]`.
-    fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        match self {
-            Self::Dense { weight, bias } => {
-                let y = x.matmul(weight.clone());
-                Ok(match bias {
-                    Some(b) => y + b.clone().unsqueeze::<2>(),
-                    None => y,
-                })
-            }
-            Self::Packed { matrix, bias } => {
-                let [n, _] = x.dims();
-                let device = x.device();
-                let input = tensor_to_vec(x)?;
-                let mut out = vec![0.0f32; n * matrix.rows()];
-                matrix.matmul(&input, n, &mut out)?;
-                let y = Tensor::<2>::from_data(TensorData::new(out, [n, matrix.rows()]), &device);
-                Ok(match bias {
-                    Some(b) => y + b.clone().unsqueeze::<2>(),
-                    None => y,
-                })
-            }
-        }
-    }
-
-    fn resident_bytes(&self) -> usize {
-        let bias = |b: &Option<Tensor<1>>| b.as_ref().map_or(0, |b| b.dims()[0] * 4);
-        match self {
-            Self::Dense { weight, bias: b } => {
-                weight.dims().iter().product::<usize>() * 4 + bias(b)
-            }
-            Self::Packed { matrix, bias: b } => matrix.resident_bytes() + bias(b),
-        }
     }
 }
 
@@ -754,18 +698,6 @@ fn rope_tables(config: &DecoderConfig, device: &Device) -> (Tensor<2>, Tensor<2>
     )
 }
 
-fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
-}
-
-enum Matrix {
-    Packed(Packed),
-    /// Row-major `[rows, cols]` f32 values.
-    Dense(Vec<f32>),
-}
-
 /// A quantized tensor as read from a GGUF file.
 enum Stored {
     /// Blocks the quantized kernels multiply directly.
@@ -929,39 +861,16 @@ impl Loader<'_> {
     /// A `[rows, cols]` matrix (GGUF dims `[cols, rows]`) in the requested format.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
         let stored = self.stored(name, rows, cols)?;
-        let dense = |stored: Option<Stored>| -> Result<Vec<f32>, ModelError> {
-            match stored {
-                Some(Stored::Blocks(m)) => Ok(m.dequantize()),
-                Some(Stored::Values(values)) => Ok(values),
-                None => self.read_dense(name, &[rows, cols]),
-            }
-        };
-        let requantized = |format, stored| -> Result<Matrix, ModelError> {
-            let blocks = QuantMatrix::quantize(format, rows, cols, &dense(stored)?)?;
-            Ok(Matrix::Packed(Packed::Blocks(blocks)))
-        };
-        let half = |kind, stored| -> Result<Matrix, ModelError> {
-            Ok(Matrix::Packed(Packed::Half(HalfMatrix::from_f32(
-                kind,
-                rows,
-                cols,
-                &dense(stored)?,
-            )?)))
-        };
-        match (self.format, stored) {
-            (WeightFormat::Stored, Some(Stored::Blocks(m))) => {
-                Ok(Matrix::Packed(Packed::Blocks(m)))
-            }
-            (WeightFormat::F16, stored) => half(HalfKind::F16, stored),
-            (WeightFormat::BF16, stored) => half(HalfKind::BF16, stored),
+        let keep = self.format == WeightFormat::Stored;
+        let (format, values) = match stored {
+            Some(Stored::Blocks(m)) if keep => return Ok(Matrix::Packed(Packed::Blocks(m))),
+            Some(Stored::Blocks(m)) => (self.format, m.dequantize()),
             // No kernels for this format: Q8_0 keeps its 5 bits and stays compact.
-            (WeightFormat::Stored | WeightFormat::Int8, stored @ Some(Stored::Values(_))) => {
-                requantized(BlockFormat::Q8_0, stored)
-            }
-            (WeightFormat::Int8, stored) => requantized(BlockFormat::Q8_0, stored),
-            (WeightFormat::Int4, stored) => requantized(BlockFormat::Q4_0, stored),
-            (_, stored) => Ok(Matrix::Dense(dense(stored)?)),
-        }
+            Some(Stored::Values(values)) if keep => (WeightFormat::Int8, values),
+            Some(Stored::Values(values)) => (self.format, values),
+            None => (self.format, self.read_dense(name, &[rows, cols])?),
+        };
+        Matrix::from_f32(format, rows, cols, values)
     }
 
     fn linear(
@@ -976,27 +885,8 @@ impl Loader<'_> {
         } else {
             None
         };
-        Ok(
-            match self.matrix(&format!("{prefix}.weight"), d_out, d_in)? {
-                Matrix::Packed(matrix) => LinearWeight::Packed { matrix, bias },
-                Matrix::Dense(values) => {
-                    // Stored [out, in]; burn multiplies x [n, in] by [in, out].
-                    let mut transposed = vec![0.0f32; values.len()];
-                    for (o, row) in values.chunks_exact(d_in).enumerate() {
-                        for (i, &v) in row.iter().enumerate() {
-                            transposed[i * d_out + o] = v;
-                        }
-                    }
-                    LinearWeight::Dense {
-                        weight: Tensor::from_data(
-                            TensorData::new(transposed, [d_in, d_out]),
-                            self.device,
-                        ),
-                        bias,
-                    }
-                }
-            },
-        )
+        let matrix = self.matrix(&format!("{prefix}.weight"), d_out, d_in)?;
+        Ok(LinearWeight::new(matrix, d_in, d_out, bias, self.device))
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>, ModelError> {

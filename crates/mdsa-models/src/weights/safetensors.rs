@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
@@ -140,42 +140,6 @@ impl SafetensorsWeights {
     ) -> Result<Tensor<D>, ModelError> {
         let values = self.read_f32(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
-    }
-
-    /// Builds a linear layer from `{prefix}.weight` (stored `[out, in]`, as
-    /// PyTorch writes it) and `{prefix}.bias`.
-    ///
-    /// The weight is transposed here, once, into burn's `[in, out]` layout so the
-    /// forward pass multiplies contiguous memory.
-    pub fn linear(
-        &self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-        device: &Device,
-    ) -> Result<Linear, ModelError> {
-        let stored = self.read_f32(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let mut transposed = vec![0.0f32; stored.len()];
-        for (o, row) in stored.chunks_exact(d_in).enumerate() {
-            for (i, &value) in row.iter().enumerate() {
-                transposed[i * d_out + o] = value;
-            }
-        }
-        let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), device);
-        let bias = if bias {
-            Some(Param::from_tensor(self.tensor(
-                &format!("{prefix}.bias"),
-                [d_out],
-                device,
-            )?))
-        } else {
-            None
-        };
-        Ok(Linear {
-            weight: Param::from_tensor(weight),
-            bias,
-        })
     }
 
     /// Builds a layer norm from `{prefix}.weight` and `{prefix}.bias`

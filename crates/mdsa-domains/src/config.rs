@@ -526,18 +526,7 @@ impl DomainsFile {
 
     /// Serialises to pretty RON that [`DomainsFile::parse`] reads back.
     pub fn to_ron(&self) -> Result<String> {
-        let pretty = ron::ser::PrettyConfig::default()
-            .struct_names(false)
-            .separate_tuple_members(true);
-        ron_file::options()
-            .to_string_pretty(self, pretty)
-            .map_err(|e| DomainError::Config {
-                origin: "<serialising>".into(),
-                line: None,
-                column: None,
-                field: "(file)".into(),
-                message: e.to_string(),
-            })
+        ron_file::to_pretty(self)
     }
 
     /// The first problem as (field path, message).

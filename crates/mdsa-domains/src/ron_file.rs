@@ -23,6 +23,22 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, DomainE
         .map_err(|e| syntax_error(text, origin, &e))
 }
 
+/// Serialises `value` to pretty RON that [`parse`] reads back.
+pub fn to_pretty<T: serde::Serialize>(value: &T) -> Result<String, DomainError> {
+    let pretty = ron::ser::PrettyConfig::default()
+        .struct_names(false)
+        .separate_tuple_members(true);
+    options()
+        .to_string_pretty(value, pretty)
+        .map_err(|e| DomainError::Config {
+            origin: "<serialising>".into(),
+            line: None,
+            column: None,
+            field: "(file)".into(),
+            message: e.to_string(),
+        })
+}
+
 /// An error about `field` (a path such as `models[1].device`), found after
 /// parsing; the line and column are where that field is written in `text`.
 pub fn field_error(text: &str, origin: &str, field: &str, message: String) -> DomainError {
@@ -63,4 +79,3 @@ fn syntax_error(text: &str, origin: &str, error: &ron::error::SpannedError) -> D
         message: error.code.to_string(),
     }
 }
-

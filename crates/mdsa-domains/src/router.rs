@@ -42,6 +42,25 @@ pub struct RouteDecision {
 }
 
 impl RouteDecision {
+    /// A decision made by the caller, not the router (a request that names its
+    /// domain): full confidence, no scores.
+    pub fn forced(query: &str, domain: &str) -> Self {
+        Self {
+            query: query.to_string(),
+            domain: Some(domain.to_string()),
+            confidence: 1.0,
+            abstained: false,
+            fallback: false,
+            scores: Vec::new(),
+            explanation: Explanation {
+                nearest: Vec::new(),
+                keywords: Vec::new(),
+                reason: format!("domain {domain} chosen by the caller"),
+            },
+            latency_ms: 0.0,
+        }
+    }
+
     /// The best-scoring domain, whether or not it was chosen.
     pub fn best(&self) -> Option<&DomainScore> {
         self.scores.first()

@@ -202,7 +202,10 @@ impl SystemConfig {
                 None => {
                     return Err((
                         field.into(),
-                        format!("names model {id:?}, which `models` lacks (known: {})", known()),
+                        format!(
+                            "names model {id:?}, which `models` lacks (known: {})",
+                            known()
+                        ),
                     ));
                 }
                 Some(found) if found != role => {
@@ -218,7 +221,10 @@ impl SystemConfig {
             if role_of(id).is_none() {
                 return Err((
                     format!("preload[{i}]"),
-                    format!("names model {id:?}, which `models` lacks (known: {})", known()),
+                    format!(
+                        "names model {id:?}, which `models` lacks (known: {})",
+                        known()
+                    ),
                 ));
             }
         }

@@ -130,7 +130,9 @@ impl MdsaBuilder {
         let metrics = MetricsCollector::default();
         let mut registry = ModelRegistry::new();
         for spec in &config.models {
-            registry.insert(spec.clone()).map_err(ManagerErrorFrom::from)?;
+            registry
+                .insert(spec.clone())
+                .map_err(ManagerErrorFrom::from)?;
         }
         let mut manager_config = ManagerConfig::from_hardware(&mdsa_hw::BudgetConfig {
             ram_fraction: config.budget.ram_fraction,
@@ -374,12 +376,9 @@ impl Mdsa {
                     Outcome::Cancelled => RequestStatus::Cancelled,
                 });
                 if response.outcome == Outcome::InvalidAnswer {
-                    let reasons = response
-                        .verdict
-                        .as_ref()
-                        .map(|v| v.summary())
-                        .unwrap_or_default();
-                    record = record.with_error(format!("answer failed validation: {reasons}"));
+                    if let Some(verdict) = &response.verdict {
+                        record = record.with_error(format!("answer {verdict}"));
+                    }
                 }
             }
             Err(error) => {
@@ -498,66 +497,59 @@ impl Mdsa {
         let generate_started = Instant::now();
         let mut first_token = None;
         let mut cancelled = false;
-        let execution = self.inner.executor.execute(
-            &domain,
-            generator.as_ref(),
-            query,
-            &mut |event| {
-                let forwarded = match event {
-                    ExecutionEvent::Attempt { number } => {
-                        // Each attempt generates, then validates; a retry goes
-                        // back from validating to executing.
-                        if number == 1 {
+        let execution =
+            self.inner
+                .executor
+                .execute(&domain, generator.as_ref(), query, &mut |event| {
+                    let forwarded = match event {
+                        ExecutionEvent::AttemptStarted { attempt, .. } => {
                             advance(workflow, RequestState::Executing);
-                        } else {
-                            advance(workflow, RequestState::Executing);
+                            QueryEvent::Attempt { number: attempt }
                         }
-                        QueryEvent::Attempt { number }
-                    }
-                    ExecutionEvent::Validating => {
-                        advance(workflow, RequestState::Validating);
-                        return ControlFlow::Continue(());
-                    }
-                    ExecutionEvent::Text(piece) => {
-                        first_token.get_or_insert_with(|| started.elapsed());
-                        QueryEvent::Text(piece.to_string())
-                    }
-                };
-                let flow = on_event(forwarded);
-                cancelled |= flow.is_break();
-                flow
-            },
-        )?;
+                        ExecutionEvent::AttemptRejected { .. } => {
+                            // The executor validated the answer and retries: the
+                            // workflow's retry edge, validating back to executing.
+                            advance(workflow, RequestState::Validating);
+                            return ControlFlow::Continue(());
+                        }
+                        ExecutionEvent::Text(piece) => {
+                            first_token.get_or_insert_with(|| started.elapsed());
+                            QueryEvent::Text(piece.to_string())
+                        }
+                    };
+                    let flow = on_event(forwarded);
+                    cancelled |= flow.is_break();
+                    flow
+                })?;
         timings.generate = generate_started.elapsed();
         timings.first_token = first_token;
         record.latency = record.latency.with_generate(timings.generate);
         if let Some(first) = first_token {
             record.latency = record.latency.with_first_token(first);
         }
-        *record = std::mem::replace(record, RequestRecord::new("", "")).with_tokens(
-            execution.usage.prompt_tokens as u32,
-            execution.usage.completion_tokens as u32,
-        );
+        let usage = execution.output.usage;
+        *record = std::mem::replace(record, RequestRecord::new("", ""))
+            .with_tokens(usage.prompt_tokens as u32, usage.completion_tokens as u32);
         drop(handle);
 
-        response.outcome = if cancelled {
+        response.outcome = if cancelled || execution.cancelled() {
             let _ = workflow.fail("cancelled by the caller");
             Outcome::Cancelled
-        } else if execution.verdict.passed {
-            advance(workflow, RequestState::Completed);
-            Outcome::Answered
         } else {
-            let _ = workflow.fail(format!(
-                "answer failed validation: {}",
-                execution.verdict.summary()
-            ));
-            Outcome::InvalidAnswer
+            advance(workflow, RequestState::Validating);
+            if execution.verdict.passed {
+                advance(workflow, RequestState::Completed);
+                Outcome::Answered
+            } else {
+                let _ = workflow.fail(format!("answer {}", execution.verdict));
+                Outcome::InvalidAnswer
+            }
         };
         response.text = execution.text;
         response.verdict = Some(execution.verdict);
         response.attempts = execution.attempts;
-        response.finish_reason = Some(execution.finish_reason);
-        response.usage = execution.usage;
+        response.finish_reason = Some(execution.output.finish_reason);
+        response.usage = usage;
         response.timings = timings;
         Ok(response)
     }

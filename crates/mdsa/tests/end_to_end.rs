@@ -14,13 +14,13 @@ use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions};
 fn system() -> Option<&'static Mdsa> {
     static SYSTEM: OnceLock<Option<Mdsa>> = OnceLock::new();
     SYSTEM
-        .get_or_init(|| {
-            match Mdsa::builder().build() {
-                Ok(mdsa) => Some(mdsa),
-                Err(error) => {
-                    eprintln!("skipping: models not available ({error}); run `cargo xtask fetch-models`");
-                    None
-                }
+        .get_or_init(|| match Mdsa::builder().build() {
+            Ok(mdsa) => Some(mdsa),
+            Err(error) => {
+                eprintln!(
+                    "skipping: models not available ({error}); run `cargo xtask fetch-models`"
+                );
+                None
             }
         })
         .as_ref()
@@ -38,10 +38,22 @@ fn short() -> QueryOptions {
 fn each_domain_gets_its_queries_and_a_validated_answer() {
     let Some(mdsa) = system() else { return };
     let cases = [
-        ("finance", "Should I pay off my credit card debt before investing in index funds?"),
-        ("medical", "I have a fever and a headache. What should I do?"),
-        ("support", "I was charged twice for my subscription this month, how do I get a refund?"),
-        ("technical", "How do I fix a segmentation fault in my C program?"),
+        (
+            "finance",
+            "Should I pay off my credit card debt before investing in index funds?",
+        ),
+        (
+            "medical",
+            "I have a fever and a headache. What should I do?",
+        ),
+        (
+            "support",
+            "I was charged twice for my subscription this month, how do I get a refund?",
+        ),
+        (
+            "technical",
+            "How do I fix a segmentation fault in my C program?",
+        ),
     ];
     for (expected, query) in cases {
         let mut streamed = String::new();
@@ -59,15 +71,28 @@ fn each_domain_gets_its_queries_and_a_validated_answer() {
                 ControlFlow::Continue(())
             })
             .unwrap_or_else(|e| panic!("{query}: {e}"));
-        assert_eq!(response.domain.as_deref(), Some(expected), "{query}: {:?}", response.route);
-        assert_eq!(response.outcome, Outcome::Answered, "{query}: {:?}", response.verdict);
+        assert_eq!(
+            response.domain.as_deref(),
+            Some(expected),
+            "{query}: {:?}",
+            response.route
+        );
+        assert_eq!(
+            response.outcome,
+            Outcome::Answered,
+            "{query}: {:?}",
+            response.verdict
+        );
         assert!(response.verdict.as_ref().is_some_and(|v| v.passed));
         assert!(!response.text.trim().is_empty());
         assert_eq!(streamed, response.text, "the stream is the answer");
         assert_eq!(attempts, response.attempts);
         assert!(response.usage.completion_tokens > 0 && response.usage.completion_tokens <= 48);
         assert!(response.confidence > 0.0 && response.confidence <= 1.0);
-        assert_eq!(response.model.as_deref(), Some(mdsa::config::DEFAULT_GENERATOR_ID));
+        assert_eq!(
+            response.model.as_deref(),
+            Some(mdsa::config::DEFAULT_GENERATOR_ID)
+        );
         let record = mdsa
             .logger()
             .query(&LogFilter::new())
@@ -80,7 +105,10 @@ fn each_domain_gets_its_queries_and_a_validated_answer() {
     }
     let snapshot = mdsa.metrics().snapshot();
     for domain in ["finance", "medical", "support", "technical"] {
-        assert!(snapshot.per_domain[domain].requests >= 1, "{domain} counted");
+        assert!(
+            snapshot.per_domain[domain].requests >= 1,
+            "{domain} counted"
+        );
     }
     let text = mdsa.metrics().encode_prometheus().expect("prometheus text");
     assert!(text.contains("mdsa_requests_total{"), "{text}");
@@ -94,9 +122,15 @@ fn an_out_of_domain_query_abstains_without_asking_a_model() {
         "What's a good recipe for banana bread?",
         "Who won the football World Cup in 2014?",
     ] {
-        let response = mdsa.query_with(query, &short(), &mut |_| ControlFlow::Continue(()))
+        let response = mdsa
+            .query_with(query, &short(), &mut |_| ControlFlow::Continue(()))
             .expect("abstaining is not an error");
-        assert_eq!(response.outcome, Outcome::Abstained, "{query}: {:?}", response.route);
+        assert_eq!(
+            response.outcome,
+            Outcome::Abstained,
+            "{query}: {:?}",
+            response.route
+        );
         assert_eq!(response.domain, None);
         assert!(response.route.abstained);
         assert!(response.text.is_empty());
@@ -115,7 +149,9 @@ fn an_out_of_domain_query_abstains_without_asking_a_model() {
 #[test]
 fn every_request_walks_the_workflow_on_the_bus() {
     let Some(mdsa) = system() else { return };
-    let events = mdsa.bus().subscribe::<WorkflowEvent>(SubscribeOptions::default());
+    let events = mdsa
+        .bus()
+        .subscribe::<WorkflowEvent>(SubscribeOptions::default());
     let response = mdsa
         .query_with(
             "My package says delivered but I never received it.",
@@ -133,9 +169,17 @@ fn every_request_walks_the_workflow_on_the_bus() {
         Outcome::Answered => RequestState::Completed,
         other => panic!("expected an answer, got {other:?}"),
     };
-    assert_eq!(states.first(), Some(&RequestState::Classifying), "{states:?}");
+    assert_eq!(
+        states.first(),
+        Some(&RequestState::Classifying),
+        "{states:?}"
+    );
     assert_eq!(states.last(), Some(&expected_end), "{states:?}");
-    for state in [RequestState::Loading, RequestState::Executing, RequestState::Validating] {
+    for state in [
+        RequestState::Loading,
+        RequestState::Executing,
+        RequestState::Validating,
+    ] {
         assert!(states.contains(&state), "{state:?} missing from {states:?}");
     }
 }
@@ -150,12 +194,23 @@ fn bad_requests_get_clear_errors_and_are_logged() {
         ..short()
     };
     let error = mdsa
-        .query_with("Will Mercury retrograde ruin my week?", &forced, &mut |_| {
-            ControlFlow::Continue(())
-        })
+        .query_with(
+            "Will Mercury retrograde ruin my week?",
+            &forced,
+            &mut |_| ControlFlow::Continue(()),
+        )
         .expect_err("unknown domain");
     let message = error.to_string();
-    assert!(message.contains("astrology") && message.contains("medical"), "{message}");
-    let failed = mdsa.logger().query(&LogFilter::new().status(RequestStatus::Failed));
-    assert!(failed.iter().any(|r| r.error.as_deref().is_some_and(|e| e.contains("astrology"))));
+    assert!(
+        message.contains("astrology") && message.contains("medical"),
+        "{message}"
+    );
+    let failed = mdsa
+        .logger()
+        .query(&LogFilter::new().status(RequestStatus::Failed));
+    assert!(
+        failed
+            .iter()
+            .any(|r| r.error.as_deref().is_some_and(|e| e.contains("astrology")))
+    );
 }

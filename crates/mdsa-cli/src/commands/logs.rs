@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use mdsa::monitor::{
-    ExportFormat, LogFilter, RequestRecord, RequestStatus, read_jsonl_with_rotations,
-    write_records,
+    ExportFormat, LogFilter, RequestRecord, RequestStatus, read_jsonl_with_rotations, write_records,
 };
 
 use super::system::SystemArgs;
@@ -92,10 +91,7 @@ fn table(records: &[&RequestRecord]) -> Table {
         "time", "id", "domain", "conf", "model", "status", "tokens", "total ms", "query",
     ]);
     for r in records {
-        let query = r
-            .query
-            .clone()
-            .unwrap_or_else(|| "(redacted)".to_string());
+        let query = r.query.clone().unwrap_or_else(|| "(redacted)".to_string());
         table.add_row([
             r.timestamp.format("%Y-%m-%d %H:%M:%S").to_string(),
             r.id.clone(),

@@ -40,7 +40,14 @@ pub(crate) fn run(args: &MetricsArgs, system: &SystemArgs) -> anyhow::Result<()>
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header([
-        "group", "requests", "errors", "p50 ms", "p95 ms", "p99 ms", "ttft p50 ms", "tokens in/out",
+        "group",
+        "requests",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "ttft p50 ms",
+        "tokens in/out",
     ]);
     let mut row = |name: String, g: &GroupSnapshot| {
         table.add_row([

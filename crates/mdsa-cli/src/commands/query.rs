@@ -30,7 +30,8 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
         max_tokens: args.max_tokens,
     };
     if args.json {
-        let response = mdsa.query_with(&args.query, &options, &mut |_| ControlFlow::Continue(()))?;
+        let response =
+            mdsa.query_with(&args.query, &options, &mut |_| ControlFlow::Continue(()))?;
         println!("{}", serde_json::to_string_pretty(&response)?);
         return Ok(());
     }
@@ -55,7 +56,11 @@ pub(crate) fn stream(
                 Some(domain) => eprintln!(
                     "→ {domain} (confidence {:.2}){}",
                     decision.confidence,
-                    if decision.fallback { ", as fallback" } else { "" }
+                    if decision.fallback {
+                        ", as fallback"
+                    } else {
+                        ""
+                    }
                 ),
                 None => eprintln!("→ no domain ({})", decision.explanation.reason),
             },
@@ -102,7 +107,7 @@ pub(crate) fn report(response: &QueryResponse) {
             response
                 .verdict
                 .as_ref()
-                .map(|v| v.summary())
+                .map(ToString::to_string)
                 .unwrap_or_default()
         ),
         Outcome::Abstained => eprintln!(

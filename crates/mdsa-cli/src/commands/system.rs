@@ -2,7 +2,7 @@
 //! configuration (`--config`, `MDSA_CONFIG`), overriding its domains
 //! (`--domains`), and building mdsa with a spinner while the encoder loads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -104,9 +104,4 @@ impl LoadIndicator {
             _ => {}
         }
     }
-}
-
-/// Reads a whole file with its name in the error.
-pub(crate) fn read_to_string(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }

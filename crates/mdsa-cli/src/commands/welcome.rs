@@ -20,8 +20,14 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             .map_or_else(|| "?".to_string(), |c| c.to_string()),
         cpu.logical_cores,
         cpu.simd.names().join(" "),
-        format_bytes(profile.memory.available_bytes),
-        format_bytes(profile.memory.total_bytes),
+        profile
+            .memory
+            .available_bytes
+            .map_or_else(|| "?".into(), format_bytes),
+        profile
+            .memory
+            .total_bytes
+            .map_or_else(|| "?".into(), format_bytes),
         profile.gpus.len(),
     );
     let config = system.load()?;

@@ -375,10 +375,10 @@ impl Mdsa {
                     Outcome::InvalidAnswer => RequestStatus::Failed,
                     Outcome::Cancelled => RequestStatus::Cancelled,
                 });
-                if response.outcome == Outcome::InvalidAnswer {
-                    if let Some(verdict) = &response.verdict {
-                        record = record.with_error(format!("answer {verdict}"));
-                    }
+                if response.outcome == Outcome::InvalidAnswer
+                    && let Some(verdict) = &response.verdict
+                {
+                    record = record.with_error(format!("answer {verdict}"));
                 }
             }
             Err(error) => {

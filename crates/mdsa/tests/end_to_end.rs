@@ -2,6 +2,9 @@
 //! validate, log, measure. Skips (with a message) when `cargo xtask
 //! fetch-models` has not put the models in the local cache.
 
+// A skipped test says why on stderr.
+#![allow(clippy::print_stderr)]
+
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -7,7 +7,6 @@ use mdsa_models::generate::{GenerationParams, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
-use crate::ron_file;
 
 /// The default prompt template: the query on its own.
 pub const DEFAULT_TEMPLATE: &str = "{query}";
@@ -160,14 +159,15 @@ impl DomainConfig {
 
     /// Checks every value; the error names the field (relative to the domain).
     pub fn validate(&self) -> Result<()> {
-        self.check()
-            .map_err(|(field, message)| DomainError::Config {
+        self.check().map_err(|(field, message)| {
+            DomainError::Config(mdsa_config::ConfigError {
                 origin: format!("domain {:?}", self.id),
                 line: None,
                 column: None,
                 field,
                 message,
             })
+        })
     }
 
     /// The first problem as (field path relative to the domain, message).
@@ -518,15 +518,15 @@ pub struct DomainsFile {
 impl DomainsFile {
     /// Parses and checks a domains file; `origin` names it in errors (a path or `<builtin>`).
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let file: Self = ron_file::parse(text, origin)?;
+        let file: Self = mdsa_config::parse(text, origin)?;
         file.check()
-            .map_err(|(field, message)| ron_file::field_error(text, origin, &field, message))?;
+            .map_err(|(field, message)| mdsa_config::field_error(text, origin, &field, message))?;
         Ok(file)
     }
 
     /// Serialises to pretty RON that [`DomainsFile::parse`] reads back.
     pub fn to_ron(&self) -> Result<String> {
-        ron_file::to_pretty(self)
+        Ok(mdsa_config::to_pretty(self)?)
     }
 
     /// The first problem as (field path, message).
@@ -575,13 +575,13 @@ mod tests {
 
     fn config_error(text: &str) -> (Option<usize>, String, String) {
         match parse(text).unwrap_err() {
-            DomainError::Config {
+            DomainError::Config(mdsa_config::ConfigError {
                 origin,
                 line,
                 field,
                 message,
                 ..
-            } => {
+            }) => {
                 assert_eq!(origin, "test.ron");
                 (line, field, message)
             }

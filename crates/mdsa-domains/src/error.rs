@@ -12,21 +12,10 @@ use mdsa_models::ModelError;
 /// `domains[2].generation.top_p`, so a user can go straight to the mistake.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
-    /// A domains file is malformed or has a value out of range.
-    #[error("{origin}{}: {field}: {message}", location(.line, .column))]
-    Config {
-        /// The file (or origin) the configuration came from.
-        origin: String,
-        /// 1-based line, where known.
-        line: Option<usize>,
-        /// 1-based column, where known.
-        column: Option<usize>,
-        /// Field path, e.g. `domains[2].generation.top_p` (`(file)` for syntax errors
-        /// outside any field).
-        field: String,
-        /// What is wrong and what is allowed.
-        message: String,
-    },
+    /// A domains file is malformed or has a value out of range: names the
+    /// file, line, column and field path.
+    #[error(transparent)]
+    Config(#[from] mdsa_config::ConfigError),
     /// A domain id that the registry does not hold.
     #[error("unknown domain {id:?}; known domains: {known}")]
     UnknownDomain {
@@ -79,14 +68,6 @@ pub enum DomainError {
         /// What is wrong.
         message: String,
     },
-}
-
-fn location(line: &Option<usize>, column: &Option<usize>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(":{l}:{c}"),
-        (Some(l), None) => format!(":{l}"),
-        _ => String::new(),
-    }
 }
 
 impl DomainError {

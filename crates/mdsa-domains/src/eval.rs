@@ -526,12 +526,14 @@ pub fn with_thresholds(text: &str, origin: &str, thresholds: Thresholds) -> Resu
         let re = regex::Regex::new(&format!(
             r"\b{key}\s*:\s*(-?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?)"
         ))
-        .map_err(|e| DomainError::Config {
-            origin: origin.into(),
-            line: None,
-            column: None,
-            field: format!("router.{key}"),
-            message: e.to_string(),
+        .map_err(|e| {
+            DomainError::Config(mdsa_config::ConfigError {
+                origin: origin.into(),
+                line: None,
+                column: None,
+                field: format!("router.{key}"),
+                message: e.to_string(),
+            })
         })?;
         let hits: Vec<_> = re.captures_iter(&patched).collect();
         if hits.len() != 1 {

@@ -56,8 +56,6 @@ pub mod executor;
 mod keywords;
 pub mod prompt;
 pub mod registry;
-pub mod ron_file;
-mod ronpath;
 pub mod router;
 pub mod validate;
 

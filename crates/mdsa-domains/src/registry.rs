@@ -50,14 +50,15 @@ impl DomainRegistry {
 
     /// Wraps an already-built file, checking it.
     pub fn from_domains_file(file: DomainsFile, origin: &str) -> Result<Self> {
-        file.check()
-            .map_err(|(field, message)| DomainError::Config {
+        file.check().map_err(|(field, message)| {
+            DomainError::Config(mdsa_config::ConfigError {
                 origin: origin.to_string(),
                 line: None,
                 column: None,
                 field,
                 message,
-            })?;
+            })
+        })?;
         Ok(Self {
             file,
             origin: origin.to_string(),

@@ -117,12 +117,14 @@ impl ResponseValidator {
             .map(|(i, p)| {
                 compile_pattern(p)
                     .map(|re| (p.clone(), re))
-                    .map_err(|message| DomainError::Config {
-                        origin: "validation rules".into(),
-                        line: None,
-                        column: None,
-                        field: format!("validation.banned_patterns[{i}]"),
-                        message,
+                    .map_err(|message| {
+                        DomainError::Config(mdsa_config::ConfigError {
+                            origin: "validation rules".into(),
+                            line: None,
+                            column: None,
+                            field: format!("validation.banned_patterns[{i}]"),
+                            message,
+                        })
                     })
             })
             .collect::<Result<_>>()?;

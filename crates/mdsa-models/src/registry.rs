@@ -182,20 +182,9 @@ pub enum RegistryError {
         /// What the OS said.
         reason: String,
     },
-    /// The text is not valid RON for a registry.
-    #[error("{origin}:{line}:{column}: {}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
-    Parse {
-        /// The file (or whatever the text came from).
-        origin: String,
-        /// 1-based line of the error.
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-        /// The field being read, when it can be told.
-        field: Option<String>,
-        /// What RON said.
-        message: String,
-    },
+    /// The text is not valid RON for a registry (names file, line, column and field).
+    #[error(transparent)]
+    Parse(#[from] mdsa_config::ConfigError),
     /// A value parsed but is not allowed.
     #[error("{origin}{}: model {id:?}: field `{field}`: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Invalid {
@@ -253,13 +242,12 @@ impl ModelRegistry {
 
     /// Parses and validates RON text; `origin` names it in errors.
     pub fn from_ron_str(text: &str, origin: &str) -> Result<Self, RegistryError> {
-        let file: RegistryFile = ron::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        let file: RegistryFile = mdsa_config::parse(text, origin)?;
         let mut registry = Self::new();
-        for spec in file.models {
-            let id = spec.id.clone();
+        for (index, spec) in file.models.into_iter().enumerate() {
             registry
                 .insert(spec)
-                .map_err(|e| locate(e, text, origin, &id))?;
+                .map_err(|e| locate(e, text, origin, index))?;
         }
         Ok(registry)
     }
@@ -299,103 +287,26 @@ impl ModelRegistry {
     }
 }
 
-fn parse_error(text: &str, origin: &str, error: &ron::error::SpannedError) -> RegistryError {
-    use ron::Error as E;
-    let position = error.span.start;
-    let field = match &error.code {
-        E::NoSuchStructField { found, .. } => Some(found.clone()),
-        E::MissingStructField { field, .. } | E::DuplicateStructField { field, .. } => {
-            Some((*field).to_string())
-        }
-        _ => field_before(text, position.line, position.col),
-    };
-    RegistryError::Parse {
-        origin: origin.to_string(),
-        line: position.line,
-        column: position.col,
-        field,
-        message: error.code.to_string(),
-    }
-}
-
-/// The name of the last `name:` before a 1-based position: the field whose
-/// value RON was reading when it failed.
-fn field_before(text: &str, line: usize, col: usize) -> Option<String> {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            offset += l
-                .char_indices()
-                .nth(col.saturating_sub(1))
-                .map_or(l.len(), |(o, _)| o);
-            break;
-        }
-        offset += l.len();
-    }
-    let before = &text[..offset.min(text.len())];
-    let colon = before.rfind(':')?;
-    let name: String = before[..colon]
-        .trim_end()
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    (!name.is_empty()).then_some(name)
-}
-
 /// Puts the file name and the line of the offending field into a validation error.
-fn locate(error: RegistryError, text: &str, origin: &str, id: &str) -> RegistryError {
-    let id_line = find_line(text, 0, &format!("{id:?}"));
+fn locate(error: RegistryError, text: &str, origin: &str, index: usize) -> RegistryError {
+    let line_of =
+        |field: &str| mdsa_config::locate(text, &format!("models[{index}].{field}")).map(|p| p.0);
     match error {
         RegistryError::Invalid {
             field, reason, id, ..
-        } => {
-            let line = id_line
-                .map(|l| find_line(text, l.saturating_sub(1), &format!("{field}:")).unwrap_or(l));
-            RegistryError::Invalid {
-                origin: origin.to_string(),
-                line,
-                id,
-                field,
-                reason,
-            }
-        }
+        } => RegistryError::Invalid {
+            origin: origin.to_string(),
+            line: line_of(field).or_else(|| line_of("id")),
+            id,
+            field,
+            reason,
+        },
         RegistryError::Duplicate { id, .. } => RegistryError::Duplicate {
             origin: origin.to_string(),
             // The second definition is the offending one.
-            line: id_line.and_then(|l| find_line(text, l, &format!("{id:?}"))),
+            line: line_of("id"),
             id,
         },
         other => other,
-    }
-}
-
-/// 1-based line of the first occurrence of `needle` at or after 0-based line `from`.
-fn find_line(text: &str, from: usize, needle: &str) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .skip(from)
-        .find(|(_, l)| l.contains(needle))
-        .map(|(i, _)| i + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_before_finds_the_field_being_read() {
-        let text = "(\n  models: [(\n    id: \"a\",\n    pinned: yes,\n";
-        assert_eq!(field_before(text, 4, 13).as_deref(), Some("pinned"));
-    }
-
-    #[test]
-    fn find_line_starts_at_the_given_line() {
-        let text = "a\nb\na\n";
-        assert_eq!(find_line(text, 0, "a"), Some(1));
-        assert_eq!(find_line(text, 1, "a"), Some(3));
     }
 }

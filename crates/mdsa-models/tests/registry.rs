@@ -67,18 +67,12 @@ fn parse_err(text: &str) -> RegistryError {
 fn unknown_field_names_file_line_and_field() {
     let text = "(\n  models: [\n    (\n      id: \"a\",\n      source: \"org/a\",\n      role: encoder,\n      pinnned: true,\n    ),\n  ],\n)";
     let err = parse_err(text);
-    let RegistryError::Parse {
-        origin,
-        line,
-        field,
-        ..
-    } = &err
-    else {
+    let RegistryError::Parse(parse) = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(origin, "deploy/models.ron");
-    assert_eq!(*line, 7);
-    assert_eq!(field.as_deref(), Some("pinnned"));
+    assert_eq!(parse.origin, "deploy/models.ron");
+    assert_eq!(parse.line, Some(7));
+    assert_eq!(parse.field, "models[0].pinnned");
     let message = err.to_string();
     assert!(message.starts_with("deploy/models.ron:7:"), "{message}");
     assert!(message.contains("pinnned"), "{message}");
@@ -88,22 +82,22 @@ fn unknown_field_names_file_line_and_field() {
 fn bad_value_names_the_field_being_read() {
     let text = "(\n  models: [\n    (\n      id: \"a\",\n      source: \"org/a\",\n      role: encoder,\n      quantization: int3,\n    ),\n  ],\n)";
     let err = parse_err(text);
-    let RegistryError::Parse { line, field, .. } = &err else {
+    let RegistryError::Parse(parse) = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(*line, 7, "{err}");
-    assert_eq!(field.as_deref(), Some("quantization"), "{err}");
+    assert_eq!(parse.line, Some(7), "{err}");
+    assert_eq!(parse.field, "models[0].quantization", "{err}");
 }
 
 #[test]
 fn missing_field_is_named() {
     let text = "(models: [(id: \"a\", role: encoder)])";
     let err = parse_err(text);
-    let RegistryError::Parse { line, field, .. } = &err else {
+    let RegistryError::Parse(parse) = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(*line, 1);
-    assert_eq!(field.as_deref(), Some("source"), "{err}");
+    assert_eq!(parse.line, Some(1));
+    assert_eq!(parse.field, "models[0].source", "{err}");
 }
 
 #[test]

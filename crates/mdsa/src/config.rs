@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MdsaError;
 
+pub use mdsa_config::{ConfigError, to_pretty as to_ron};
+
 /// The router's encoder when the configuration names none.
 pub const DEFAULT_ENCODER_ID: &str = "minilm";
 /// The generator for domains that name no model.
@@ -147,10 +149,10 @@ impl SystemConfig {
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, MdsaError> {
-        let config: Self = mdsa_domains::ron_file::parse(text, origin)?;
-        config.check().map_err(|(field, message)| {
-            mdsa_domains::ron_file::field_error(text, origin, &field, message)
-        })?;
+        let config: Self = mdsa_config::parse(text, origin)?;
+        config
+            .check()
+            .map_err(|(field, message)| mdsa_config::field_error(text, origin, &field, message))?;
         Ok(config)
     }
 

@@ -9,7 +9,10 @@ use mdsa_models::manager::ManagerError;
 /// What can go wrong building mdsa or answering a query.
 #[derive(Debug, thiserror::Error)]
 pub enum MdsaError {
-    /// A configuration or domains file is wrong (names file, line and field).
+    /// A configuration file is wrong (names file, line, column and field).
+    #[error(transparent)]
+    Config(#[from] mdsa_config::ConfigError),
+    /// A domains file is wrong, or routing or execution failed.
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// A model could not be registered, loaded or made resident.

@@ -57,7 +57,7 @@ pub(crate) fn run(args: &DomainsArgs, system: &SystemArgs) -> anyhow::Result<()>
         DomainsCommand::Show { id } => {
             let (_, registry) = load(system)?;
             let domain = registry.require(id)?;
-            println!("{}", mdsa::domains::ron_file::to_pretty(domain)?);
+            println!("{}", mdsa::config::to_ron(domain)?);
         }
         DomainsCommand::Export => {
             let (_, registry) = load(system)?;

@@ -51,6 +51,8 @@ pub struct AttemptReport {
     pub temperature: f32,
     /// Wall time of the attempt.
     pub elapsed: Duration,
+    /// The generator's own share of it (tokenizing, prefill, decoding).
+    pub generation: Duration,
 }
 
 /// The answer of an execution. When every attempt failed validation this is the
@@ -164,6 +166,7 @@ impl DomainExecutor {
                 repetition_penalty: params.sampling.repetition_penalty,
                 temperature: params.sampling.temperature,
                 elapsed: attempt_start.elapsed(),
+                generation: output.timings.total,
             });
             let last = attempt == total || output.finish_reason == FinishReason::Cancelled;
             if verdict.passed || last {

@@ -39,6 +39,8 @@ pub struct RouteDecision {
     pub explanation: Explanation,
     /// Time spent routing this query (for a batch, its share of the batch).
     pub latency_ms: f64,
+    /// The part of `latency_ms` spent in the encoder (the rest is scoring).
+    pub encode_ms: f64,
 }
 
 impl RouteDecision {
@@ -58,6 +60,7 @@ impl RouteDecision {
                 reason: format!("domain {domain} chosen by the caller"),
             },
             latency_ms: 0.0,
+            encode_ms: 0.0,
         }
     }
 
@@ -274,7 +277,9 @@ impl Router {
                 encoder: self.encoder_id.clone(),
                 message: "returned no vector".into(),
             })?;
+        let encoded = start.elapsed();
         let mut decision = self.decide(query, &vector);
+        decision.encode_ms = encoded.as_secs_f64() * 1e3;
         decision.latency_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(decision)
     }
@@ -286,14 +291,16 @@ impl Router {
         for chunk in queries.chunks(QUERY_BATCH) {
             let start = Instant::now();
             let vectors = embed_checked(self.encoder.as_ref(), &self.encoder_id, chunk)?;
+            let encode_share = start.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
             let first = decisions.len();
             for (query, vector) in chunk.iter().zip(&vectors) {
                 decisions.push(self.decide(query, vector));
             }
             let share = start.elapsed().as_secs_f64() * 1e3 / chunk.len() as f64;
-            decisions[first..]
-                .iter_mut()
-                .for_each(|d| d.latency_ms = share);
+            decisions[first..].iter_mut().for_each(|d| {
+                d.latency_ms = share;
+                d.encode_ms = encode_share;
+            });
         }
         Ok(decisions)
     }
@@ -361,6 +368,7 @@ impl Router {
             },
             scores,
             latency_ms: 0.0,
+            encode_ms: 0.0,
         }
     }
 }

@@ -422,6 +422,7 @@ impl Mdsa {
         let route_time = route_started.elapsed();
         let mut timings = ResponseTimings {
             route: route_time,
+            model: Duration::from_secs_f64(decision.encode_ms / 1e3),
             ..ResponseTimings::default()
         };
         record.latency = LatencyBreakdown::default().with_route(route_time);
@@ -522,6 +523,12 @@ impl Mdsa {
                     flow
                 })?;
         timings.generate = generate_started.elapsed();
+        timings.model = Duration::from_secs_f64(decision.encode_ms / 1e3)
+            + execution
+                .history
+                .iter()
+                .map(|a| a.generation)
+                .sum::<Duration>();
         timings.first_token = first_token;
         record.latency = record.latency.with_generate(timings.generate);
         if let Some(first) = first_token {

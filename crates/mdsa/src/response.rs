@@ -28,8 +28,11 @@ pub struct ResponseTimings {
     pub route: Duration,
     /// Getting the model: zero-ish when resident, a load otherwise.
     pub load: Duration,
-    /// Generation, every attempt together.
+    /// Generation, every attempt together, with prompt building and validation.
     pub generate: Duration,
+    /// The models' own compute within `route` and `generate`: the encoder's
+    /// forward pass and the generator's tokenizing, prefill and decoding.
+    pub model: Duration,
     /// From the start of the request to the first streamed text.
     pub first_token: Option<Duration>,
     /// The whole request.
@@ -37,13 +40,13 @@ pub struct ResponseTimings {
 }
 
 impl ResponseTimings {
-    /// Everything but routing, loading and generation: prompt building,
-    /// validation, bookkeeping, logging.
+    /// The orchestration overhead: everything but model compute and loading
+    /// (scoring domains, prompt building, validation, workflow, bookkeeping,
+    /// logging and metrics).
     pub fn overhead(&self) -> Duration {
         self.total
-            .saturating_sub(self.route)
             .saturating_sub(self.load)
-            .saturating_sub(self.generate)
+            .saturating_sub(self.model)
     }
 }
 

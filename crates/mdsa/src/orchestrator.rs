@@ -185,6 +185,13 @@ impl MdsaBuilder {
             logger_config.redact_domains = redact.clone();
         }
         if let Some(file) = &config.logging.file {
+            // The sink opens the file but does not create its folder; without
+            // this a fresh machine (no `~/.local/share/mdsa` yet) would never
+            // log. Best effort: a log that cannot be written must not stop
+            // mdsa from answering.
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(dir);
+            }
             logger_config.sink = Some(SinkConfig::new(file));
         }
         let logger = RequestLogger::new(logger_config);

@@ -21,22 +21,43 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Where the time of one request went.
+/// Where the time of one request went. Serialised as milliseconds
+/// (`route_ms`, ...), like the route decision's `latency_ms`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct ResponseTimings {
     /// Routing (embedding the query and scoring the domains).
+    #[serde(rename = "route_ms", serialize_with = "millis")]
     pub route: Duration,
     /// Getting the model: zero-ish when resident, a load otherwise.
+    #[serde(rename = "load_ms", serialize_with = "millis")]
     pub load: Duration,
     /// Generation, every attempt together, with prompt building and validation.
+    #[serde(rename = "generate_ms", serialize_with = "millis")]
     pub generate: Duration,
     /// The models' own compute within `route` and `generate`: the encoder's
     /// forward pass and the generator's tokenizing, prefill and decoding.
+    #[serde(rename = "model_ms", serialize_with = "millis")]
     pub model: Duration,
     /// From the start of the request to the first streamed text.
+    #[serde(rename = "first_token_ms", serialize_with = "optional_millis")]
     pub first_token: Option<Duration>,
     /// The whole request.
+    #[serde(rename = "total_ms", serialize_with = "millis")]
     pub total: Duration,
+}
+
+fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64() * 1e3)
+}
+
+fn optional_millis<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => millis(duration, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl ResponseTimings {

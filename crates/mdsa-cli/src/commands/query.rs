@@ -24,6 +24,7 @@ pub(crate) struct QueryArgs {
 }
 
 pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
+    require_text(&args.query)?;
     let mdsa = system.build()?;
     let options = QueryOptions {
         domain: args.domain.clone(),
@@ -37,6 +38,15 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
     }
     let response = stream(&mdsa, &args.query, &options)?;
     report(&response);
+    Ok(())
+}
+
+/// Refuses an empty query before the models load (mdsa would refuse it after).
+pub(crate) fn require_text(query: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !query.trim().is_empty(),
+        "the query is empty; expected some text to answer"
+    );
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `mdsa route`: the route decision for one query, or one per line of a JSONL file.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mdsa::domains::RouteDecision;
@@ -24,10 +24,13 @@ pub(crate) struct RouteArgs {
 }
 
 pub(crate) fn run(args: &RouteArgs, system: &SystemArgs) -> anyhow::Result<()> {
+    if let Some(query) = &args.query {
+        super::query::require_text(query)?;
+    }
     let mdsa = system.build()?;
     if let Some(path) = &args.input {
-        let data = mdsa::domains::read_jsonl(path)?;
-        let texts: Vec<&str> = data.iter().map(|q| q.text.as_str()).collect();
+        let data = read_texts(path)?;
+        let texts: Vec<&str> = data.iter().map(String::as_str).collect();
         let decisions = mdsa.route_batch(&texts)?;
         let mut stdout = std::io::stdout().lock();
         for decision in &decisions {
@@ -44,6 +47,28 @@ pub(crate) fn run(args: &RouteArgs, system: &SystemArgs) -> anyhow::Result<()> {
         print!("{}", render(&decision));
     }
     Ok(())
+}
+
+/// The `"text"` of every line of a JSONL file; other fields (a `"domain"`
+/// label, ids) are ignored, so labelled and unlabelled files both work.
+fn read_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut texts = Vec::new();
+    for (index, line) in content.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), index + 1);
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        match value.get("text") {
+            Some(serde_json::Value::String(text)) => texts.push(text.clone()),
+            _ => anyhow::bail!("{}: expected an object with a string field \"text\"", at()),
+        }
+    }
+    Ok(texts)
 }
 
 fn render(decision: &RouteDecision) -> String {

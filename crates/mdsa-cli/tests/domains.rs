@@ -1,0 +1,81 @@
+//! `mdsa domains` and the bare `mdsa` welcome page. Neither loads a model.
+
+mod common;
+use common::{failure, mdsa_in, sandbox, success};
+
+const DOMAINS: [&str; 4] = ["finance", "medical", "support", "technical"];
+
+#[test]
+fn domains_list_shows_the_four_built_ins() {
+    let home = sandbox();
+    let listed = success(&mdsa_in(&home, &["domains", "list"]));
+    for id in DOMAINS {
+        assert!(listed.contains(id), "{id} missing: {listed}");
+    }
+    assert!(listed.contains("smollm2"), "{listed}");
+    assert!(listed.contains("<builtin>"), "{listed}");
+}
+
+#[test]
+fn domains_show_prints_one_domain_as_ron() {
+    let home = sandbox();
+    let shown = success(&mdsa_in(&home, &["domains", "show", "medical"]));
+    assert!(shown.contains("id: \"medical\""), "{shown}");
+    assert!(!shown.contains("id: \"finance\""), "{shown}");
+}
+
+#[test]
+fn domains_show_of_an_unknown_id_names_the_known_ones() {
+    let home = sandbox();
+    let error = failure(&mdsa_in(&home, &["domains", "show", "astrology"]));
+    assert!(error.contains("\"astrology\""), "{error}");
+    for id in DOMAINS {
+        assert!(error.contains(id), "{error}");
+    }
+}
+
+#[test]
+fn domains_export_reads_back_and_a_duplicate_id_is_named() {
+    let home = sandbox();
+    let exported = success(&mdsa_in(&home, &["domains", "export"]));
+    let copy = home.path().join("copy.ron");
+    std::fs::write(&copy, &exported).unwrap();
+    let copy_arg = copy.to_str().unwrap();
+    let shown = success(&mdsa_in(
+        &home,
+        &["--domains", copy_arg, "domains", "show", "support"],
+    ));
+    assert!(shown.contains("id: \"support\""), "{shown}");
+
+    // Support (the third domain) renamed to medical: a duplicate id.
+    let duplicate = exported.replacen("id: \"support\"", "id: \"medical\"", 1);
+    assert_ne!(duplicate, exported);
+    let bad = home.path().join("dup.ron");
+    std::fs::write(&bad, duplicate).unwrap();
+    let bad_arg = bad.to_str().unwrap();
+    for args in [
+        &["--domains", bad_arg, "domains", "list"][..],
+        &["--domains", bad_arg, "route", "x"][..],
+    ] {
+        let error = failure(&mdsa_in(&home, args));
+        assert!(error.contains("dup.ron:"), "{error}");
+        assert!(error.contains("domains[2].id"), "{error}");
+        assert!(error.contains("duplicate"), "{error}");
+    }
+}
+
+#[test]
+fn bare_mdsa_welcomes_with_models_domains_and_next_steps() {
+    let home = sandbox();
+    let page = success(&mdsa_in(&home, &[]));
+    assert!(
+        page.starts_with(&format!("mdsa {}", env!("CARGO_PKG_VERSION"))),
+        "{page}"
+    );
+    for expected in ["minilm", "smollm2", "mdsa query"]
+        .into_iter()
+        .chain(DOMAINS)
+    {
+        assert!(page.contains(expected), "{expected} missing: {page}");
+    }
+}

@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(default.default_generator, DEFAULT_GENERATOR_ID);
         assert_eq!(SystemConfig::parse("()", "sys.ron").unwrap(), default);
         // Serialised and read back, it is still the default.
-        let text = mdsa_domains::ron_file::to_pretty(&default).unwrap();
+        let text = mdsa_config::to_pretty(&default).unwrap();
         assert_eq!(SystemConfig::parse(&text, "sys.ron").unwrap(), default);
     }
 

@@ -79,3 +79,20 @@ fn bare_mdsa_welcomes_with_models_domains_and_next_steps() {
         assert!(page.contains(expected), "{expected} missing: {page}");
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    // `mdsa domains export | head -1`: the pipe closes while mdsa still writes.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mdsa"))
+        .args(["domains", "export"])
+        .env_remove("MDSA_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mdsa starts");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("mdsa ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

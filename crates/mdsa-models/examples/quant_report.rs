@@ -53,16 +53,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b))
-}
-
 fn encoder_report() -> Result<(), Box<dyn std::error::Error>> {
     let fixture: MiniLmFixture =
         serde_json::from_str(include_str!("../tests/fixtures/minilm_embeddings.json"))?;
@@ -93,7 +83,7 @@ fn encoder_report() -> Result<(), Box<dyn std::error::Error>> {
         let cosines: Vec<f64> = embeddings
             .iter()
             .zip(&reference)
-            .map(|(a, b)| cosine(a, b))
+            .map(|(a, b)| mdsa_models::embedder::cosine_similarity(a, b))
             .collect();
         let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
         let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;

@@ -30,6 +30,19 @@ pub enum Pooling {
     Cls,
 }
 
+/// Cosine similarity of two vectors, accumulated in f64 (for comparing
+/// embeddings across formats and against references); 0 for a zero vector.
+pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 { 0.0 } else { dot / norms }
+}
+
 /// Options for loading a sentence embedder.
 #[derive(Debug, Clone, Default)]
 pub struct EmbedderOptions {

@@ -49,17 +49,6 @@ fn embedder() -> &'static BertEmbedder {
     })
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -73,7 +62,7 @@ fn assert_matches_reference(got: &[Vec<f32>]) {
     let mut worst = (1.0f64, 0.0f32);
     for (case, embedding) in cases.iter().zip(got) {
         assert_eq!(embedding.len(), case.embedding.len(), "{:?}", case.text);
-        let cos = cosine(embedding, &case.embedding);
+        let cos = mdsa_models::embedder::cosine_similarity(embedding, &case.embedding);
         let diff = max_abs_diff(embedding, &case.embedding);
         assert!(
             cos >= 0.9999 && diff <= 1e-4,

@@ -51,17 +51,17 @@ pub(crate) fn run(args: &DomainsArgs, system: &SystemArgs) -> anyhow::Result<()>
                     domain.description.clone(),
                 ]);
             }
-            println!("{table}");
-            println!("from {}", registry.origin());
+            outln!("{table}");
+            outln!("from {}", registry.origin());
         }
         DomainsCommand::Show { id } => {
             let (_, registry) = load(system)?;
             let domain = registry.require(id)?;
-            println!("{}", mdsa::config::to_ron(domain)?);
+            outln!("{}", mdsa::config::to_ron(domain)?);
         }
         DomainsCommand::Export => {
             let (_, registry) = load(system)?;
-            println!("{}", registry.to_ron()?);
+            outln!("{}", registry.to_ron()?);
         }
     }
     Ok(())

@@ -30,12 +30,12 @@ pub(crate) fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let embeddings = embedder.embed(&texts)?;
     if args.json {
         let value = serde_json::json!({ "model": model.to_string(), "embeddings": embeddings });
-        println!("{value}");
+        outln!("{value}");
     } else {
         // One line per text: the text, a tab, then the values (easy to cut or paste).
         for (text, embedding) in texts.iter().zip(&embeddings) {
             let values: Vec<String> = embedding.iter().map(|v| format!("{v:.6}")).collect();
-            println!("{}\t{}", text.replace(['\t', '\n'], " "), values.join(" "));
+            outln!("{}\t{}", text.replace(['\t', '\n'], " "), values.join(" "));
         }
     }
     Ok(())

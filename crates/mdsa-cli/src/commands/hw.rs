@@ -20,9 +20,9 @@ pub(crate) fn run(args: &HwArgs) -> anyhow::Result<()> {
         .context("computing the default memory budget")?;
     if args.json {
         let value = serde_json::json!({ "profile": profile, "budget": budget });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        println!("{}", render(&profile, &budget));
+        outln!("{}", render(&profile, &budget));
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub(crate) fn run(args: &LogsArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let matching: Vec<&RequestRecord> = records.iter().filter(|r| filter.matches(r)).collect();
     let shown = &matching[matching.len().saturating_sub(args.limit)..];
     if args.format == "table" {
-        println!("{}", table(shown));
+        outln!("{}", table(shown));
         eprintln!("{} of {} matching requests", shown.len(), matching.len());
         return Ok(());
     }

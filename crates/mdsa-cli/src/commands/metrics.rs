@@ -30,12 +30,12 @@ pub(crate) fn run(args: &MetricsArgs, system: &SystemArgs) -> anyhow::Result<()>
         metrics.record_request(record);
     }
     if args.prometheus {
-        print!("{}", metrics.encode_prometheus()?);
+        out!("{}", metrics.encode_prometheus()?);
         return Ok(());
     }
     let snapshot = metrics.snapshot();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+        outln!("{}", serde_json::to_string_pretty(&snapshot)?);
         return Ok(());
     }
     let mut table = Table::new();
@@ -68,7 +68,7 @@ pub(crate) fn run(args: &MetricsArgs, system: &SystemArgs) -> anyhow::Result<()>
     for (model, g) in &snapshot.per_model {
         row(format!("model {model}"), g);
     }
-    println!("{table}");
+    outln!("{table}");
     eprintln!("from {} logged requests", records.len());
     Ok(())
 }

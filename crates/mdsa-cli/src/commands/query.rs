@@ -33,7 +33,7 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
     if args.json {
         let response =
             mdsa.query_with(&args.query, &options, &mut |_| ControlFlow::Continue(()))?;
-        println!("{}", serde_json::to_string_pretty(&response)?);
+        outln!("{}", serde_json::to_string_pretty(&response)?);
         return Ok(());
     }
     let response = stream(&mdsa, &args.query, &options)?;

@@ -42,9 +42,9 @@ pub(crate) fn run(args: &RouteArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let query = args.query.as_deref().unwrap_or_default();
     let decision = mdsa.route(query)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&decision)?);
+        outln!("{}", serde_json::to_string_pretty(&decision)?);
     } else {
-        print!("{}", render(&decision));
+        out!("{}", render(&decision));
     }
     Ok(())
 }

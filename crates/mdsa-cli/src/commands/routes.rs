@@ -61,9 +61,9 @@ fn eval(args: &EvalArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let mdsa = system.build()?;
     let report = mdsa.with_router(|router| evaluate(router, &data))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", report.render_table());
+        outln!("{}", report.render_table());
     }
     Ok(())
 }
@@ -85,13 +85,13 @@ fn fit_command(args: &FitArgs, system: &SystemArgs) -> anyhow::Result<()> {
     };
     if args.json {
         let value = serde_json::json!({ "fit": report, "file": target, "written": written });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
         if written {
-            println!("thresholds written to {}", target.display());
+            outln!("thresholds written to {}", target.display());
         } else if !args.dry_run {
-            println!("{} already has these thresholds", target.display());
+            outln!("{} already has these thresholds", target.display());
         }
     }
     Ok(())

@@ -7,13 +7,13 @@ use mdsa::models::source::{ModelRef, ResolveOptions};
 use super::system::SystemArgs;
 
 pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "mdsa {} — answers every query with the right specialist\n",
         mdsa::VERSION
     );
     let profile = HardwareDetector::detect();
     let cpu = &profile.cpu;
-    println!(
+    outln!(
         "hardware  {} · {} cores ({} threads) · SIMD {} · RAM {} available of {} · {} GPU(s)",
         cpu.brand.as_deref().unwrap_or("unknown CPU"),
         cpu.physical_cores
@@ -31,7 +31,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
         profile.gpus.len(),
     );
     let config = system.load()?;
-    println!("\nmodels");
+    outln!("\nmodels");
     let mut missing = false;
     for spec in &config.models {
         let found = spec
@@ -41,7 +41,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             .and_then(|r| r.resolve(&ResolveOptions::offline()).ok())
             .is_some();
         missing |= !found;
-        println!(
+        outln!(
             "  {:<10} {:<9} {:<7} {}  {}",
             spec.id,
             format!("{:?}", spec.role).to_lowercase(),
@@ -54,20 +54,20 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
         Some(path) => mdsa::domains::DomainRegistry::from_file(path)?,
         None => mdsa::domains::DomainRegistry::builtin(),
     };
-    println!(
+    outln!(
         "\ndomains   {} (from {})",
         domains.ids().collect::<Vec<_>>().join(", "),
         domains.origin()
     );
-    println!("\nnext");
+    outln!("\nnext");
     if missing {
-        println!("  cargo xtask fetch-models              fetch the missing models");
+        outln!("  cargo xtask fetch-models              fetch the missing models");
     }
-    println!("  mdsa query \"I have a fever and a headache\"   a routed, streamed answer");
-    println!("  mdsa route \"How do I reset my password?\"     the route decision only");
-    println!("  mdsa chat                                   ask question after question");
-    println!("  mdsa domains list                           the domains and their models");
-    println!("  mdsa logs / mdsa metrics                    what earlier requests did");
-    println!("  mdsa --help                                 every command");
+    outln!("  mdsa query \"I have a fever and a headache\"   a routed, streamed answer");
+    outln!("  mdsa route \"How do I reset my password?\"     the route decision only");
+    outln!("  mdsa chat                                   ask question after question");
+    outln!("  mdsa domains list                           the domains and their models");
+    outln!("  mdsa logs / mdsa metrics                    what earlier requests did");
+    outln!("  mdsa --help                                 every command");
     Ok(())
 }

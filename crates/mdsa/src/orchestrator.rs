@@ -10,6 +10,7 @@ use mdsa_domains::executor::{DomainExecutor, ExecutionEvent};
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
 use mdsa_models::manager::{ManagerConfig, ModelBackend, ModelHandle, ModelManager};
 use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
+use mdsa_monitor::prometheus_client;
 use mdsa_monitor::{
     LatencyBreakdown, LoggerConfig, MetricsCollector, RequestLogger, RequestRecord, RequestStatus,
     SinkConfig,
@@ -45,6 +46,7 @@ struct Inner {
     executor: DomainExecutor,
     // Keeps the router's encoder counted as in use by the manager.
     _encoder: ModelHandle,
+    log_failures: LogFailures,
 }
 
 /// Answers every query with the right specialist. Cheap to clone and share
@@ -195,6 +197,12 @@ impl MdsaBuilder {
             logger_config.sink = Some(SinkConfig::new(file));
         }
         let logger = RequestLogger::new(logger_config);
+        let log_failures = LogFailures::default();
+        metrics.register(
+            "mdsa_request_log_write_errors",
+            "Requests whose record could not be written to the log file (they stay in memory)",
+            log_failures.count.clone(),
+        );
 
         Ok(Mdsa {
             inner: Arc::new(Inner {
@@ -209,6 +217,7 @@ impl MdsaBuilder {
                 metrics,
                 executor: DomainExecutor::new(),
                 _encoder: encoder,
+                log_failures,
             }),
         })
     }
@@ -270,6 +279,11 @@ impl Mdsa {
     /// [`MetricsCollector::encode_prometheus`]).
     pub fn metrics(&self) -> &MetricsCollector {
         &self.inner.metrics
+    }
+
+    /// The last error writing the request log file, if any write failed.
+    pub fn last_log_error(&self) -> Option<String> {
+        self.inner.log_failures.last()
     }
 
     fn domain_set(&self) -> Arc<DomainSet> {
@@ -397,9 +411,11 @@ impl Mdsa {
             }
         }
         self.inner.metrics.record_request(&record);
-        // A log that cannot be written must not lose the answer: the record is
-        // still in memory, and the error is visible in the metrics' sink count.
-        let _ = self.inner.logger.log(record);
+        // A log file that cannot be written must not lose the answer: the
+        // record is still in memory, and the failure is counted and kept.
+        if let Err(error) = self.inner.logger.log(record) {
+            self.inner.log_failures.record(&error);
+        }
         result.map(|mut response| {
             response.timings.total = total;
             response
@@ -566,6 +582,25 @@ impl Mdsa {
         response.usage = usage;
         response.timings = timings;
         Ok(response)
+    }
+}
+
+/// Failed writes to the request log file: counted (in the Prometheus text) and
+/// the last one kept for the caller to show.
+#[derive(Default)]
+struct LogFailures {
+    count: prometheus_client::metrics::counter::Counter,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl LogFailures {
+    fn record(&self, error: &mdsa_monitor::MonitorError) {
+        self.count.inc();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+    }
+
+    fn last(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

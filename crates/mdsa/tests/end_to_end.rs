@@ -217,3 +217,33 @@ fn bad_requests_get_clear_errors_and_are_logged() {
             .any(|r| r.error.as_deref().is_some_and(|e| e.contains("astrology")))
     );
 }
+
+#[test]
+fn an_unwritable_log_file_loses_no_answer() {
+    if system().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let not_a_dir = dir.path().join("plain-file");
+    std::fs::write(&not_a_dir, "").expect("file written");
+    let mut config = mdsa::SystemConfig::default();
+    config.logging.file = Some(not_a_dir.join("requests.jsonl"));
+    let mdsa = Mdsa::builder().config(config).build().expect("built");
+    // Out of domain: no generator needed, but the request is logged all the same.
+    let response = mdsa
+        .query("What's a good recipe for banana bread?")
+        .expect("answered despite the log");
+    assert_eq!(response.outcome, Outcome::Abstained);
+    let error = mdsa.last_log_error().expect("the failure is kept");
+    assert!(error.contains("requests.jsonl"), "{error}");
+    let kept = mdsa.logger().query(&LogFilter::new());
+    assert!(
+        kept.iter().any(|r| r.id == response.request_id),
+        "kept in memory"
+    );
+    let text = mdsa.metrics().encode_prometheus().expect("prometheus text");
+    assert!(
+        text.contains("mdsa_request_log_write_errors_total 1"),
+        "{text}"
+    );
+}

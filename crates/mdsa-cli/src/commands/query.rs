@@ -34,6 +34,7 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
         let response =
             mdsa.query_with(&args.query, &options, &mut |_| ControlFlow::Continue(()))?;
         outln!("{}", serde_json::to_string_pretty(&response)?);
+        warn_about_the_log(&mdsa);
         return Ok(());
     }
     let response = stream(&mdsa, &args.query, &options)?;
@@ -95,6 +96,7 @@ pub(crate) fn stream(
     if wrote_text {
         let _ = writeln!(stdout);
     }
+    warn_about_the_log(mdsa);
     Ok(response)
 }
 
@@ -125,5 +127,12 @@ pub(crate) fn report(response: &QueryResponse) {
             response.route.explanation.reason
         ),
         Outcome::Cancelled => eprintln!("cancelled"),
+    }
+}
+
+/// The answer is shown either way; say when it could not be logged.
+fn warn_about_the_log(mdsa: &Mdsa) {
+    if let Some(error) = mdsa.last_log_error() {
+        eprintln!("warning: the request log was not written: {error}");
     }
 }

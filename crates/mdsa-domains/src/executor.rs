@@ -1,13 +1,15 @@
 //! Answering a query in a domain: prompt, generate with the domain's settings
 //! under its timeout, validate, and retry as its policy says.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mdsa_models::generate::{FinishReason, GenerationOutput, GenerationParams, TextGenerator};
 use serde::Serialize;
 
-use crate::config::DomainConfig;
+use crate::config::{DomainConfig, ValidationRules};
 use crate::error::{DomainError, Result};
 use crate::prompt::PromptBuilder;
 use crate::validate::{ResponseValidator, Verdict};
@@ -86,13 +88,32 @@ impl Execution {
 
 /// Runs queries in domains. Holds no model: the caller passes the generator the
 /// domain runs on, so the same executor serves every domain and model.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DomainExecutor {}
+#[derive(Debug, Clone, Default)]
+pub struct DomainExecutor {
+    // Compiling a domain's banned patterns costs more than the rest of the
+    // bookkeeping of a request, so each set of rules is compiled once.
+    validators: Arc<Mutex<HashMap<String, ResponseValidator>>>,
+}
 
 impl DomainExecutor {
     /// An executor.
     pub fn new() -> Self {
-        Self {}
+        Self::default()
+    }
+
+    fn validator(&self, rules: &ValidationRules) -> Result<ResponseValidator> {
+        let key = format!("{rules:?}");
+        let mut cache = self
+            .validators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(validator) = cache.get(&key) {
+            return Ok(validator.clone());
+        }
+        let validator = ResponseValidator::new(rules)?;
+        // Rules come from configuration files: a handful of distinct sets.
+        cache.insert(key, validator.clone());
+        Ok(validator)
     }
 
     /// Answers `query` without streaming.
@@ -123,7 +144,7 @@ impl DomainExecutor {
         let start = Instant::now();
         let timeout = domain.timeout_duration();
         let deadline = start.checked_add(timeout);
-        let validator = ResponseValidator::new(&domain.validation)?;
+        let validator = self.validator(&domain.validation)?;
         let prompt = PromptBuilder::new(domain).render(generator, query)?;
         let mut history = Vec::new();
         let total = 1 + domain.retry.retries;

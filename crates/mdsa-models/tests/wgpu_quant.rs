@@ -99,6 +99,19 @@ fn quantized_linear_matches_f32_with_packed_bytes() {
     assert!(e4 < 0.15, "int4 error {e4}");
     assert!(e8 < e4);
 
+    // f16/bf16: burn half tensors where the device has the dtype, else f32.
+    for format in [WeightFormat::F16, WeightFormat::BF16] {
+        let (repr, bytes, y) = run(format);
+        let e = relative_rms(&y, &reference);
+        eprintln!("{format} on this device: {repr}, {bytes} B, rel. RMS error {e:.5}");
+        match repr {
+            "burn-half" => assert_eq!(bytes, d_in * d_out * 2 + d_out * 4),
+            "f32" => assert_eq!(bytes, f32_bytes),
+            other => panic!("{format} held as {other}"),
+        }
+        assert!(e < 0.01, "{format} error {e}");
+    }
+
     // Values n·bits/8, scales one f32 per 32 values, bias f32.
     let (weights, blocks, bias_bytes) = (d_in * d_out, d_in * d_out / 32, d_out * 4);
     assert_eq!(f32_bytes, weights * 4 + bias_bytes);

@@ -1,7 +1,8 @@
 //! `cargo xtask gpu-check`: what to run on a machine with a GPU.
 //!
 //! Builds the CLI with the wgpu backend (and CUDA where its toolkit is present),
-//! prints the GPUs wgpu sees, and generates on `gpu:0`, reporting tokens/s. CI
+//! prints the GPUs wgpu sees, and generates on `gpu:0` with f32, int8 and int4
+//! weights, reporting device, dtype, resident bytes and tokens/s for each. CI
 //! only checks that these features compile.
 
 use crate::cmd::{cargo, step};
@@ -30,32 +31,31 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         command
     };
     step("hardware", mdsa(&["hw"]))?;
-    step(
-        "generate on gpu:0",
-        mdsa(&[
-            "generate",
-            "--device",
-            "gpu:0",
-            "--dtype",
-            "f32",
-            "--chat",
-            "--stats",
-            "--max-tokens",
-            "64",
-            "What is the capital of France?",
-        ]),
-    )?;
+    // One generation per dtype on the GPU: `--stats` prints the device, dtype,
+    // resident MiB and tokens/s of each (int8/int4 are burn's packed quantization there).
+    for dtype in ["f32", "int8", "int4"] {
+        step(
+            &format!("generate on gpu:0, {dtype}"),
+            mdsa(&generate_args("gpu:0", dtype)),
+        )?;
+    }
     step(
         "generate on cpu (same binary, for the ratio)",
-        mdsa(&[
-            "generate",
-            "--device",
-            "cpu",
-            "--chat",
-            "--stats",
-            "--max-tokens",
-            "64",
-            "What is the capital of France?",
-        ]),
+        mdsa(&generate_args("cpu", "stored")),
     )
+}
+
+fn generate_args<'a>(device: &'a str, dtype: &'a str) -> [&'a str; 10] {
+    [
+        "generate",
+        "--device",
+        device,
+        "--dtype",
+        dtype,
+        "--chat",
+        "--stats",
+        "--max-tokens",
+        "64",
+        "What is the capital of France?",
+    ]
 }

@@ -40,6 +40,8 @@ pub(crate) struct GenerateArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Weights in memory: `stored` (GGUF blocks, quantized kernels), `f32`, `f16`, `bf16`, `int8` or `int4`.
+    /// On a GPU int8/int4 (and `stored`, at the file's bit width) are burn's packed
+    /// quantization; f16/bf16 stay f32 where the GPU lacks the dtype.
     #[arg(long, default_value = "stored")]
     dtype: String,
     /// Where to run: `auto`, `cpu`, `gpu` or `gpu:N` (GPUs need a build with `--features wgpu` or `cuda`).
@@ -53,22 +55,13 @@ pub(crate) struct GenerateArgs {
 }
 
 pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let mut format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
-    let mut dtype = args.dtype.as_str();
+    let format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
     let device = choose_device(&args.device)?;
-    if device != mdsa::hw::Device::Cpu && format != WeightFormat::F32 {
-        // The block kernels run on the CPU; on a GPU the weights are dequantized.
-        eprintln!(
-            "note: --dtype {} runs on the CPU only; using f32 weights on {device}",
-            args.dtype
-        );
-        format = WeightFormat::F32;
-        dtype = "f32";
-    }
     let model: ModelRef = args.model.parse()?;
     let load_started = std::time::Instant::now();
     let options = DecoderOptions {
         format,
+        device: Some(mdsa::models::backend::burn_device(device)?),
         ..DecoderOptions::default()
     };
     let generator = DecoderGenerator::load(&model, &ResolveOptions::default(), &options)
@@ -111,7 +104,7 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             "model {model} ({}, {:.1} MiB resident) on {device}, load {:.2} s\n\
              prompt {} tokens, completion {} tokens, finish {:?}\n\
              time to first token {:.1} ms, prefill {:.1} tokens/s, decode {:.1} tokens/s",
-            dtype,
+            format,
             generator.model().resident_bytes() as f64 / (1024.0 * 1024.0),
             load.as_secs_f64(),
             usage.prompt_tokens,

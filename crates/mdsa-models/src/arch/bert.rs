@@ -12,7 +12,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
-use crate::arch::linear::{LinearWeight, Matrix};
+use crate::arch::linear::LinearWeight;
 use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::weights::SafetensorsWeights;
@@ -170,8 +170,7 @@ impl Bert {
         let linear = |name: &str, d_in: usize, d_out: usize| -> Result<LinearWeight, ModelError> {
             let values = weights.read_f32(&format!("{name}.weight"), &[d_out, d_in])?;
             let bias = weights.tensor(&format!("{name}.bias"), [d_out], device)?;
-            let matrix = Matrix::from_f32(format, d_out, d_in, values)?;
-            Ok(LinearWeight::new(matrix, d_in, d_out, Some(bias), device))
+            LinearWeight::from_f32(format, values, d_in, d_out, Some(bias), device)
         };
         let i_size = config.intermediate_size;
         let layers = (0..config.num_hidden_layers)

@@ -5,8 +5,15 @@
 //! The format is chosen at load ([`WeightFormat`]), so one checkpoint can be
 //! held at several sizes: int4 blocks take about half the bytes of int8 and an
 //! eighth of f32.
+//!
+//! The block kernels run on the host, so they serve the CPU backend (flex)
+//! only. On any other device (wgpu, cuda) int8/int4 weights become burn's
+//! packed quantized tensors (symmetric, blocks of 32, values packed into
+//! `u32`s), dequantized on the device as each matmul needs them, and f16/bf16
+//! weights become burn half tensors where the device has that dtype.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
 use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
@@ -88,7 +95,44 @@ impl Matrix {
     }
 }
 
-/// A linear layer `y = x Wᵀ + b` in one of two representations.
+/// Values per quantization block on a GPU: the block of GGUF's Q8_0/Q4_0.
+const GPU_BLOCK: usize = 32;
+
+/// Whether `device` multiplies weights with the host block kernels: only the
+/// CPU backend does; other devices would copy activations to the host per layer.
+pub(crate) fn uses_block_kernels(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        *device == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// The symmetric block-32 scheme burn quantizes a GPU weight with. `PackedU32`
+/// rather than `Native`: the native store failed on an H200 (stack notes).
+/// Blocks run along the innermost dimension, which is `out` for an `[in, out]`
+/// weight; f32 scales (one per block).
+fn gpu_scheme(value: QuantValue) -> QuantScheme {
+    QuantScheme::default()
+        .with_value(value)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([GPU_BLOCK as u8], ScaleDtype::F32)
+}
+
+/// Bytes burn holds for a `[rows, cols]` tensor under [`gpu_scheme`]: values
+/// packed `32 / bits` to a `u32` along each row, plus one f32 scale per block.
+fn packed_bytes(rows: usize, cols: usize, bits: usize) -> usize {
+    let per_word = 32 / bits;
+    let words = rows * cols.div_ceil(per_word);
+    let scales = rows * cols.div_ceil(GPU_BLOCK);
+    words * 4 + scales * 4
+}
+
+/// A linear layer `y = x Wᵀ + b` in one of three representations.
 #[derive(Debug)]
 pub(crate) enum LinearWeight {
     /// `[in, out]` f32 tensor.
@@ -100,6 +144,17 @@ pub(crate) enum LinearWeight {
     Packed {
         matrix: Packed,
         bias: Option<Tensor<1>>,
+    },
+    /// `[in, out]` burn tensor in a device representation: f16/bf16, or burn's
+    /// packed quantization (GPU).
+    Device {
+        weight: Tensor<2>,
+        /// The dtype `x` is cast to before the matmul; `None` for quantized
+        /// weights, dequantized to f32 for the matmul.
+        compute: Option<FloatDType>,
+        bias: Option<Tensor<1>>,
+        /// The weight's bytes on the device, computed from its representation.
+        bytes: usize,
     },
 }
 
@@ -125,10 +180,101 @@ impl LinearWeight {
         }
     }
 
+    /// A layer from row-major `[out, in]` f32 values held as `format` in the
+    /// representation `device` multiplies best: the CPU's ([`Matrix::from_f32`])
+    /// on the CPU backend, burn tensors elsewhere. f16/bf16 stay f32 on a device
+    /// that lacks the dtype (wgpu has no bf16; f16 needs `shader-f16`).
+    pub(crate) fn from_f32(
+        format: WeightFormat,
+        values: Vec<f32>,
+        d_in: usize,
+        d_out: usize,
+        bias: Option<Tensor<1>>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        if values.len() != d_in * d_out {
+            return Err(ModelError::Backend(format!(
+                "a [{d_out}, {d_in}] weight has {} values",
+                values.len()
+            )));
+        }
+        if uses_block_kernels(device) {
+            let matrix = Matrix::from_f32(format, d_out, d_in, values)?;
+            return Ok(Self::new(matrix, d_in, d_out, bias, device));
+        }
+        let dense = |values: Vec<f32>| {
+            Tensor::<2>::from_data(
+                TensorData::new(transpose(&values, d_out, d_in), [d_in, d_out]),
+                device,
+            )
+        };
+        let (value, bits) = match format {
+            WeightFormat::Int8 => (QuantValue::Q8S, 8),
+            WeightFormat::Int4 => (QuantValue::Q4S, 4),
+            WeightFormat::F16 | WeightFormat::BF16 => {
+                let dtype = if format == WeightFormat::F16 {
+                    FloatDType::F16
+                } else {
+                    FloatDType::BF16
+                };
+                if !device.supports_dtype(dtype) {
+                    return Ok(Self::new(Matrix::Dense(values), d_in, d_out, bias, device));
+                }
+                let weight = dense(values).cast(dtype);
+                return Ok(Self::Device {
+                    weight,
+                    compute: Some(dtype),
+                    bias,
+                    bytes: d_in * d_out * 2,
+                });
+            }
+            WeightFormat::F32 | WeightFormat::Stored => {
+                return Ok(Self::new(Matrix::Dense(values), d_in, d_out, bias, device));
+            }
+        };
+        let scheme = gpu_scheme(value);
+        if !d_out.is_multiple_of(GPU_BLOCK) {
+            return Err(ModelError::Backend(format!(
+                "{format} on {device:?} quantizes blocks of {GPU_BLOCK} along the output dimension; {d_out} is not a multiple"
+            )));
+        }
+        if !device.supports_dtype(DType::QFloat(scheme)) {
+            return Err(ModelError::Backend(format!(
+                "{device:?} does not support burn's {value:?} block-{GPU_BLOCK} quantization; use --dtype f32"
+            )));
+        }
+        Ok(Self::Device {
+            weight: dense(values).quantize_dynamic(&scheme),
+            compute: None,
+            bias,
+            bytes: packed_bytes(d_in, d_out, bits),
+        })
+    }
+
     /// `x` is `[n, in]`; returns `[n, out]`.
     pub(crate) fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
         let (y, bias) = match self {
             Self::Dense { weight, bias } => (x.matmul(weight.clone()), bias),
+            // Dequantized on the device for each matmul (a transient f32 copy
+            // of one layer; the resident weight stays packed). burn 0.22.1's
+            // quantized matmul reads the packed rhs directly, but on llvmpipe it
+            // gave wrong decode-step logits inside the decoder (relative RMS
+            // error 1.29 against f32, 0.008 dequantized; tests/wgpu_quant.rs).
+            Self::Device {
+                weight,
+                compute: None,
+                bias,
+                ..
+            } => (x.matmul(weight.clone().dequantize()), bias),
+            Self::Device {
+                weight,
+                compute: Some(dtype),
+                bias,
+                ..
+            } => (
+                x.cast(*dtype).matmul(weight.clone()).cast(FloatDType::F32),
+                bias,
+            ),
             Self::Packed { matrix, bias } => {
                 let [n, _] = x.dims();
                 let device = x.device();
@@ -160,6 +306,7 @@ impl LinearWeight {
                 weight.dims().iter().product::<usize>() * 4 + bias(b)
             }
             Self::Packed { matrix, bias: b } => matrix.resident_bytes() + bias(b),
+            Self::Device { bytes, bias: b, .. } => bytes + bias(b),
         }
     }
 }
@@ -179,4 +326,54 @@ pub(crate) fn tensor_to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, Mo
     t.into_data()
         .try_into_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
+}
+
+/// A standalone linear layer `y = x Wᵀ (+ b)` in any [`WeightFormat`], held the
+/// way the architectures hold theirs on `device`: block kernels on the CPU
+/// backend, burn's packed quantization or half tensors on a GPU. For tests,
+/// benches and tools that measure one layer.
+#[derive(Debug)]
+pub struct Linear(LinearWeight);
+
+impl Linear {
+    /// A layer from row-major `[d_out, d_in]` f32 weights and an optional bias.
+    pub fn from_f32(
+        format: WeightFormat,
+        weight: Vec<f32>,
+        d_in: usize,
+        d_out: usize,
+        bias: Option<Vec<f32>>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let bias = bias.map(|b| Tensor::<1>::from_data(TensorData::new(b, [d_out]), device));
+        LinearWeight::from_f32(format, weight, d_in, d_out, bias, device).map(Self)
+    }
+
+    /// `x` is `[n, d_in]`; returns `[n, d_out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        self.0.forward(x)
+    }
+
+    /// Bytes of weight and bias as held.
+    pub fn resident_bytes(&self) -> usize {
+        self.0.resident_bytes()
+    }
+
+    /// How the weight is held: `f32`, `cpu-blocks`, `cpu-half`,
+    /// `burn-quantized` or `burn-half`.
+    pub fn representation(&self) -> &'static str {
+        match &self.0 {
+            LinearWeight::Dense { .. } => "f32",
+            LinearWeight::Packed {
+                matrix: Packed::Blocks(_),
+                ..
+            } => "cpu-blocks",
+            LinearWeight::Packed {
+                matrix: Packed::Half(_),
+                ..
+            } => "cpu-half",
+            LinearWeight::Device { compute: None, .. } => "burn-quantized",
+            LinearWeight::Device { .. } => "burn-half",
+        }
+    }
 }

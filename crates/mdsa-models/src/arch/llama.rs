@@ -20,7 +20,7 @@ use std::sync::Arc;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec};
+use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec, uses_block_kernels};
 use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
@@ -706,6 +706,24 @@ enum Stored {
     Values(Vec<f32>),
 }
 
+/// A tensor as the loader resolved it, before a device representation is chosen.
+enum Resolved {
+    /// GGUF blocks kept as stored (`stored` format).
+    Kept(QuantMatrix),
+    /// f32 values and the format to hold them in.
+    Values(WeightFormat, Vec<f32>),
+}
+
+/// The burn quantization matching a GGUF block format's bit width on a GPU:
+/// 4-bit formats to int4; 8-, 5- and 6-bit ones to int8 (burn has no 5/6-bit
+/// values, and 8 bits loses nothing of them).
+fn gpu_format(format: BlockFormat) -> WeightFormat {
+    match format {
+        BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q4_K => WeightFormat::Int4,
+        BlockFormat::Q8_0 | BlockFormat::Q5_K | BlockFormat::Q6_K => WeightFormat::Int8,
+    }
+}
+
 /// Where weights are read from.
 enum Source<'a> {
     Gguf {
@@ -858,19 +876,28 @@ impl Loader<'_> {
         ))
     }
 
-    /// A `[rows, cols]` matrix (GGUF dims `[cols, rows]`) in the requested format.
-    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+    /// A `[rows, cols]` tensor (GGUF dims `[cols, rows]`): GGUF blocks to keep
+    /// as stored, or f32 values with the format to hold them in.
+    fn resolve(&self, name: &str, rows: usize, cols: usize) -> Result<Resolved, ModelError> {
         let stored = self.stored(name, rows, cols)?;
         let keep = self.format == WeightFormat::Stored;
-        let (format, values) = match stored {
-            Some(Stored::Blocks(m)) if keep => return Ok(Matrix::Packed(Packed::Blocks(m))),
-            Some(Stored::Blocks(m)) => (self.format, m.dequantize()),
+        Ok(match stored {
+            Some(Stored::Blocks(m)) if keep => Resolved::Kept(m),
+            Some(Stored::Blocks(m)) => Resolved::Values(self.format, m.dequantize()),
             // No kernels for this format: Q8_0 keeps its 5 bits and stays compact.
-            Some(Stored::Values(values)) if keep => (WeightFormat::Int8, values),
-            Some(Stored::Values(values)) => (self.format, values),
-            None => (self.format, self.read_dense(name, &[rows, cols])?),
-        };
-        Matrix::from_f32(format, rows, cols, values)
+            Some(Stored::Values(values)) if keep => Resolved::Values(WeightFormat::Int8, values),
+            Some(Stored::Values(values)) => Resolved::Values(self.format, values),
+            None => Resolved::Values(self.format, self.read_dense(name, &[rows, cols])?),
+        })
+    }
+
+    /// A `[rows, cols]` matrix in the requested format, as the CPU holds it
+    /// (also the embedding table on every device: rows are looked up on the host).
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        match self.resolve(name, rows, cols)? {
+            Resolved::Kept(m) => Ok(Matrix::Packed(Packed::Blocks(m))),
+            Resolved::Values(format, values) => Matrix::from_f32(format, rows, cols, values),
+        }
     }
 
     fn linear(
@@ -885,8 +912,16 @@ impl Loader<'_> {
         } else {
             None
         };
-        let matrix = self.matrix(&format!("{prefix}.weight"), d_out, d_in)?;
-        Ok(LinearWeight::new(matrix, d_in, d_out, bias, self.device))
+        let (format, values) = match self.resolve(&format!("{prefix}.weight"), d_out, d_in)? {
+            Resolved::Kept(m) if uses_block_kernels(self.device) => {
+                let matrix = Matrix::Packed(Packed::Blocks(m));
+                return Ok(LinearWeight::new(matrix, d_in, d_out, bias, self.device));
+            }
+            // Off the CPU "stored" means burn's quantization at the blocks' bit width.
+            Resolved::Kept(m) => (gpu_format(m.format()), m.dequantize()),
+            Resolved::Values(format, values) => (format, values),
+        };
+        LinearWeight::from_f32(format, values, d_in, d_out, bias, self.device)
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Tensor<1>, ModelError> {

@@ -3,5 +3,5 @@
 //! forward pass but apart from it.
 
 pub mod bert;
-pub(crate) mod linear;
+pub mod linear;
 pub mod llama;

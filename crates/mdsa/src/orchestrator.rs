@@ -470,21 +470,20 @@ impl Mdsa {
         }
         let Some(domain_id) = decision.domain.clone() else {
             advance(workflow, RequestState::Abstained);
-            *record = std::mem::replace(record, RequestRecord::new("", ""))
-                .with_domain(mdsa_monitor::NONE_LABEL);
+            record.domain = Some(mdsa_monitor::NONE_LABEL.to_string());
             record.confidence = Some(decision.confidence);
             return Ok(response);
         };
-        *record = std::mem::replace(record, RequestRecord::new("", ""))
-            .with_route(&domain_id, decision.confidence);
-        let domain = set.registry.require(&domain_id)?.clone();
+        record.domain = Some(domain_id.clone());
+        record.confidence = Some(decision.confidence);
+        let domain = set.registry.require(&domain_id)?;
         let model_id = set
             .registry
-            .model_for(&domain)
+            .model_for(domain)
             .unwrap_or(&self.inner.config.default_generator)
             .to_string();
         response.model = Some(model_id.clone());
-        *record = std::mem::replace(record, RequestRecord::new("", "")).with_model(&model_id);
+        record.model = Some(model_id.clone());
 
         advance(workflow, RequestState::Loading);
         let cold = !self.inner.manager.is_resident(&model_id);
@@ -514,10 +513,15 @@ impl Mdsa {
             duration: timings.load,
         });
 
-        let mut domain = domain;
-        if let Some(cap) = options.max_tokens {
-            domain.generation.max_tokens = domain.generation.max_tokens.min(cap);
-        }
+        // Copy the domain only when the request changes its settings.
+        let domain = match options.max_tokens {
+            Some(cap) if cap < domain.generation.max_tokens => {
+                let mut capped = domain.clone();
+                capped.generation.max_tokens = cap;
+                std::borrow::Cow::Owned(capped)
+            }
+            _ => std::borrow::Cow::Borrowed(domain),
+        };
         let generate_started = Instant::now();
         let mut first_token = None;
         let mut cancelled = false;
@@ -558,8 +562,8 @@ impl Mdsa {
             record.latency = record.latency.with_first_token(first);
         }
         let usage = execution.output.usage;
-        *record = std::mem::replace(record, RequestRecord::new("", ""))
-            .with_tokens(usage.prompt_tokens as u32, usage.completion_tokens as u32);
+        record.tokens_in = usage.prompt_tokens as u32;
+        record.tokens_out = usage.completion_tokens as u32;
         drop(handle);
 
         response.outcome = if cancelled || execution.cancelled() {

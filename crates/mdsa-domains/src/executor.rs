@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use mdsa_models::chat::ChatMessage;
 use mdsa_models::generate::{FinishReason, GenerationOutput, GenerationParams, TextGenerator};
 use serde::Serialize;
 
@@ -73,8 +74,8 @@ pub struct Execution {
     pub attempts: u32,
     /// Every attempt, in order.
     pub history: Vec<AttemptReport>,
-    /// The rendered prompt.
-    pub prompt: String,
+    /// The conversation the model was given (system prompt, history, query).
+    pub messages: Vec<ChatMessage>,
     /// Wall time of the whole execution.
     pub elapsed: Duration,
 }
@@ -141,11 +142,24 @@ impl DomainExecutor {
         query: &str,
         on_event: &mut dyn FnMut(ExecutionEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Execution> {
+        self.execute_conversation(domain, generator, &[], query, on_event)
+    }
+
+    /// Like [`execute`](Self::execute), with earlier turns of the conversation
+    /// (see [`PromptBuilder::conversation`]).
+    pub fn execute_conversation(
+        &self,
+        domain: &DomainConfig,
+        generator: &dyn TextGenerator,
+        turns: &[ChatMessage],
+        query: &str,
+        on_event: &mut dyn FnMut(ExecutionEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Execution> {
         let start = Instant::now();
         let timeout = domain.timeout_duration();
         let deadline = start.checked_add(timeout);
         let validator = self.validator(&domain.validation)?;
-        let prompt = PromptBuilder::new(domain).render(generator, query)?;
+        let messages = PromptBuilder::new(domain).conversation(turns, query);
         let mut history = Vec::new();
         let total = 1 + domain.retry.retries;
         let timed_out = |attempts: u32, partial: String| DomainError::Timeout {
@@ -168,7 +182,7 @@ impl DomainExecutor {
             });
             let attempt_start = Instant::now();
             let mut expired = false;
-            let output = generator.generate(&prompt, &params, &mut |piece| {
+            let output = generator.generate_chat(&messages, &params, &mut |piece| {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     expired = true;
                     return ControlFlow::Break(());
@@ -198,7 +212,7 @@ impl DomainExecutor {
                     verdict,
                     attempts: attempt,
                     history,
-                    prompt,
+                    messages,
                     elapsed: start.elapsed(),
                 });
             }

@@ -27,10 +27,31 @@ impl<'a> PromptBuilder<'a> {
     /// The conversation: a system message (when the domain has a system prompt;
     /// otherwise the model's template supplies its own default) and the user message.
     pub fn messages(&self, query: &str) -> Vec<ChatMessage> {
-        let mut messages = Vec::with_capacity(2);
+        self.conversation(&[], query)
+    }
+
+    /// The conversation with earlier turns: one system message (the domain's
+    /// system prompt, then any system text of the caller's: chat templates take
+    /// a single system message, first), the rest of `history`, then the
+    /// templated query.
+    pub fn conversation(&self, history: &[ChatMessage], query: &str) -> Vec<ChatMessage> {
+        let mut system: Vec<&str> = Vec::new();
         if !self.domain.system_prompt.trim().is_empty() {
-            messages.push(ChatMessage::system(self.domain.system_prompt.trim()));
+            system.push(self.domain.system_prompt.trim());
         }
+        let (callers_system, turns): (Vec<_>, Vec<_>) =
+            history.iter().partition(|m| m.role == "system");
+        system.extend(
+            callers_system
+                .iter()
+                .map(|m| m.content.trim())
+                .filter(|c| !c.is_empty()),
+        );
+        let mut messages = Vec::with_capacity(2 + turns.len());
+        if !system.is_empty() {
+            messages.push(ChatMessage::system(system.join("\n\n")));
+        }
+        messages.extend(turns.into_iter().cloned());
         messages.push(ChatMessage::user(self.user_message(query)));
         messages
     }
@@ -55,6 +76,20 @@ mod tests {
             messages,
             [
                 ChatMessage::system("Be brief."),
+                ChatMessage::user("Question about money: Why save?")
+            ]
+        );
+        let history = [
+            ChatMessage::system("Answer in French."),
+            ChatMessage::user("Hi"),
+            ChatMessage::assistant("Hello!"),
+        ];
+        assert_eq!(
+            PromptBuilder::new(&domain).conversation(&history, "Why save?"),
+            [
+                ChatMessage::system("Be brief.\n\nAnswer in French."),
+                ChatMessage::user("Hi"),
+                ChatMessage::assistant("Hello!"),
                 ChatMessage::user("Question about money: Why save?")
             ]
         );

@@ -1,6 +1,7 @@
 //! The orchestrator: route, load, execute, validate, log — one request at a
 //! time per call, any number of calls at once.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -8,9 +9,12 @@ use std::time::{Duration, Instant};
 use mdsa_bus::{Bus, RequestState, Workflow};
 use mdsa_domains::executor::{DomainExecutor, ExecutionEvent};
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
+use mdsa_models::chat::ChatMessage;
 use mdsa_models::manager::{ManagerConfig, ModelBackend, ModelHandle, ModelManager};
 use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
 use mdsa_monitor::prometheus_client;
+use mdsa_monitor::prometheus_client::metrics::family::Family;
+use mdsa_monitor::prometheus_client::metrics::histogram::Histogram;
 use mdsa_monitor::{
     LatencyBreakdown, LoggerConfig, MetricsCollector, RequestLogger, RequestRecord, RequestStatus,
     SinkConfig,
@@ -25,8 +29,55 @@ use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 pub struct QueryOptions {
     /// Answer in this domain instead of routing.
     pub domain: Option<String>,
+    /// Answer with this model instead of the domain's (the domain is still
+    /// routed, for its system prompt and validation).
+    pub model: Option<String>,
+    /// Earlier turns of the conversation, oldest first (the query is the new
+    /// user turn). System messages join the domain's system prompt.
+    pub history: Vec<ChatMessage>,
     /// Cap on generated tokens, below the domain's own.
     pub max_tokens: Option<usize>,
+    /// Sampling temperature instead of the domain's.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass instead of the domain's.
+    pub top_p: Option<f32>,
+    /// Strings that end the answer, besides the domain's.
+    pub stop: Vec<String>,
+    /// Seed for reproducible sampling.
+    pub seed: Option<u64>,
+}
+
+impl QueryOptions {
+    /// The domain's settings with this request's overrides, borrowed when
+    /// there are none (the common case costs no copy).
+    fn apply<'d>(&self, domain: &'d DomainConfig) -> Cow<'d, DomainConfig> {
+        let generation = &domain.generation;
+        let lower_cap = self.max_tokens.filter(|&cap| cap < generation.max_tokens);
+        if lower_cap.is_none()
+            && self.temperature.is_none()
+            && self.top_p.is_none()
+            && self.stop.is_empty()
+            && self.seed.is_none()
+        {
+            return Cow::Borrowed(domain);
+        }
+        let mut domain = domain.clone();
+        let generation = &mut domain.generation;
+        if let Some(cap) = lower_cap {
+            generation.max_tokens = cap;
+        }
+        if let Some(temperature) = self.temperature {
+            generation.temperature = temperature;
+        }
+        if let Some(top_p) = self.top_p {
+            generation.top_p = top_p;
+        }
+        generation.stop.extend(self.stop.iter().cloned());
+        if self.seed.is_some() {
+            generation.seed = self.seed;
+        }
+        Cow::Owned(domain)
+    }
 }
 
 /// The domains and the router built over them; swapped as one on reload, so a
@@ -47,6 +98,7 @@ struct Inner {
     // Keeps the router's encoder counted as in use by the manager.
     _encoder: ModelHandle,
     log_failures: LogFailures,
+    routing_confidence: RoutingConfidence,
 }
 
 /// Answers every query with the right specialist. Cheap to clone and share
@@ -204,6 +256,13 @@ impl MdsaBuilder {
             log_failures.count.clone(),
         );
 
+        let routing_confidence = RoutingConfidence::default();
+        metrics.register(
+            "mdsa_routing_confidence",
+            "The router's confidence in the domain it chose (domain=\"none\": abstained)",
+            routing_confidence.family.clone(),
+        );
+
         Ok(Mdsa {
             inner: Arc::new(Inner {
                 config,
@@ -218,6 +277,7 @@ impl MdsaBuilder {
                 executor: DomainExecutor::new(),
                 _encoder: encoder,
                 log_failures,
+                routing_confidence,
             }),
         })
     }
@@ -411,6 +471,9 @@ impl Mdsa {
             }
         }
         self.inner.metrics.record_request(&record);
+        if let (Some(domain), Some(confidence)) = (&record.domain, record.confidence) {
+            self.inner.routing_confidence.observe(domain, confidence);
+        }
         // A log file that cannot be written must not lose the answer: the
         // record is still in memory, and the failure is counted and kept.
         if let Err(error) = self.inner.logger.log(record) {
@@ -477,11 +540,14 @@ impl Mdsa {
         record.domain = Some(domain_id.clone());
         record.confidence = Some(decision.confidence);
         let domain = set.registry.require(&domain_id)?;
-        let model_id = set
-            .registry
-            .model_for(domain)
-            .unwrap_or(&self.inner.config.default_generator)
-            .to_string();
+        let model_id = match &options.model {
+            Some(model) => model.clone(),
+            None => set
+                .registry
+                .model_for(domain)
+                .unwrap_or(&self.inner.config.default_generator)
+                .to_string(),
+        };
         response.model = Some(model_id.clone());
         record.model = Some(model_id.clone());
 
@@ -513,42 +579,37 @@ impl Mdsa {
             duration: timings.load,
         });
 
-        // Copy the domain only when the request changes its settings.
-        let domain = match options.max_tokens {
-            Some(cap) if cap < domain.generation.max_tokens => {
-                let mut capped = domain.clone();
-                capped.generation.max_tokens = cap;
-                std::borrow::Cow::Owned(capped)
-            }
-            _ => std::borrow::Cow::Borrowed(domain),
-        };
+        let domain = options.apply(domain);
         let generate_started = Instant::now();
         let mut first_token = None;
         let mut cancelled = false;
-        let execution =
-            self.inner
-                .executor
-                .execute(&domain, generator.as_ref(), query, &mut |event| {
-                    let forwarded = match event {
-                        ExecutionEvent::AttemptStarted { attempt, .. } => {
-                            advance(workflow, RequestState::Executing);
-                            QueryEvent::Attempt { number: attempt }
-                        }
-                        ExecutionEvent::AttemptRejected { .. } => {
-                            // The executor validated the answer and retries: the
-                            // workflow's retry edge, validating back to executing.
-                            advance(workflow, RequestState::Validating);
-                            return ControlFlow::Continue(());
-                        }
-                        ExecutionEvent::Text(piece) => {
-                            first_token.get_or_insert_with(|| started.elapsed());
-                            QueryEvent::Text(piece.to_string())
-                        }
-                    };
-                    let flow = on_event(forwarded);
-                    cancelled |= flow.is_break();
-                    flow
-                })?;
+        let execution = self.inner.executor.execute_conversation(
+            &domain,
+            generator.as_ref(),
+            &options.history,
+            query,
+            &mut |event| {
+                let forwarded = match event {
+                    ExecutionEvent::AttemptStarted { attempt, .. } => {
+                        advance(workflow, RequestState::Executing);
+                        QueryEvent::Attempt { number: attempt }
+                    }
+                    ExecutionEvent::AttemptRejected { .. } => {
+                        // The executor validated the answer and retries: the
+                        // workflow's retry edge, validating back to executing.
+                        advance(workflow, RequestState::Validating);
+                        return ControlFlow::Continue(());
+                    }
+                    ExecutionEvent::Text(piece) => {
+                        first_token.get_or_insert_with(|| started.elapsed());
+                        QueryEvent::Text(piece.to_string())
+                    }
+                };
+                let flow = on_event(forwarded);
+                cancelled |= flow.is_break();
+                flow
+            },
+        )?;
         timings.generate = generate_started.elapsed();
         timings.model = Duration::from_secs_f64(decision.encode_ms / 1e3)
             + execution
@@ -605,6 +666,30 @@ impl LogFailures {
 
     fn last(&self) -> Option<String> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The router's confidence per routed request, by domain: where the
+/// abstention thresholds sit against real traffic.
+struct RoutingConfidence {
+    family: Family<[(&'static str, String); 1], Histogram>,
+}
+
+impl Default for RoutingConfidence {
+    fn default() -> Self {
+        Self {
+            family: Family::new_with_constructor(|| {
+                Histogram::new([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
+            }),
+        }
+    }
+}
+
+impl RoutingConfidence {
+    fn observe(&self, domain: &str, confidence: f32) {
+        self.family
+            .get_or_create(&[("domain", domain.to_string())])
+            .observe(f64::from(confidence));
     }
 }
 

@@ -38,6 +38,20 @@ pub trait TextGenerator: Send + Sync {
     /// the assistant's answer starts.
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError>;
 
+    /// Answers a conversation, streaming like [`generate`](Self::generate).
+    /// The default renders it with [`render_chat`](Self::render_chat) and
+    /// generates from that text; an engine that applies its own template (a
+    /// remote server's chat endpoint) overrides it to send the messages as they are.
+    fn generate_chat(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<GenerationOutput, ModelError> {
+        let prompt = self.render_chat(messages)?;
+        self.generate(&prompt, params, on_text)
+    }
+
     /// Counts the tokens of a text as the model sees it.
     fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
 

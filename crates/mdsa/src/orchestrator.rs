@@ -29,8 +29,10 @@ use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 pub struct QueryOptions {
     /// Answer in this domain instead of routing.
     pub domain: Option<String>,
-    /// Answer with this model instead of the domain's (the domain is still
-    /// routed, for its system prompt and validation).
+    /// Answer with this model. With `domain` set, it replaces the domain's
+    /// model; alone, nothing is routed: the model answers the conversation as
+    /// given, with no domain prompt (the request is logged under the domain
+    /// [`DIRECT_DOMAIN`]). This is how one mdsa serves another's remote backend.
     pub model: Option<String>,
     /// Earlier turns of the conversation, oldest first (the query is the new
     /// user turn). System messages join the domain's system prompt.
@@ -471,9 +473,6 @@ impl Mdsa {
             }
         }
         self.inner.metrics.record_request(&record);
-        if let (Some(domain), Some(confidence)) = (&record.domain, record.confidence) {
-            self.inner.routing_confidence.observe(domain, confidence);
-        }
         // A log file that cannot be written must not lose the answer: the
         // record is still in memory, and the failure is counted and kept.
         if let Err(error) = self.inner.logger.log(record) {
@@ -498,12 +497,25 @@ impl Mdsa {
         let set = self.domain_set();
         advance(workflow, RequestState::Classifying);
         let route_started = Instant::now();
-        let decision = match &options.domain {
-            Some(id) => {
+        let decision = match (&options.domain, &options.model) {
+            (Some(id), _) => {
                 set.registry.require(id)?;
                 RouteDecision::forced(query, id)
             }
-            None => set.router.route(query)?,
+            (None, Some(model)) => {
+                let mut decision = RouteDecision::forced(query, DIRECT_DOMAIN);
+                decision.explanation.reason = format!("model {model} chosen by the caller");
+                decision
+            }
+            (None, None) => {
+                let decision = set.router.route(query)?;
+                let label = decision.domain.as_deref();
+                self.inner.routing_confidence.observe(
+                    label.unwrap_or(mdsa_monitor::NONE_LABEL),
+                    decision.confidence,
+                );
+                decision
+            }
         };
         let route_time = route_started.elapsed();
         let mut timings = ResponseTimings {
@@ -539,7 +551,14 @@ impl Mdsa {
         };
         record.domain = Some(domain_id.clone());
         record.confidence = Some(decision.confidence);
-        let domain = set.registry.require(&domain_id)?;
+        let direct;
+        let domain = match (&options.domain, &options.model) {
+            (None, Some(_)) => {
+                direct = direct_domain();
+                &direct
+            }
+            _ => set.registry.require(&domain_id)?,
+        };
         let model_id = match &options.model {
             Some(model) => model.clone(),
             None => set
@@ -667,6 +686,18 @@ impl LogFailures {
     fn last(&self) -> Option<String> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// The domain label of requests that name a model instead of a domain
+/// (see [`QueryOptions::model`]).
+pub const DIRECT_DOMAIN: &str = "direct";
+
+/// The settings a named model answers with: no system prompt, no retries,
+/// only the basic checks (a non-empty answer, no repetition loop).
+fn direct_domain() -> DomainConfig {
+    let mut domain = DomainConfig::new(DIRECT_DOMAIN, "the model named by the request");
+    domain.retry.retries = 0;
+    domain
 }
 
 /// The router's confidence per routed request, by domain: where the

@@ -61,6 +61,8 @@ enum Command {
     Logs(commands::logs::LogsArgs),
     /// Latency percentiles, throughput and errors from the request log (or Prometheus text).
     Metrics(commands::metrics::MetricsArgs),
+    /// Serve the OpenAI-compatible API, Prometheus metrics and the live dashboard.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Some(Command::Domains(args)) => commands::domains::run(&args, system),
         Some(Command::Logs(args)) => commands::logs::run(&args, system),
         Some(Command::Metrics(args)) => commands::metrics::run(&args, system),
+        Some(Command::Serve(args)) => commands::serve::run(&args, system),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,7 +32,7 @@ mod response;
 
 pub use config::SystemConfig;
 pub use error::MdsaError;
-pub use orchestrator::{DIRECT_DOMAIN, Mdsa, MdsaBuilder, QueryOptions};
+pub use orchestrator::{DIRECT_DOMAIN, Mdsa, MdsaBuilder, QueryOptions, new_request_id};
 pub use response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 
 pub use mdsa_bus as bus;

@@ -27,6 +27,9 @@ use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 /// Per-request choices that override the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct QueryOptions {
+    /// The request's id in the log, metrics and bus events (default: a new
+    /// unique one). A server passes its own so its responses and the log agree.
+    pub request_id: Option<String>,
     /// Answer in this domain instead of routing.
     pub domain: Option<String>,
     /// Answer with this model. With `domain` set, it replaces the domain's
@@ -253,14 +256,14 @@ impl MdsaBuilder {
         let logger = RequestLogger::new(logger_config);
         let log_failures = LogFailures::default();
         metrics.register(
-            "mdsa_request_log_write_errors",
+            "request_log_write_errors",
             "Requests whose record could not be written to the log file (they stay in memory)",
             log_failures.count.clone(),
         );
 
         let routing_confidence = RoutingConfidence::default();
         metrics.register(
-            "mdsa_routing_confidence",
+            "routing_confidence",
             "The router's confidence in the domain it chose (domain=\"none\": abstained)",
             routing_confidence.family.clone(),
         );
@@ -436,7 +439,7 @@ impl Mdsa {
         options: &QueryOptions,
         on_event: &mut dyn FnMut(QueryEvent) -> ControlFlow<()>,
     ) -> Result<QueryResponse, MdsaError> {
-        let request_id = new_request_id();
+        let request_id = options.request_id.clone().unwrap_or_else(new_request_id);
         let started = Instant::now();
         let mut workflow = Workflow::with_bus(&request_id, &self.inner.bus);
         let mut record = RequestRecord::new(&request_id, query);
@@ -743,7 +746,7 @@ fn check_query(query: &str) -> Result<(), MdsaError> {
 
 /// A request id that is unique within the process and unlikely to repeat
 /// across restarts: start time and a counter.
-fn new_request_id() -> String {
+pub fn new_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

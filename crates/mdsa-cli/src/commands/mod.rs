@@ -10,5 +10,6 @@ pub(crate) mod metrics;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod routes;
+pub(crate) mod serve;
 pub(crate) mod system;
 pub(crate) mod welcome;

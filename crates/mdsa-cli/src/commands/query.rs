@@ -29,6 +29,7 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let options = QueryOptions {
         domain: args.domain.clone(),
         max_tokens: args.max_tokens,
+        ..QueryOptions::default()
     };
     if args.json {
         let response =

@@ -455,6 +455,17 @@ impl ModelManager {
         self.shared.spec(id).ok()
     }
 
+    /// Every registered spec, in registration order.
+    pub fn specs(&self) -> Vec<ModelSpec> {
+        self.shared
+            .registry
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ManagerConfig {
         &self.shared.config

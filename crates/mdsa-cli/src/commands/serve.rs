@@ -1,0 +1,91 @@
+//! `mdsa serve`: the OpenAI-compatible API, metrics and dashboard over HTTP.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use mdsa_server::{Limits, Server, ServerConfig, shutdown_signal};
+
+use super::system::SystemArgs;
+
+/// Arguments of `mdsa serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; loopback by default so the models are not
+    /// offered to the network by accident (0.0.0.0 for all interfaces).
+    #[arg(long, default_value = "127.0.0.1", env = "MDSA_HOST")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8080, env = "MDSA_PORT")]
+    port: u16,
+    /// Requests running models at once (default: the number of cores).
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Requests that may wait for a slot; beyond, 429.
+    #[arg(long, default_value_t = Limits::default().max_queue)]
+    max_queue: usize,
+    /// Seconds a request may wait for a slot before a 503.
+    #[arg(long, default_value_t = 60.0)]
+    queue_timeout: f64,
+    /// Cap on max_tokens per request.
+    #[arg(long, default_value_t = Limits::default().max_tokens)]
+    max_tokens: usize,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Do not reload the domains file when it changes on disk.
+    #[arg(long)]
+    no_watch: bool,
+}
+
+pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mdsa = system.build()?;
+    let mut limits = Limits {
+        max_queue: args.max_queue,
+        max_tokens: args.max_tokens,
+        max_body_bytes: args.max_body_bytes,
+        queue_timeout: Duration::try_from_secs_f64(args.queue_timeout)
+            .context("--queue-timeout: expected seconds >= 0")?,
+        ..Limits::default()
+    };
+    if let Some(n) = args.max_concurrent {
+        anyhow::ensure!(n > 0, "--max-concurrent: expected at least 1, found 0");
+        limits.max_concurrent = n;
+    }
+    let watch_domains: Option<PathBuf> = if args.no_watch {
+        None
+    } else {
+        mdsa.config().domains.clone()
+    };
+    let config = ServerConfig {
+        host: args.host,
+        port: args.port,
+        limits,
+        watch_domains,
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(mdsa, config).await?;
+        let addr = server.local_addr()?;
+        eprintln!("mdsa serve · listening on http://{addr} (dashboard at /, OpenAI API at /v1, metrics at /metrics)");
+        server.serve(shutdown_signal()).await?;
+        eprintln!("mdsa serve · stopped");
+        Ok(())
+    })
+}
+
+/// Server logs to stderr; `RUST_LOG` chooses what (default: info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

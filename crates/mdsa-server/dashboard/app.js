@@ -1,0 +1,1 @@
+// The dashboard's script (filled in by the dashboard work).

@@ -1,0 +1,40 @@
+//! The dashboard at `/`: one HTML page and its script and styles, compiled
+//! into the binary (no build step, nothing fetched at run time).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const APP_CSS: &str = include_str!("../../dashboard/app.css");
+
+/// The dashboard's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/dashboard/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/dashboard/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}

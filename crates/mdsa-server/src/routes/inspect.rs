@@ -1,0 +1,156 @@
+//! `GET /v1/models`, `POST /v1/route` and `POST /v1/embeddings`: what there
+//! is to ask for, where a query would go, and the router's vectors.
+
+use axum::Json;
+use axum::extract::State;
+use mdsa::models::registry::ModelRole;
+use serde_json::{Value, json};
+
+use super::JsonBody;
+use crate::error::ApiError;
+use crate::openai::{EmbeddingInput, EmbeddingsRequest, RouteRequest};
+use crate::state::AppState;
+
+/// Most texts one embeddings request may carry.
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// `GET /v1/models`: `auto`, then every domain, then every generator model,
+/// each with an `mdsa` object saying which it is.
+pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+    let mdsa = state.mdsa();
+    let created = chrono::Utc::now().timestamp();
+    let entry = |id: &str, kind: &str, extra: Value| {
+        json!({
+            "id": id,
+            "object": "model",
+            "created": created,
+            "owned_by": "mdsa",
+            "mdsa": { "kind": kind, "detail": extra },
+        })
+    };
+    let mut data = vec![entry(
+        "auto",
+        "router",
+        json!({ "description": "routes each query to the domain whose model answers" }),
+    )];
+    let domains = mdsa.domains();
+    for domain in domains.iter() {
+        let model = domains
+            .model_for(domain)
+            .unwrap_or(&mdsa.config().default_generator);
+        data.push(entry(
+            &domain.id,
+            "domain",
+            json!({ "description": domain.description, "model": model }),
+        ));
+    }
+    for spec in mdsa.manager().specs() {
+        if spec.role == ModelRole::Generator {
+            data.push(entry(
+                &spec.id,
+                "model",
+                json!({
+                    "source": spec.source,
+                    "backend": spec.backend,
+                    "resident": mdsa.manager().is_resident(&spec.id),
+                }),
+            ));
+        }
+    }
+    Json(json!({ "object": "list", "data": data }))
+}
+
+/// `POST /v1/route`: the route decision, with every domain's score.
+pub(crate) async fn route(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<RouteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if request.query.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "query",
+            "the query is empty; expected some text to route",
+        ));
+    }
+    let permit = state.admit().await?;
+    let mdsa = state.mdsa().clone();
+    let decision = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        mdsa.route(&request.query)
+    })
+    .await
+    .map_err(task_failed)??;
+    Ok(Json(serde_json::to_value(decision).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })?))
+}
+
+/// `POST /v1/embeddings`: OpenAI's embeddings format, from the router's encoder.
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<EmbeddingsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(format) = request.encoding_format.as_deref()
+        && format != "float"
+    {
+        return Err(ApiError::invalid(
+            "encoding_format",
+            format!("expected \"float\", found {format:?}"),
+        ));
+    }
+    let texts = match request.input {
+        EmbeddingInput::One(text) => vec![text],
+        EmbeddingInput::Many(texts) => texts,
+    };
+    if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid(
+            "input",
+            format!(
+                "expected 1 to {MAX_EMBEDDING_INPUTS} texts, found {}",
+                texts.len()
+            ),
+        ));
+    }
+    if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            format!("input[{i}]"),
+            "expected some text, found an empty string",
+        ));
+    }
+    let encoder = state.mdsa().config().encoder.clone();
+    let permit = state.admit().await?;
+    let mdsa = state.mdsa().clone();
+    let (vectors, tokens) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = mdsa.embed(&refs)?;
+        // An estimate: the encoder does not report its token counts.
+        let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+        Ok::<_, mdsa::MdsaError>((vectors, tokens))
+    })
+    .await
+    .map_err(task_failed)??;
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, embedding)| json!({ "object": "embedding", "index": index, "embedding": embedding }))
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": request.model.unwrap_or(encoder),
+        "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+    })))
+}
+
+/// A blocking task that panicked or was cancelled: a server error, said plainly.
+pub(crate) fn task_failed(error: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        format!("the request's task failed: {error}"),
+    )
+}

@@ -131,6 +131,12 @@ impl From<MdsaError> for ApiError {
             MdsaError::Manager(ManagerError::InUse { .. }) => {
                 (StatusCode::CONFLICT, "model_in_use")
             }
+            // A remote engine that cannot be reached: the gateway's fault.
+            MdsaError::Manager(ManagerError::Load { source, .. })
+                if matches!(**source, ModelError::Backend(_)) =>
+            {
+                (StatusCode::BAD_GATEWAY, "backend_unavailable")
+            }
             MdsaError::Manager(ManagerError::Load { .. }) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "model_load_failed")
             }

@@ -51,7 +51,12 @@ impl SystemArgs {
     pub(crate) fn build(&self) -> anyhow::Result<Mdsa> {
         let config = self.load()?;
         let spinner = Spinner::start("loading the router");
-        let built = Mdsa::builder().config(config).build();
+        // Models whose spec says `backend: "openai"` run on a remote
+        // OpenAI-compatible server (vLLM, Ollama, llama.cpp, another mdsa).
+        let built = Mdsa::builder()
+            .config(config)
+            .backend(std::sync::Arc::new(mdsa_remote::RemoteBackend::new()))
+            .build();
         spinner.finish();
         built.context(self.describe())
     }

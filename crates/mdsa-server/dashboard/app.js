@@ -197,7 +197,8 @@ function renderTimeCharts() {
   });
   Charts.lineChart($("chart-latency"), {
     times,
-    format: (v) => fmtMs(v).replace(" ", ""),
+    // Compact for the axis: 500ms, 1.5s, 4s.
+    format: (v) => (v >= 1000 ? `${+(v / 1000).toPrecision(3)}s` : `${Math.round(v)}ms`),
     series: [
       { label: "p50", values: history.map((p) => p.p50), color: Charts.color(0) },
       { label: "p95", values: history.map((p) => p.p95), color: Charts.color(2) },

@@ -85,13 +85,13 @@ const Charts = (() => {
     return 10 * power;
   }
 
-  /** Short numbers for axis labels: 0.25, 12, 1.2k, 3.4M. */
+  /** Short numbers for axis labels: 0.025, 1.5, 12, 1.2k, 3.4M. */
   function shortNumber(v) {
     const a = Math.abs(v);
     if (a >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
     if (a >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
     if (a >= 10 || a === 0) return `${Math.round(v)}`;
-    return `${+v.toFixed(2)}`;
+    return `${+v.toPrecision(2)}`;
   }
 
   function lastFinite(values) {

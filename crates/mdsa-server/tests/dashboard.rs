@@ -28,6 +28,8 @@ use mdsa_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
 const QUERY: &str = "What is compound interest?";
+/// Routes nowhere (every score is below the router's threshold).
+const NONSENSE: &str = "<b>asdf</b> qwer <img src=x onerror=\"window.__xss=1\">";
 /// Bound on every wait for the page; generous for a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(60);
 /// Bound on the whole test, so a wedged browser cannot hang CI.
@@ -135,8 +137,7 @@ async fn use_the_dashboard(client: Client, addr: SocketAddr) {
          return true",
     )
     .await;
-    page.type_into("#ask-query", QUERY).await;
-    page.click("#ask-submit").await;
+    page.ask(QUERY).await;
 
     // The route decision, before or while the answer streams.
     page.wait_for(
@@ -255,6 +256,45 @@ async fn use_the_dashboard(client: Client, addr: SocketAddr) {
     );
     screenshot(&page, "dashboard-dark.png").await;
 
+    // A query no domain fits, written as markup: the refusal shows, and the
+    // query is shown as text, never run as HTML.
+    page.ask(NONSENSE).await;
+    page.wait_for(
+        "the abstention to finish",
+        "document.getElementById('answer').dataset.outcome === 'abstained'",
+    )
+    .await;
+    assert_eq!(
+        page.attr("#answer", "class").await.as_deref(),
+        Some("answer-text refusal")
+    );
+    assert!(
+        page.text("#answer")
+            .await
+            .starts_with("No domain fits this question"),
+        "the refusal: {}",
+        page.text("#answer").await
+    );
+    assert_eq!(page.text("#route-domain").await, "no domain (abstained)");
+    page.select("#filter-status", "abstained").await;
+    let row = page
+        .wait_for(
+            "the status filter to show only the abstention",
+            "document.getElementById('log-table').dataset.rows === '1'              && document.querySelector('#log-rows tr').dataset.status === 'abstained'              && [...document.querySelector('#log-rows tr').cells].map(c => c.textContent)",
+        )
+        .await;
+    let cells = strings(&row);
+    assert_eq!((cells[1], cells[7]), ("none", NONSENSE), "{cells:?}");
+    assert_eq!(
+        page.eval(
+            "return [document.querySelectorAll('#log-rows img, #log-rows b').length,              window.__xss === undefined]"
+        )
+        .await,
+        json!([0, true]),
+        "untrusted text is inserted as text"
+    );
+    page.select("#filter-status", "").await;
+
     // Filters map to /v1/logs: another domain empties the table...
     page.select("#filter-domain", "medical").await;
     page.wait_for(
@@ -360,6 +400,14 @@ impl Page {
         command(self.find(css).await)
             .await
             .unwrap_or_else(|e| panic!("{done} {css}: {e}"))
+    }
+
+    /// Types `query` into the query box, replacing what was there, and submits it.
+    async fn ask(&self, query: &str) {
+        self.on("#ask-query", "clearing", async |e| e.clear().await)
+            .await;
+        self.type_into("#ask-query", query).await;
+        self.click("#ask-submit").await;
     }
 
     async fn click(&self, css: &str) {

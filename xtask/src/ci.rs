@@ -56,6 +56,11 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     }
     tests.env("HF_HUB_OFFLINE", "1");
+    // In CI the dashboard's browser test must run, not skip: .ci/run installs
+    // chromium and chromedriver.
+    if std::env::var_os("CI").is_some() {
+        tests.env("MDSA_REQUIRE_BROWSER", "1");
+    }
     step("tests", tests)?;
 
     // nextest does not run doc tests.

@@ -1,5 +1,6 @@
-//! The dashboard at `/`: one HTML page and its script and styles, compiled
-//! into the binary (no build step, nothing fetched at run time).
+//! The dashboard at `/`: one HTML page, its scripts (the page and its small
+//! canvas charts) and styles, compiled into the binary (no build step, nothing
+//! fetched at run time).
 
 use axum::Router;
 use axum::http::header;
@@ -10,6 +11,7 @@ use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../dashboard/app.js");
+const CHARTS_JS: &str = include_str!("../../dashboard/charts.js");
 const APP_CSS: &str = include_str!("../../dashboard/app.css");
 
 /// The dashboard's routes.
@@ -22,6 +24,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/dashboard/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/dashboard/charts.js",
+            get(|| async { asset("text/javascript; charset=utf-8", CHARTS_JS) }),
         )
         .route(
             "/dashboard/app.css",

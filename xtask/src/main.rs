@@ -9,6 +9,8 @@
 mod ci;
 mod cmd;
 mod demo;
+#[cfg(test)]
+mod deploy_docs;
 mod fetch_models;
 mod gpu_check;
 mod loadtest;

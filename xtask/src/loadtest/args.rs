@@ -12,7 +12,9 @@ usage: cargo xtask loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat
 
 Without --url, builds mdsa-cli (release), starts `mdsa serve --port 0` with a
 queue as large as the most clients, loads it, and stops it with SIGTERM. With
---url, loads a server already running on this machine (loopback only).
+--url, loads a server already running on this machine (loopback only; one
+server, not a load balancer, and no other traffic: the chat runs compare the
+answers with that server's own request count from /metrics).
 
   --clients LIST      client threads per run, comma-separated (default 1,8,64)
   --seconds S         how long each run sends requests (default 20)

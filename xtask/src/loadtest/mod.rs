@@ -53,17 +53,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     };
     let queries = client::read_queries(&workspace_root().join(QUERIES))?;
     let agent = client::agent();
-    let server = match &options.url {
+    let (url, server) = match &options.url {
         Some(url) => {
             args::ensure_resolves_to_loopback(url)?;
-            None
+            (url.clone(), None)
         }
-        None => Some(start_server(&options, &agent)?),
-    };
-    let url = match (&options.url, &server) {
-        (Some(url), _) => url.clone(),
-        (None, Some(server)) => server.url.clone(),
-        (None, None) => unreachable!("a server is started when no --url is given"),
+        None => {
+            let server = start_server(&options, &agent)?;
+            (server.url.clone(), Some(server))
+        }
     };
     // Our own server binds 127.0.0.1; checked all the same.
     args::loopback_base_url(&url)?;

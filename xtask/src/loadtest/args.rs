@@ -11,7 +11,8 @@ usage: cargo xtask loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat
                             [--max-tokens 16] [--max-requests 100000] [--url http://127.0.0.1:PORT]
 
 Without --url, builds mdsa-cli (release), starts `mdsa serve --port 0` with a
-queue as large as the most clients, loads it, and stops it with SIGTERM. With
+queue as large as the most clients (and --queue-timeout 240), loads it, and
+stops it with SIGTERM. With
 --url, loads a server already running on this machine (loopback only; one
 server, not a load balancer, and no other traffic: the chat runs compare the
 answers with that server's own request count from /metrics).

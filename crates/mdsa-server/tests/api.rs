@@ -378,6 +378,19 @@ fn models_route_and_embeddings() {
         "normalised"
     );
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.2);
+    let packed = post_json(
+        &server.url("/v1/embeddings"),
+        &json!({"input": "a cat", "encoding_format": "base64"}),
+    )
+    .json();
+    let packed = packed["data"][0]["embedding"]
+        .as_str()
+        .expect("base64 text");
+    assert_eq!(
+        packed.len(),
+        (384 * 4usize).div_ceil(3) * 4,
+        "384 f32 as base64"
+    );
     let bad = post_json(&server.url("/v1/embeddings"), &json!({"input": []}));
     assert_eq!(
         (bad.status, bad.json()["error"]["param"].clone()),

@@ -93,14 +93,16 @@ pub(crate) async fn embeddings(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<EmbeddingsRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(format) = request.encoding_format.as_deref()
-        && format != "float"
-    {
-        return Err(ApiError::invalid(
-            "encoding_format",
-            format!("expected \"float\", found {format:?}"),
-        ));
-    }
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                format!("expected \"float\" or \"base64\", found {other:?}"),
+            ));
+        }
+    };
     let texts = match request.input {
         EmbeddingInput::One(text) => vec![text],
         EmbeddingInput::Many(texts) => texts,
@@ -136,7 +138,14 @@ pub(crate) async fn embeddings(
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
-        .map(|(index, embedding)| json!({ "object": "embedding", "index": index, "embedding": embedding }))
+        .map(|(index, embedding)| {
+            let embedding = if base64 {
+                json!(encode_base64(&embedding))
+            } else {
+                json!(embedding)
+            };
+            json!({ "object": "embedding", "index": index, "embedding": embedding })
+        })
         .collect();
     Ok(Json(json!({
         "object": "list",
@@ -144,6 +153,13 @@ pub(crate) async fn embeddings(
         "model": request.model.unwrap_or(encoder),
         "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
     })))
+}
+
+/// OpenAI's base64 embedding: the little-endian f32 bytes, base64-encoded.
+fn encode_base64(vector: &[f32]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A blocking task that panicked or was cancelled: a server error, said plainly.

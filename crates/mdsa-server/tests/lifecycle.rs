@@ -263,8 +263,10 @@ fn domains_reload_atomically_by_request_and_when_the_file_changes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("domains.ron");
     std::fs::write(&file, DomainRegistry::builtin().to_ron().unwrap()).unwrap();
-    let mut config = SystemConfig::default();
-    config.domains = Some(file.clone());
+    let config = SystemConfig {
+        domains: Some(file.clone()),
+        ..SystemConfig::default()
+    };
     let server = TestServer::start(
         build_mdsa(config),
         ServerConfig {

@@ -65,7 +65,11 @@ fn a_medical_question_gets_a_validated_streamed_answer() {
     assert!(execution.text.trim().len() >= 20);
     assert!(streamed.ends_with(&execution.text) || streamed.contains(execution.text.trim()));
     assert_eq!(execution.messages[0].role, "system");
-    assert!(execution.messages[0].content.contains(medical.system_prompt.trim()));
+    assert!(
+        execution.messages[0]
+            .content
+            .contains(medical.system_prompt.trim())
+    );
     assert!(execution.output.usage.prompt_tokens > 0);
 }
 

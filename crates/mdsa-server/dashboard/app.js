@@ -91,8 +91,33 @@ function domainColor(domain) {
 /** A colour swatch for a domain. */
 const swatch = (domain) => h("i", { class: "swatch", style: `background:var(${domainColor(domain)})` });
 
+/** Where the API key lives for this tab, when the server asks for one. */
+const KEY_STORAGE = "mdsa-api-key";
+
+/**
+ * `fetch` with the API key, when the server has one: a 401 asks for the key
+ * once (kept for this tab only) and retries.
+ */
+async function apiFetch(url, init = {}) {
+  const withKey = () => {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    const headers = { ...(init.headers || {}) };
+    if (key) headers.authorization = `Bearer ${key}`;
+    return fetch(url, { ...init, headers });
+  };
+  let response = await withKey();
+  if (response.status === 401) {
+    const key = window.prompt("This mdsa server needs its API key:");
+    if (key) {
+      sessionStorage.setItem(KEY_STORAGE, key.trim());
+      response = await withKey();
+    }
+  }
+  return response;
+}
+
 async function getJson(url, init) {
-  const response = await fetch(url, init);
+  const response = await apiFetch(url, init);
   if (!response.ok) throw new Error(await errorMessage(response));
   return response.json();
 }
@@ -327,6 +352,26 @@ function updateExportLinks() {
   }
 }
 
+/**
+ * A plain link cannot send the API key: with a key, an export downloads
+ * through `apiFetch` instead.
+ */
+function initExportLinks() {
+  for (const format of ["json", "csv"]) {
+    const link = $(`export-${format}`);
+    link.addEventListener("click", async (event) => {
+      if (!sessionStorage.getItem(KEY_STORAGE)) return;
+      event.preventDefault();
+      const response = await apiFetch(link.href);
+      if (!response.ok) return;
+      const url = URL.createObjectURL(await response.blob());
+      const download = h("a", { href: url, download: link.getAttribute("download") });
+      download.click();
+      URL.revokeObjectURL(url);
+    });
+  }
+}
+
 let textTimer = 0;
 function onFilterChange(event) {
   for (const key of FILTERS) view.filters[key] = $(`filter-${key}`).value;
@@ -408,7 +453,7 @@ function showRoute(route) {
 
 /** Streams the answer: server-sent events, one JSON chunk per `data:` line. */
 async function streamAnswer(query, model) {
-  const response = await fetch("/v1/chat/completions", {
+  const response = await apiFetch("/v1/chat/completions", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
@@ -556,6 +601,7 @@ async function every(ms, fn) {
 
 function main() {
   initTheme();
+  initExportLinks();
   for (const canvas of document.querySelectorAll("canvas")) Charts.observe(canvas);
   $("ask-form").addEventListener("submit", onAsk);
   const filters = $("log-filters");

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::ApiKeys;
+
 /// Where to listen and the limits to enforce.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -14,6 +16,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Request limits.
     pub limits: Limits,
+    /// Bearer keys for the API and the admin routes (none: open).
+    pub keys: ApiKeys,
     /// A domains file to reload when it changes on disk.
     pub watch_domains: Option<PathBuf>,
     /// How often the watched file is checked.
@@ -28,6 +32,7 @@ impl Default for ServerConfig {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             limits: Limits::default(),
+            keys: ApiKeys::default(),
             watch_domains: None,
             watch_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),

@@ -32,9 +32,14 @@
 //! | `POST /admin/domains/reload` | swap the domains (body: a domains file, or none to re-read the configured one) |
 //! | `GET /` | the dashboard |
 //!
+//! With [`ApiKeys`] set, the API and `/metrics` need `Authorization: Bearer
+//! <api key>` and the admin routes the admin key; `/health`, `/ready` and the
+//! dashboard's page stay open.
+//!
 //! Errors are OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`,
 //! naming the request part at fault.
 
+mod auth;
 mod config;
 mod error;
 pub mod openai;
@@ -43,6 +48,7 @@ mod serve;
 mod state;
 mod watch;
 
+pub use auth::ApiKeys;
 pub use config::{Limits, ServerConfig};
 pub use error::ApiError;
 pub use routes::router;

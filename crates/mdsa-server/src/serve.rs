@@ -44,7 +44,7 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let state = AppState::new(mdsa, config.limits.clone());
+        let state = AppState::with_keys(mdsa, config.limits.clone(), config.keys.clone());
         Ok(Self {
             listener,
             state,

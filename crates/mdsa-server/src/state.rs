@@ -12,6 +12,7 @@ use mdsa::monitor::prometheus_client::metrics::family::Family;
 use mdsa::monitor::prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::ApiKeys;
 use crate::config::Limits;
 use crate::error::ApiError;
 
@@ -25,6 +26,7 @@ pub struct AppState {
 struct Shared {
     mdsa: Mdsa,
     limits: Limits,
+    keys: ApiKeys,
     admission: Admission,
     draining: AtomicBool,
     started: Instant,
@@ -43,6 +45,11 @@ impl AppState {
     /// (`mdsa_queue_depth`, `mdsa_inflight_requests`,
     /// `mdsa_rejected_requests_total`) with mdsa's metrics.
     pub fn new(mdsa: Mdsa, limits: Limits) -> Self {
+        Self::with_keys(mdsa, limits, ApiKeys::default())
+    }
+
+    /// Like [`AppState::new`], with bearer keys for the API and admin routes.
+    pub fn with_keys(mdsa: Mdsa, limits: Limits, keys: ApiKeys) -> Self {
         let admission = Admission::new(&limits);
         let metrics = mdsa.metrics();
         metrics.register(
@@ -64,6 +71,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 mdsa,
                 limits,
+                keys,
                 admission,
                 draining: AtomicBool::new(false),
                 started: Instant::now(),
@@ -74,6 +82,11 @@ impl AppState {
     /// The mdsa instance requests run on.
     pub fn mdsa(&self) -> &Mdsa {
         &self.inner.mdsa
+    }
+
+    /// The bearer keys in force.
+    pub fn keys(&self) -> &ApiKeys {
+        &self.inner.keys
     }
 
     /// The limits in force.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use mdsa_server::{Limits, Server, ServerConfig, shutdown_signal};
+use mdsa_server::{ApiKeys, Limits, Server, ServerConfig, shutdown_signal};
 
 use super::system::SystemArgs;
 
@@ -37,6 +37,18 @@ pub(crate) struct ServeArgs {
     /// Do not reload the domains file when it changes on disk.
     #[arg(long)]
     no_watch: bool,
+    /// Require `Authorization: Bearer <key>` on the API and /metrics. Prefer the
+    /// environment variable: a flag shows in the process list.
+    #[arg(long, env = "MDSA_API_KEY", hide_env_values = true, value_name = "KEY")]
+    api_key: Option<String>,
+    /// The key for the admin routes (default: the API key).
+    #[arg(
+        long,
+        env = "MDSA_ADMIN_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    admin_key: Option<String>,
 }
 
 pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
@@ -59,10 +71,21 @@ pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
     } else {
         mdsa.config().domains.clone()
     };
+    let keys = ApiKeys {
+        api: non_empty(args.api_key.as_deref(), "--api-key")?,
+        admin: non_empty(args.admin_key.as_deref(), "--admin-key")?,
+    };
+    if !args.host.is_loopback() && keys.api.is_none() {
+        eprintln!(
+            "warning: listening on {} without an API key: anyone who can reach it can use the models and read the request log (set MDSA_API_KEY)",
+            args.host
+        );
+    }
     let config = ServerConfig {
         host: args.host,
         port: args.port,
         limits,
+        keys,
         watch_domains,
         ..ServerConfig::default()
     };
@@ -78,6 +101,17 @@ pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
         eprintln!("mdsa serve · stopped");
         Ok(())
     })
+}
+
+/// A key given as an empty string is a mistake (an unset variable in a
+/// script), not a wish for no key.
+fn non_empty(key: Option<&str>, flag: &str) -> anyhow::Result<Option<String>> {
+    match key {
+        Some(key) if key.trim().is_empty() => {
+            anyhow::bail!("{flag}: the key is empty; unset it for no key")
+        }
+        other => Ok(other.map(str::to_string)),
+    }
 }
 
 /// Server logs to stderr; `RUST_LOG` chooses what (default: info).

@@ -11,9 +11,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
+use crate::auth::{require_admin_key, require_api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -21,19 +23,25 @@ use crate::state::AppState;
 /// application to serve mdsa beside your routes (see the crate docs).
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits().max_body_bytes;
-    Router::new()
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(inspect::models))
         .route("/v1/route", post(inspect::route))
         .route("/v1/embeddings", post(inspect::embeddings))
         .route("/v1/logs", get(ops::logs))
         .route("/v1/stats", get(ops::stats))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route_layer(from_fn_with_state(state.clone(), require_api_key));
+    let admin = Router::new()
         .route("/admin/models", get(admin::models))
         .route("/admin/models/{id}/{action}", post(admin::model_action))
         .route("/admin/domains/reload", post(admin::reload_domains))
+        .route_layer(from_fn_with_state(state.clone(), require_admin_key));
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .merge(api)
+        .merge(admin)
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

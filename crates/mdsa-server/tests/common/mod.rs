@@ -124,11 +124,17 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub content_type: String,
+    pub header_names: Vec<String>,
 }
 
 impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Whether the answer has no header `name` (lowercase).
+    pub fn headers_lack(&self, name: &str) -> bool {
+        !self.header_names.iter().any(|h| h == name)
     }
 
     /// The `error.code` of an OpenAI-shaped error.
@@ -158,6 +164,11 @@ fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Rep
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let header_names = response
+        .headers()
+        .keys()
+        .map(|name| name.as_str().to_string())
+        .collect();
     let body = response
         .body_mut()
         .with_config()
@@ -168,12 +179,25 @@ fn reply(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Rep
         status,
         body,
         content_type,
+        header_names,
     }
 }
 
 /// `GET url`.
 pub fn get(url: &str) -> Reply {
     reply(agent().get(url).call())
+}
+
+/// Any request with extra headers; `body` is sent when given.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(body.unwrap_or_default().to_string())
+        .expect("a valid request");
+    reply(agent().run(request))
 }
 
 /// `POST url` with a JSON body.

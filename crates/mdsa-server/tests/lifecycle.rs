@@ -366,12 +366,13 @@ fn admin_loads_unloads_and_pins_models() {
 }
 
 #[test]
-fn oversized_bodies_get_413_naming_the_limit() {
+fn body_size_and_max_tokens_are_capped() {
     let server = TestServer::start(
         build_mdsa(SystemConfig::default()),
         ServerConfig {
             limits: Limits {
                 max_body_bytes: 4096,
+                max_tokens: 5,
                 ..Limits::default()
             },
             ..ServerConfig::default()
@@ -382,6 +383,15 @@ fn oversized_bodies_get_413_naming_the_limit() {
     assert_eq!(reply.status, 413, "{}", reply.body);
     assert_eq!(reply.error_code(), "body_too_large");
     assert!(reply.body.contains("4096"), "{}", reply.body);
+    // Asking for more tokens than the cap gets at most the cap.
+    let reply = post_json(
+        &server.url("/v1/chat/completions"),
+        &chat("finance", LONG_ANSWER, 500),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["usage"]["completion_tokens"], 5, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
 }
 
 #[test]

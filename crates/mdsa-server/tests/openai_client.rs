@@ -5,6 +5,9 @@
 //! Without it the test says so and skips, unless `MDSA_REQUIRE_OPENAI_CLIENT=1`
 //! (set in CI), where skipping would hide a broken install.
 
+// A skipped test says why on stderr.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::process::Command;

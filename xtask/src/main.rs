@@ -31,6 +31,9 @@ tasks:
           on a GPU machine: build with the GPU backend and generate on gpu:0
   loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both] [--max-tokens 16] [--url URL]
           concurrent clients against mdsa serve (release): throughput, latency, lost requests
+  soak [--minutes 10] [--clients 2] [--max-tokens 16] [--rss-growth-mib 128] [--release]
+          mdsa serve for N minutes with a budget that forces constant eviction:
+          RSS first/last/max and slope, counts, evictions (not in ci)
   help    this text";
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
+        Some("soak") => loadtest::soak::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -171,3 +171,35 @@ fn chat_survives_an_unknown_domain_and_ends_at_end_of_input() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_query_that_is_not_utf8_is_one_clear_error() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    // Rejected while reading the arguments, before any model loads.
+    let home = sandbox();
+    for command in ["query", "route"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mdsa"))
+            .arg(command)
+            .arg(OsStr::from_bytes(b"Is my \xff\xfe mortgage fixed?"))
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .expect("the mdsa binary runs");
+        // A usage error, as clap reports them: exit 2, the reason first, then
+        // the usage; no panic, no answer.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.starts_with("error: invalid UTF-8 was detected in one or more arguments"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("Usage: mdsa {command}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -333,6 +333,148 @@ fn stress_8_threads_500_requests_budget_fits_two() {
     assert!(samples > 10);
 }
 
+/// Wraps the local backend and makes a seeded fraction of loads fail: most
+/// with an error, some by panicking, as a broken backend might.
+struct Flaky {
+    inner: LocalBackend,
+    rng: std::sync::Mutex<ChaCha8Rng>,
+    attempts: AtomicUsize,
+    injected: AtomicUsize,
+}
+
+impl ModelBackend for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
+        self.inner.plan(spec)
+    }
+    fn load(&self, spec: &ModelSpec) -> Result<LoadedModel, ModelError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let roll: f64 = self.rng.lock().unwrap().random();
+        if roll < 0.25 {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            if roll < 0.05 {
+                panic!("injected panic loading {}", spec.id);
+            }
+            return Err(ModelError::Backend(format!(
+                "injected failure loading {}",
+                spec.id
+            )));
+        }
+        self.inner.load(spec)
+    }
+}
+
+#[test]
+fn stress_with_a_quarter_of_loads_failing_keeps_every_invariant() {
+    let fx = fixture(4);
+    let bytes = tiny_bytes(&fx.paths[0]);
+    let budget = bytes * 5 / 2;
+    let ids = ["m0", "m1", "m2", "m3"];
+    let flaky = Arc::new(Flaky {
+        inner: LocalBackend::default(),
+        rng: std::sync::Mutex::new(ChaCha8Rng::seed_from_u64(7)),
+        attempts: AtomicUsize::new(0),
+        injected: AtomicUsize::new(0),
+    });
+    let manager = Arc::new(
+        ModelManager::builder(registry(
+            ids.iter()
+                .zip(&fx.paths)
+                .map(|(id, p)| spec(id, p, "flaky")),
+        ))
+        .backend(flaky.clone())
+        .config(ManagerConfig {
+            wait_for_release: Some(Duration::from_secs(30)),
+            ..ManagerConfig::default().with_budget("cpu", budget)
+        })
+        .build(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (manager, stop) = (Arc::clone(&manager), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let used = manager.accounted_bytes("cpu");
+                assert!(used <= budget, "accounted {used} > budget {budget}");
+                let listed: u64 = manager.resident().iter().map(|m| m.bytes).sum();
+                assert!(listed <= budget, "resident {listed} > budget {budget}");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let threads = 8;
+    let per_thread = 200;
+    let (ok, failed) = {
+        let manager = Arc::clone(&manager);
+        with_timeout(Duration::from_secs(120), move || {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let manager = Arc::clone(&manager);
+                    std::thread::spawn(move || {
+                        let mut rng = ChaCha8Rng::seed_from_u64(100 + t as u64);
+                        let (mut ok, mut failed) = (0u64, 0u64);
+                        for _ in 0..per_thread {
+                            let id = ids[rng.random_range(0..ids.len())];
+                            match manager.get(id) {
+                                Ok(handle) => {
+                                    assert_eq!(handle.id(), id);
+                                    ok += 1;
+                                }
+                                Err(error) => {
+                                    // Only the injected faults, named with their model.
+                                    let message = error.to_string();
+                                    assert!(
+                                        matches!(error, ManagerError::Load { .. })
+                                            && message.contains(id)
+                                            && message.contains("injected"),
+                                        "{message}"
+                                    );
+                                    failed += 1;
+                                }
+                            }
+                        }
+                        (ok, failed)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+        })
+    };
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("the budget held");
+    let stats = manager.stats();
+    let requests = (threads * per_thread) as u64;
+    let injected = flaky.injected.load(Ordering::SeqCst) as u64;
+    eprintln!(
+        "flaky stress: {requests} requests: {ok} got a model, {failed} a clear error; {} load attempts, {injected} failed by injection; {stats:?}",
+        flaky.attempts.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        ok + failed,
+        requests,
+        "every request got a model or an error"
+    );
+    assert_eq!(stats.hits + stats.misses, requests);
+    assert_eq!(stats.loads, flaky.attempts.load(Ordering::SeqCst) as u64);
+    assert_eq!(stats.failures, injected, "failures are the injected ones");
+    assert_eq!(stats.loads + stats.coalesced, stats.misses);
+    assert!(
+        injected > 0 && failed >= injected,
+        "{injected} injected, {failed} failed"
+    );
+    // Nothing is left half-loaded: every model loads once faults stop.
+    assert!(manager.resident().len() <= 2);
+    assert_eq!(
+        manager.accounted_bytes("cpu"),
+        manager.resident().iter().map(|m| m.bytes).sum::<u64>()
+    );
+}
+
 #[test]
 fn single_flight_16_concurrent_gets_load_once() {
     let fx = fixture(1);

@@ -7,11 +7,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, build_mdsa, chat, get, post_json, post_raw, wait_for};
+use common::{
+    TestServer, build_mdsa, chat, get, log_records, post_json, post_raw, stats, wait_for,
+};
 use mdsa::SystemConfig;
 use mdsa::domains::{DomainConfig, DomainRegistry};
 use mdsa_server::{Limits, ServerConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A prompt a small model answers at length: it holds its slot for the whole
 /// `max_tokens`, so the tests can see what happens around a busy server.
@@ -57,18 +59,6 @@ fn read_until_text(reader: &mut BufReader<TcpStream>) {
             return;
         }
     }
-}
-
-fn stats(server: &TestServer) -> Value {
-    get(&server.url("/v1/stats")).json()
-}
-
-fn log_records(server: &TestServer, query: &str) -> Vec<Value> {
-    get(&server.url(&format!("/v1/logs?{query}")))
-        .json()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[test]

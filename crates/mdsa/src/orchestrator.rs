@@ -289,23 +289,89 @@ impl MdsaBuilder {
 }
 
 /// Registers, with default settings, the model references that domains name
-/// directly instead of by a configured id.
+/// directly instead of by a configured id, and checks each domain against
+/// its model: a model that is neither registered nor a valid reference, or a
+/// `max_tokens` the model's configured context cannot hold, is an error here,
+/// at build or reload, not on the first query.
+///
+/// A reference may be a local path: domains files and the system
+/// configuration are trusted local configuration, like the command line. A
+/// name that arrives over HTTP is never resolved: the server only accepts
+/// registered model ids and domain ids.
 fn register_domain_models(
     manager: &ModelManager,
     config: &SystemConfig,
     domains: &DomainRegistry,
 ) -> Result<(), MdsaError> {
+    let error = |field: String, message: String| {
+        MdsaError::Config(mdsa_config::ConfigError {
+            origin: domains.origin().to_string(),
+            line: None,
+            column: None,
+            field,
+            message,
+        })
+    };
+    let known = || {
+        manager
+            .specs()
+            .into_iter()
+            .filter(|s| s.role == ModelRole::Generator)
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let wanted = domains
         .iter()
-        .filter_map(|d| d.model.as_deref())
-        .chain(domains.default_model());
-    for reference in wanted {
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let model = d.model.as_deref()?;
+            Some((
+                format!("domains[{i}].model"),
+                format!("domain {:?}", d.id),
+                model,
+            ))
+        })
+        .chain(
+            domains
+                .default_model()
+                .map(|m| ("default_model".to_string(), "the default".to_string(), m)),
+        );
+    for (field, who, reference) in wanted {
         if manager.spec(reference).is_none() {
             let mut spec = ModelSpec::new(reference, reference, ModelRole::Generator);
             spec.max_context = config
                 .model(&config.default_generator)
                 .and_then(|s| s.max_context);
-            manager.register(spec)?;
+            if let Err(e) = manager.register(spec) {
+                return Err(error(
+                    field,
+                    format!(
+                        "{who} names model {reference:?}, which is not a registered model (known: {}) nor a model reference ({e})",
+                        known()
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, domain) in domains.iter().enumerate() {
+        let model = domains
+            .model_for(domain)
+            .unwrap_or(&config.default_generator);
+        let Some(context) = manager.spec(model).and_then(|s| s.max_context) else {
+            // The context is the model's own, known once it is loaded; the
+            // engine then stops an answer at the context's end.
+            continue;
+        };
+        let max_tokens = domain.generation.max_tokens;
+        if max_tokens >= context {
+            return Err(error(
+                format!("domains[{i}].generation.max_tokens"),
+                format!(
+                    "domain {:?} allows {max_tokens} tokens but its model {model:?} has a context of {context} tokens for the prompt and the answer together; expected fewer than {context}",
+                    domain.id
+                ),
+            ));
         }
     }
     Ok(())

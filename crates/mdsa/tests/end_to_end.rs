@@ -5,29 +5,15 @@
 // A skipped test says why on stderr.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::system;
 use mdsa::bus::{RequestState, SubscribeOptions, WorkflowEvent};
 use mdsa::monitor::{LogFilter, RequestStatus};
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions};
-
-/// One system for every test in this file: the encoder and SmolLM2 load once.
-fn system() -> Option<&'static Mdsa> {
-    static SYSTEM: OnceLock<Option<Mdsa>> = OnceLock::new();
-    SYSTEM
-        .get_or_init(|| match Mdsa::builder().build() {
-            Ok(mdsa) => Some(mdsa),
-            Err(error) => {
-                eprintln!(
-                    "skipping: models not available ({error}); run `cargo xtask fetch-models`"
-                );
-                None
-            }
-        })
-        .as_ref()
-}
 
 /// Short answers keep the tests quick; validation still applies.
 fn short() -> QueryOptions {

@@ -120,13 +120,13 @@ impl Options {
     }
 }
 
-fn positive<T: std::str::FromStr + PartialOrd + Default>(
+pub(super) fn positive<T: std::str::FromStr + PartialOrd + Default>(
     flag: &str,
     text: &str,
 ) -> anyhow::Result<T> {
     match text.trim().parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
-        _ => bail!("{flag}: expected a whole number of at least 1, found {text:?}"),
+        _ => bail!("{flag}: expected a number above 0, found {text:?}"),
     }
 }
 

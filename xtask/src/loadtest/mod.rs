@@ -11,6 +11,7 @@
 mod args;
 mod client;
 mod server;
+pub(crate) mod soak;
 mod stats;
 
 use std::path::PathBuf;

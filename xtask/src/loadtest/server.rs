@@ -141,6 +141,11 @@ impl ServerProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGTERM and waits for the server to drain and exit.
     pub(super) fn stop(mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self

@@ -796,9 +796,15 @@ impl Shared {
         // A panicking backend must not leave waiters blocked on a load that
         // will never finish.
         let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| backend.load(spec)))
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|payload| {
+                // The panic's message, when it has one, says what went wrong.
+                let said = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .map_or_else(String::new, |s| format!(": {s}"));
                 Err(ModelError::Backend(format!(
-                    "backend {:?} panicked while loading",
+                    "backend {:?} panicked while loading{said}",
                     spec.backend
                 )))
             })

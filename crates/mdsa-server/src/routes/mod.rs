@@ -69,6 +69,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        check_content_type(&request)?;
         let limit = state.limits().max_body_bytes;
         let bytes = Bytes::from_request(request, state)
             .await
@@ -84,6 +85,30 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         })?;
         Ok(Self(value))
     }
+}
+
+/// A body labelled as something other than JSON is refused (415). The types
+/// a browser may send to another origin without asking first (`text/plain`,
+/// forms) are among them, so a web page cannot drive the API from a user's
+/// browser. No content type at all is accepted: only programs send that.
+fn check_content_type(request: &Request) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let is_json = essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .rsplit_once('+')
+            .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"));
+    if is_json {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the body must be JSON with content type application/json, found {text:?}"),
+    ))
 }
 
 fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {

@@ -246,6 +246,20 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// `GET /v1/stats`.
+pub fn stats(server: &TestServer) -> Value {
+    get(&server.url("/v1/stats")).json()
+}
+
+/// `GET /v1/logs?{query}`: the request records it returns.
+pub fn log_records(server: &TestServer, query: &str) -> Vec<Value> {
+    get(&server.url(&format!("/v1/logs?{query}")))
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -35,22 +35,10 @@ fn server() -> &'static TestServer {
 }
 
 fn post_typed(url: &str, content_type: Option<&str>, body: &str) -> common::Reply {
-    // ureq sets no content type of its own for a string body.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut request = agent.post(url);
-    if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
-    }
-    let mut response = request.send(body).expect("HTTP exchange");
-    common::Reply {
-        status: response.status().as_u16(),
-        content_type: String::new(),
-        body: response.body_mut().read_to_string().expect("body"),
-    }
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|t| vec![("content-type", t)])
+        .unwrap_or_default();
+    common::send("POST", url, &headers, Some(body))
 }
 
 fn models_loaded(server: &TestServer) -> u64 {

@@ -10,6 +10,8 @@
 // Tests report the figures they measure.
 #![allow(clippy::print_stderr)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use mdsa_models::ModelError;
 use mdsa_models::generate::GenerationParams;
-use mdsa_models::gguf::{GgufArray, GgufWriter};
 use mdsa_models::manager::{
     EvictReason, LoadPlan, LoadedModel, LocalBackend, ManagerConfig, ManagerError, ModelBackend,
     ModelEvent, ModelHandle, ModelManager, NoRoom,
@@ -28,84 +29,7 @@ use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const HIDDEN: usize = 32;
-const FFN: usize = 64;
-const KV_DIM: usize = 16;
-const CONTEXT: u32 = 64;
-
-/// GPT-2's printable stand-ins for the 256 bytes, in byte order.
-fn byte_tokens() -> Vec<String> {
-    let printable = |b: u32| {
-        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-    };
-    let mut shifted = 0;
-    (0..256u32)
-        .map(|b| {
-            let c = if printable(b) {
-                b
-            } else {
-                shifted += 1;
-                255 + shifted
-            };
-            char::from_u32(c).unwrap().to_string()
-        })
-        .collect()
-}
-
-/// Writes a one-block llama decoder with random weights (seeded) and a
-/// byte-level tokenizer whose last token `<|end|>` is EOS.
-fn write_tiny_decoder(path: &Path, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut tokens = byte_tokens();
-    tokens.push("<|end|>".into());
-    let vocab = tokens.len();
-    let mut types = vec![1i32; vocab];
-    types[vocab - 1] = 3;
-    let mut writer = GgufWriter::new();
-    writer
-        .add("general.architecture", "llama")
-        .add("llama.embedding_length", HIDDEN as u32)
-        .add("llama.feed_forward_length", FFN as u32)
-        .add("llama.block_count", 1u32)
-        .add("llama.attention.head_count", 2u32)
-        .add("llama.attention.head_count_kv", 1u32)
-        .add("llama.context_length", CONTEXT)
-        .add("tokenizer.ggml.model", "gpt2")
-        .add("tokenizer.ggml.pre", "gpt2")
-        .add("tokenizer.ggml.tokens", GgufArray::String(tokens))
-        .add("tokenizer.ggml.token_type", GgufArray::I32(types))
-        .add("tokenizer.ggml.merges", GgufArray::String(Vec::new()))
-        .add("tokenizer.ggml.eos_token_id", (vocab - 1) as u32);
-    let mut random =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-0.5..0.5)).collect() };
-    let ones = vec![1.0f32; HIDDEN];
-    // GGUF dims are fastest-varying first: [cols, rows].
-    let matrices: [(&str, usize, usize); 7] = [
-        ("blk.0.attn_q.weight", HIDDEN, HIDDEN),
-        ("blk.0.attn_k.weight", HIDDEN, KV_DIM),
-        ("blk.0.attn_v.weight", HIDDEN, KV_DIM),
-        ("blk.0.attn_output.weight", HIDDEN, HIDDEN),
-        ("blk.0.ffn_gate.weight", HIDDEN, FFN),
-        ("blk.0.ffn_up.weight", HIDDEN, FFN),
-        ("blk.0.ffn_down.weight", FFN, HIDDEN),
-    ];
-    writer.add_f32(
-        "token_embd.weight",
-        &[HIDDEN as u64, vocab as u64],
-        &random(HIDDEN * vocab),
-    );
-    for (name, cols, rows) in matrices {
-        writer.add_f32(name, &[cols as u64, rows as u64], &random(cols * rows));
-    }
-    for name in [
-        "blk.0.attn_norm.weight",
-        "blk.0.ffn_norm.weight",
-        "output_norm.weight",
-    ] {
-        writer.add_f32(name, &[HIDDEN as u64], &ones);
-    }
-    writer.write(path).unwrap();
-}
+use common::tiny_gguf::write_tiny_decoder;
 
 /// Wraps the local backend: counts loads and makes each take at least `delay`,
 /// so that concurrent callers really do arrive while a load is in flight.

@@ -1,4 +1,10 @@
-//! Helpers shared by the integration tests: writing safetensors files.
+//! Helpers shared by the integration tests: writing safetensors files and
+//! tiny GGUF decoders.
+
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
+pub(crate) mod tiny_gguf;
 
 use std::collections::BTreeMap;
 use std::path::Path;

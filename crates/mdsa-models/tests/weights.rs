@@ -227,6 +227,28 @@ fn truncated_and_lying_files_are_errors_not_panics() {
 }
 
 #[test]
+fn bytes_in_memory_read_like_the_mapped_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_model(dir.path(), &tiny_bert(), |_| Dtype::BF16);
+    let bytes = std::fs::read(&path).unwrap();
+    let mapped = SafetensorsWeights::open(std::slice::from_ref(&path)).unwrap();
+    let owned = SafetensorsWeights::from_bytes(bytes.clone(), "memory.safetensors").unwrap();
+    assert_eq!(owned.path(), Path::new("memory.safetensors"));
+    assert_eq!(owned.stored_bytes(), mapped.stored_bytes());
+    let name = "embeddings.word_embeddings.weight";
+    assert_eq!(
+        owned.read_f32(name, &[VOCAB, HIDDEN]).unwrap(),
+        mapped.read_f32(name, &[VOCAB, HIDDEN]).unwrap()
+    );
+    // The same checks, and errors named after what the caller called the bytes.
+    let err =
+        SafetensorsWeights::from_bytes(bytes[..bytes.len() - 1].to_vec(), "memory.safetensors")
+            .unwrap_err();
+    assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
+    assert!(err.to_string().starts_with("memory.safetensors: "), "{err}");
+}
+
+#[test]
 fn config_errors_name_the_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "gpt2");

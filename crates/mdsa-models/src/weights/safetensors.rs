@@ -215,6 +215,9 @@ impl Shard {
     /// Validates the header against the bytes: every tensor's offsets, dtype and
     /// shape agree, and the data ends where the file does.
     fn from_storage(path: PathBuf, storage: Storage) -> Result<Self, ModelError> {
+        if let Err(reason) = check_data_ends(storage.bytes()) {
+            return Err(ModelError::Safetensors { path, reason });
+        }
         let (header_len, metadata) = match SafeTensors::read_metadata(storage.bytes()) {
             Ok(header) => header,
             Err(e) => {
@@ -231,4 +234,46 @@ impl Shard {
             metadata,
         })
     }
+}
+
+/// The longest header `SafeTensors::read_metadata` reads (it refuses longer).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Refuses a tensor whose data would end past the end of the file, before
+/// `SafeTensors::read_metadata` sees it: safetensors 0.8 adds the last data
+/// offset to the header length unchecked, so offsets summing to nearly
+/// `usize::MAX` overflow there (a panic where overflow checks are on, as in
+/// debug builds; safetensors/safetensors#808 proposes the fix upstream).
+/// Anything else wrong is left to `read_metadata` to report.
+fn check_data_ends(bytes: &[u8]) -> Result<(), String> {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return Ok(());
+    };
+    let header_len = u64::from_le_bytes(*len);
+    let Some(header) = usize::try_from(header_len)
+        .ok()
+        .filter(|_| header_len <= MAX_HEADER_BYTES)
+        .and_then(|n| rest.get(..n))
+    else {
+        return Ok(());
+    };
+    let Ok(entries) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
+    else {
+        return Ok(());
+    };
+    let data_len = rest.len() - header.len();
+    for (name, info) in &entries {
+        let end = info
+            .get("data_offsets")
+            .and_then(|offsets| offsets.get(1))
+            .and_then(serde_json::Value::as_u64);
+        if let Some(end) = end
+            && end > data_len as u64
+        {
+            return Err(format!(
+                "tensor {name:?} ends at byte {end} of the data, but the file holds {data_len} bytes of data"
+            ));
+        }
+    }
+    Ok(())
 }

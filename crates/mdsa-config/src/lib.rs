@@ -127,3 +127,25 @@ fn syntax_error(text: &str, origin: &str, error: &ron::error::SpannedError) -> C
         message: error.code.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct System {
+        encoder: String,
+    }
+
+    #[test]
+    fn text_ending_in_a_raw_string_opener_is_a_syntax_error() {
+        // The field scanner read past the end of the text here and panicked
+        // (found with the inputs of fuzz/fuzz_targets/ron_config.rs).
+        let err = parse::<System>("(encoder: r##", "sys.ron").unwrap_err();
+        assert_eq!(err.origin, "sys.ron");
+        assert_eq!(err.line, Some(1));
+        assert_eq!(err.field, "encoder");
+        assert!(err.to_string().starts_with("sys.ron:1:"), "{err}");
+    }
+}

@@ -55,8 +55,13 @@ fn scan(text: &str, stop: Option<(usize, usize)>) -> (Vec<KeyAt>, Vec<Frame>) {
     let mut i = 0;
     // The last identifier and where it started, while it may still become a key.
     let mut ident: Option<(String, usize, usize)> = None;
+    // Past the end it stays there: text may end anywhere, for instance inside
+    // a raw string's opening `r##`.
     let advance = |i: &mut usize, line: &mut usize, col: &mut usize| {
-        if chars[*i] == '\n' {
+        let Some(&c) = chars.get(*i) else {
+            return;
+        };
+        if c == '\n' {
             *line += 1;
             *col = 1;
         } else {
@@ -240,6 +245,20 @@ mod tests {
         );
         assert_eq!(locate(TEXT, "domains[1].retry.retries"), Some((7, 13)));
         assert_eq!(locate(TEXT, "domains[0].examples[1]"), Some((5, 42)));
+    }
+
+    #[test]
+    fn text_may_end_inside_a_raw_string_opener() {
+        for text in ["(encoder: r##", "(a: r#", "r\"", "(a: r#\"x\"#, b: r##\"y"] {
+            let end = text.chars().count() + 1;
+            let _ = path_at(text, 1, end);
+            let _ = locate(text, "a");
+        }
+        assert_eq!(locate("(a: r#\"x\"#, b: r##\"y", "b"), Some((1, 13)));
+        assert_eq!(
+            path_at("(a: (b: r##", 1, 12),
+            ("a".into(), Some("b".into()))
+        );
     }
 
     #[test]

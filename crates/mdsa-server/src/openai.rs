@@ -7,9 +7,25 @@
 
 use mdsa::domains::RouteDecision;
 use mdsa::models::chat::ChatMessage;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+
+/// Reads a request body as `T` the way every JSON route does: errors name the
+/// field at fault (`messages[0].role: invalid type: integer, expected a
+/// string`), and anything after the JSON value is refused.
+pub fn from_json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(ApiError::bad_json)?;
+    deserializer.end().map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("trailing characters after the JSON value: {e}"),
+        )
+    })?;
+    Ok(value)
+}
 
 /// `POST /v1/chat/completions`.
 #[derive(Debug, Clone, Deserialize)]
@@ -424,4 +440,27 @@ pub struct RouteRequest {
     /// The query to route.
     #[serde(alias = "input")]
     pub query: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_read_with_the_field_at_fault_named() {
+        let request: ChatCompletionRequest = from_json_body(
+            br#"{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.conversation().unwrap().1, "hi");
+        let err = from_json_body::<ChatCompletionRequest>(
+            br#"{"model": "auto", "messages": [{"role": 7}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "invalid_json");
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+        let err = from_json_body::<RouteRequest>(br#"{"query": "x"} {}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("body"));
+        assert!(err.message.contains("trailing characters"), "{err}");
+    }
 }

@@ -74,16 +74,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| body_error(rejection, limit))?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(ApiError::bad_json)?;
-        deserializer.end().map_err(|e| {
-            ApiError::invalid(
-                "body",
-                format!("trailing characters after the JSON value: {e}"),
-            )
-        })?;
-        Ok(Self(value))
+        crate::openai::from_json_body(&bytes).map(Self)
     }
 }
 

@@ -6,6 +6,7 @@
 // xtask reports progress to the person or CI log running it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod cmd;
 mod demo;
@@ -23,6 +24,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  bench [--quick] [--compare] [--python PATH]... [--bench NAME]... [--no-server]
+          every criterion bench, the server under load and (--compare) the reference
+          implementations: docs/benchmarks.md with plots (release build; not in ci)
   ci      formatting, clippy (-D warnings) and every test: what CI runs
   demo [PROMPT]
           fetch the models and stream an answer from them (release build)
@@ -43,6 +47,7 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
         Some("ci") => ci::run(&args[1..]),
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use crate::cmd::{step, workspace_root};
+use crate::cmd::step;
 
 /// The client version the test is known to pass with.
 const OPENAI_VERSION: &str = "3.51.0";
@@ -17,7 +17,7 @@ pub(crate) fn python() -> anyhow::Result<Option<PathBuf>> {
     if Command::new("python3").arg("--version").output().is_err() {
         return Ok(None);
     }
-    let venv = workspace_root().join("target").join("openai-client");
+    let venv = crate::cmd::target_dir().join("openai-client");
     let python = venv.join("bin").join("python");
     let marker = venv.join(format!("openai-{OPENAI_VERSION}"));
     if marker.exists() {

@@ -1,9 +1,11 @@
 //! SmolLM2-135M-Instruct speed: cold load, prefill, one decode step with a warm
-//! cache, and time to first token, for the GGUF blocks as stored (quantized
-//! kernels) and dequantized to f32. Resident bytes are printed once per format.
+//! cache, and time to first token, for the GGUF blocks as stored (Q4_1, the
+//! quantized kernels), re-quantized to int8 (Q8_0), widened to f16, and
+//! dequantized to f32. Resident bytes and the kernel are printed once per
+//! format as `mdsa-bench` lines, which `cargo xtask bench` reads.
 //!
-//! Needs `cargo xtask fetch-models`. The llama.cpp reference for the same file:
-//! `scripts/reference/llamacpp_bench.py`.
+//! Needs `cargo xtask fetch-models`. The llama.cpp and transformers references
+//! for the same file: `scripts/reference/bench.py llamacpp|transformers`.
 
 // Tests and benches report the figures they measure.
 #![allow(clippy::print_stderr)]
@@ -31,14 +33,16 @@ fn load(format: WeightFormat) -> DecoderGenerator {
 fn decoder(c: &mut Criterion) {
     for (name, format) in [
         ("stored_q4_1", WeightFormat::Stored),
+        ("int8", WeightFormat::Int8),
+        ("f16", WeightFormat::F16),
         ("f32", WeightFormat::F32),
     ] {
         let mut group = c.benchmark_group(format!("decoder/smollm2/{name}"));
         group.bench_function("cold_load", |b| b.iter(|| load(format)));
         let generator = load(format);
         eprintln!(
-            "decoder/smollm2/{name}: resident {:.1} MiB, kernel {}",
-            generator.model().resident_bytes() as f64 / (1024.0 * 1024.0),
+            "mdsa-bench {{\"id\": \"decoder/smollm2/{name}/resident_bytes\", \"value\": {}, \"kernel\": \"{}\"}}",
+            generator.model().resident_bytes(),
             mdsa_models::quant::kernel_name()
         );
         let prompt = generator

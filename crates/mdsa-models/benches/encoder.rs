@@ -2,7 +2,7 @@
 //! batch of 32 (throughput when routing files or evaluating a router).
 //!
 //! Needs the fetched MiniLM (`cargo xtask fetch-models`). Compare with the same
-//! workload through sentence-transformers: `scripts/reference/minilm_bench.py`.
+//! workload through sentence-transformers: `scripts/reference/bench.py encoder`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdsa_models::source::{ModelRef, ResolveOptions};

@@ -14,13 +14,12 @@ mod server;
 pub(crate) mod soak;
 mod stats;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cmd::{cargo, step, workspace_root};
+use crate::cmd::{cargo, step, target_dir, workspace_root};
 use args::{Mode, Options, USAGE};
 use client::Load;
 use server::ServerProcess;
@@ -136,14 +135,6 @@ fn start_server(options: &Options, agent: &ureq::Agent) -> anyhow::Result<Server
     Ok(server)
 }
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir,
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
-}
-
 fn measure(
     options: &Options,
     url: &str,
@@ -206,7 +197,7 @@ fn measure(
 }
 
 /// The 1-minute load average (Linux), to tell a busy machine from a slow server.
-fn load_average() -> Option<f64> {
+pub(crate) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use serde_json::json;
 
+use super::QUERIES;
 use super::args::{Mode, positive};
 use super::client::{self, Load};
 use super::server::ServerProcess;
 use super::stats::{Outcome, Summary};
-use super::{QUERIES, target_dir};
+use crate::cmd::target_dir;
 use crate::cmd::{cargo, step, workspace_root};
 
 pub(crate) const USAGE: &str = "\

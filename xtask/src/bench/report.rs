@@ -1,0 +1,368 @@
+//! `docs/benchmarks.md`: the run's context, the targets with verdicts, each
+//! area's figures with the references beside them, the plots, and every
+//! criterion figure.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::Results;
+use super::criterion::Throughput;
+use super::figures::{Figures, Stat, ms, us};
+use super::plots::Plot;
+
+/// The whole report.
+pub(crate) fn render(results: &Results, f: &Figures, plots: &[Plot], out: &Path) -> String {
+    let mut md = String::new();
+    let c = &results.context;
+    let get = |key: &str| c.get(key).map_or("?", String::as_str);
+    md.push_str("# Benchmarks\n\n");
+    let _ = writeln!(
+        md,
+        "Written by `{}` on {} (commit {}, {} in all). Regenerate with `cargo xtask bench --compare` \
+         after `bash scripts/reference/install.sh`; see `cargo xtask bench --help`.\n",
+        get("command"),
+        get("date"),
+        get("commit"),
+        get("duration"),
+    );
+    md.push_str(
+        "Every figure is the median of criterion's samples with the min–max range; each sample \
+         is the mean of many iterations. References ran in the same run on the same machine, \
+         and comparisons are ratios, so they hold better than absolute times on a shared machine.\n\n",
+    );
+    md.push_str("## Machine\n\n| | |\n|---|---|\n");
+    for key in ["cpu", "cores", "simd", "memory", "os", "gpu", "load_before"] {
+        if let Some(value) = c.get(key) {
+            let name = if key == "load_before" {
+                "load average before the run"
+            } else {
+                key
+            };
+            let _ = writeln!(md, "| {name} | {value} |");
+        }
+    }
+    if let Some(bw) = f.bandwidth {
+        let _ = writeln!(
+            md,
+            "| memory read bandwidth | {:.1} GB/s (`memory` bench, all cores) |",
+            bw / 1e9
+        );
+    }
+    if let Some(flops) = f.f32_flops {
+        let _ = writeln!(
+            md,
+            "| best f32 GEMM | {:.0} GFLOP/s (`quant` bench, model shapes) |",
+            flops / 1e9
+        );
+    }
+    if let Some(kernel) = f.formats.iter().find_map(|x| x.kernel.as_deref()) {
+        let _ = writeln!(md, "| quantized kernel chosen at run time | {kernel} |");
+    }
+    md.push('\n');
+
+    md.push_str(
+        "## Targets\n\n| target | measured | verdict | what limits it |\n|---|---|---|---|\n",
+    );
+    for t in f.targets() {
+        let verdict = match t.met {
+            Some(true) => "met".to_owned(),
+            Some(false) => "**missed**".to_owned(),
+            None => "not measured".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {verdict} | {} |",
+            t.goal, t.measured, t.limit
+        );
+    }
+    md.push('\n');
+
+    routing_section(&mut md, f);
+    generation_section(&mut md, f);
+    server_section(&mut md, results.server.as_ref());
+    references_section(&mut md, results);
+
+    if !plots.is_empty() {
+        md.push_str("## Plots\n\n");
+        for plot in plots {
+            let relative = plot
+                .file
+                .strip_prefix(out)
+                .unwrap_or(&plot.file)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let _ = writeln!(md, "![{}]({relative})\n", plot.title);
+        }
+    }
+
+    md.push_str("## Every criterion figure\n\n");
+    md.push_str("| benchmark | median | min – max | throughput |\n|---|---:|---:|---:|\n");
+    for m in results.criterion.values() {
+        let rate = match m.throughput {
+            Some(Throughput::Elements(n)) => format!("{:.1} /s", n as f64 / m.median()),
+            Some(Throughput::Bytes(n)) => format!("{:.2} GB/s", n as f64 / m.median() / 1e9),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} – {} | {rate} |",
+            m.id,
+            time(m.median()),
+            time(m.min()),
+            time(m.max())
+        );
+    }
+    md
+}
+
+fn time(seconds: f64) -> String {
+    if seconds < 1e-3 {
+        us(seconds)
+    } else {
+        ms(seconds)
+    }
+}
+
+fn range(s: Stat) -> String {
+    format!("{} ({} – {})", time(s.median), time(s.min), time(s.max))
+}
+
+fn ratio(reference: Option<Stat>, ours: Option<Stat>) -> String {
+    match (reference, ours) {
+        (Some(r), Some(o)) => format!("{:.2}×", r.median / o.median),
+        _ => "–".to_owned(),
+    }
+}
+
+fn routing_section(md: &mut String, f: &Figures) {
+    md.push_str("## Routing\n\n");
+    let tokens = f
+        .query_tokens
+        .map_or_else(String::new, |t| format!(" ({t} tokens)"));
+    let _ = writeln!(
+        md,
+        "MiniLM-L6 on one short query{tokens} and on a batch of 32. Speed-up is the reference's \
+         time divided by mdsa's (above 1: mdsa is faster).\n"
+    );
+    md.push_str("| workload | mdsa | sentence-transformers | speed-up | transformers | speed-up |\n|---|---:|---:|---:|---:|---:|\n");
+    let cell = |s: Option<Stat>| s.map_or_else(|| "–".to_owned(), range);
+    let _ = writeln!(
+        md,
+        "| batch 1 | {} | {} | {} | {} | {} |",
+        cell(f.encode_batch1),
+        cell(f.st_batch1),
+        ratio(f.st_batch1, f.encode_batch1),
+        cell(f.tf_batch1),
+        ratio(f.tf_batch1, f.encode_batch1)
+    );
+    let _ = writeln!(
+        md,
+        "| batch 32 | {} | {} | {} | {} | {} |",
+        cell(f.encode_batch32),
+        cell(f.st_batch32),
+        ratio(f.st_batch32, f.encode_batch32),
+        cell(f.tf_batch32),
+        ratio(f.tf_batch32, f.encode_batch32)
+    );
+    if let Some(route) = f.route {
+        let _ = writeln!(
+            md,
+            "\nA whole routing decision through the facade (`Mdsa::route`: encode and score the \
+             domains): {}.",
+            range(route)
+        );
+    }
+    if let Some(engine) = &f.encoder_engine {
+        let _ = writeln!(md, "\nReference: {engine}.");
+    }
+    md.push('\n');
+}
+
+fn generation_section(md: &mut String, f: &Figures) {
+    md.push_str("## Generation\n\n");
+    md.push_str(
+        "SmolLM2-135M-Instruct from its Q4_1 GGUF, in each weight format mdsa offers. Decode is \
+         one step at position 64 with a warm KV cache; the ceiling is the measured memory read \
+         bandwidth divided by the bytes of weights a step reads (the resident weights: every \
+         matrix once, the tied embedding as the output head).\n\n",
+    );
+    md.push_str("| engine / format | resident | decode tok/s | ceiling tok/s | of ceiling | prefill tok/s | time to first token | cold load |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mib =
+        |b: Option<f64>| b.map_or_else(|| "–".to_owned(), |b| format!("{:.0} MiB", b / 1048576.0));
+    for format in &f.formats {
+        if format.decode.is_none() && format.resident_bytes.is_none() {
+            continue;
+        }
+        let decode = format.decode.map(|d| d.rate(1.0));
+        let ceiling = format.ceiling_tok_s(f.bandwidth);
+        let _ = writeln!(
+            md,
+            "| mdsa {} | {} | {} | {} | {} | {} | {} | {} |",
+            format.label,
+            mib(format.resident_bytes),
+            decode.map_or_else(
+                || "–".to_owned(),
+                |d| format!("{:.1} ({:.1} – {:.1})", d.median, d.min, d.max)
+            ),
+            ceiling.map_or_else(|| "–".to_owned(), |c| format!("{c:.0}")),
+            decode.zip(ceiling).map_or_else(
+                || "–".to_owned(),
+                |(d, c)| format!("{:.0} %", 100.0 * d.median / c)
+            ),
+            format.prefill.map_or_else(
+                || "–".to_owned(),
+                |(p, n)| format!("{:.0}", n as f64 / p.median)
+            ),
+            format
+                .time_to_first_token
+                .map_or_else(|| "–".to_owned(), range),
+            format.cold_load.map_or_else(|| "–".to_owned(), range),
+        );
+    }
+    let q4_ceiling = f
+        .format("stored_q4_1")
+        .and_then(|q| q.ceiling_tok_s(f.bandwidth));
+    for engine in [&f.llamacpp, &f.transformers].into_iter().flatten() {
+        let decode = engine.decode_tok_s;
+        let ceiling = if engine.name.starts_with("llama.cpp") {
+            q4_ceiling
+        } else {
+            f.format("f32").and_then(|q| q.ceiling_tok_s(f.bandwidth))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} (RSS) | {} | {} | {} | {} | {} | {} |",
+            engine.name,
+            mib(engine.rss_bytes),
+            decode.map_or_else(
+                || "–".to_owned(),
+                |d| format!("{:.1} ({:.1} – {:.1})", d.median, d.min, d.max)
+            ),
+            ceiling.map_or_else(|| "–".to_owned(), |c| format!("{c:.0}")),
+            decode.zip(ceiling).map_or_else(
+                || "–".to_owned(),
+                |(d, c)| format!("{:.0} %", 100.0 * d.median / c)
+            ),
+            engine
+                .prefill_tok_s
+                .map_or_else(|| "–".to_owned(), |p| format!("{p:.0}")),
+            engine
+                .time_to_first_token
+                .map_or_else(|| "–".to_owned(), range),
+            engine.cold_load.map_or_else(|| "–".to_owned(), range),
+        );
+    }
+    md.push('\n');
+    if let Some(load) = f.manager_cold_load {
+        let _ = write!(
+            md,
+            "Through the model manager: cold load of SmolLM2 {}",
+            range(load)
+        );
+        if let Some(swap) = f.swap {
+            let _ = write!(md, "; evict one model and load the other {}", range(swap));
+        }
+        md.push_str(".\n");
+    }
+    if let Some(overhead) = f.overhead {
+        let _ = writeln!(
+            md,
+            "Orchestration overhead per routed query (everything but model compute, measured \
+             inside real queries): {}.",
+            range(overhead)
+        );
+    }
+    md.push('\n');
+}
+
+fn server_section(md: &mut String, server: Option<&Value>) {
+    let Some(runs) = server.and_then(|s| s["runs"].as_array()) else {
+        return;
+    };
+    md.push_str("## Server\n\n`mdsa serve` (release) on loopback under `cargo xtask loadtest`: each client sends its next request as soon as the last is answered.\n\n");
+    md.push_str("| mode | clients | requests | req/s | p50 | p95 | p99 | errors | lost |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for run in runs {
+        let l = &run["latency_ms"];
+        let n = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {} |",
+            run["mode"].as_str().unwrap_or("?"),
+            run["clients"],
+            run["requests"],
+            n(&run["throughput_rps"]),
+            n(&l["p50"]),
+            n(&l["p95"]),
+            n(&l["p99"]),
+            run["errors"],
+            run["lost"],
+        );
+    }
+    md.push('\n');
+}
+
+fn references_section(md: &mut String, results: &Results) {
+    if results.references.is_empty() {
+        md.push_str("References were not run (`--compare`).\n\n");
+        return;
+    }
+    md.push_str("## References in this run\n\n");
+    for (name, outcome) in &results.references {
+        match outcome {
+            Ok(value) => {
+                let _ = writeln!(
+                    md,
+                    "- `{name}`: {} ({} threads)",
+                    value["engine"].as_str().unwrap_or("?"),
+                    value["threads"]
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(md, "- `{name}`: not run: {why}");
+            }
+        }
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Measurement;
+
+    #[test]
+    fn report_names_misses_and_lists_every_figure() {
+        let mut results = Results::default();
+        results
+            .context
+            .insert("command", "cargo xtask bench".into());
+        results.criterion.insert(
+            "orchestrator/overhead_per_query".into(),
+            Measurement {
+                id: "orchestrator/overhead_per_query".into(),
+                samples: vec![200e-6, 250e-6, 300e-6],
+                throughput: None,
+            },
+        );
+        results
+            .references
+            .insert("llamacpp".into(), Err("not installed".into()));
+        let f = Figures::from(&results);
+        let md = render(&results, &f, &[], Path::new("docs"));
+        assert!(
+            md.contains("| orchestration overhead < 50 µs per request | 250.0 µs | **missed** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `orchestrator/overhead_per_query` | 250.0 µs | 200.0 µs – 300.0 µs |"),
+            "{md}"
+        );
+        assert!(md.contains("`llamacpp`: not run: not installed"), "{md}");
+        assert!(
+            md.contains("| routing p50 ≤ 3 ms (short query, CPU) | not measured | not measured |"),
+            "{md}"
+        );
+    }
+}

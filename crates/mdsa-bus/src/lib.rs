@@ -79,3 +79,8 @@ pub use bus::{
 pub use error::{BusError, RecvError, WorkflowError};
 pub use request::{CorrelationId, PendingReply, Request, ResponderHandle};
 pub use workflow::{RequestState, StateSpan, Transition, Workflow, WorkflowEvent};
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -149,3 +149,8 @@ mod tests {
         assert!(err.to_string().starts_with("sys.ron:1:"), "{err}");
     }
 }
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

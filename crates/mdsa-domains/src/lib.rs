@@ -70,3 +70,8 @@ pub use prompt::PromptBuilder;
 pub use registry::DomainRegistry;
 pub use router::{RouteDecision, Router, Thresholds};
 pub use validate::{ResponseValidator, ValidationFailure, Verdict};
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -85,3 +85,8 @@ mod test_support {
         }
     }
 }
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -45,3 +45,8 @@ pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling};
 pub use error::ModelError;
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -94,3 +94,8 @@ pub use sink::{SinkConfig, read_jsonl, read_jsonl_with_rotations, rotated_path};
 /// The prometheus-client version this crate encodes with, for crates that
 /// register metrics through [`MetricsCollector::register`].
 pub use prometheus_client;
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

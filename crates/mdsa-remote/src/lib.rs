@@ -107,3 +107,8 @@ pub use config::{ConfigError, OPTIONS, RemoteConfig};
 pub use error::RemoteError;
 pub use generator::RemoteGenerator;
 pub use stream::estimate_tokens;
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

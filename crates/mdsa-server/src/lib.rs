@@ -55,3 +55,8 @@ pub use routes::router;
 pub use serve::{ServeError, Server, shutdown_signal};
 pub use state::{AppState, Permit};
 pub use watch::watch_domains;
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -470,7 +470,20 @@ fn logs_filter_and_export_csv() {
 #[test]
 fn health_ready_and_stats() {
     let server = shared();
-    assert_eq!(get(&server.url("/health")).json()["status"], "ok");
+    let health = get(&server.url("/health")).json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    // The welcome page names the version before any script runs.
+    let page = get(&server.url("/"));
+    assert_eq!(page.status, 200);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        page.body
+            .contains(&format!("<title>mdsa {version} · dashboard</title>"))
+            && page.body.contains(&format!(">v{version}</span>")),
+        "{}",
+        page.body
+    );
     let ready = get(&server.url("/ready"));
     assert_eq!(
         (ready.status, ready.json()["status"].clone()),

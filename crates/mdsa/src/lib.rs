@@ -43,3 +43,8 @@ pub use mdsa_monitor as monitor;
 
 /// The version of mdsa, as shown by `mdsa --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

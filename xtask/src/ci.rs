@@ -73,6 +73,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     step("tests", tests)?;
 
+    // Every example builds; those that finish in seconds run and are checked.
+    crate::examples::run(&[])?;
+
     // nextest does not run doc tests.
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--locked", "--doc"]);

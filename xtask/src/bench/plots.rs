@@ -87,8 +87,16 @@ fn routing_bars(f: &Figures) -> Vec<Bar> {
         min: s.min * 1e3,
         max: s.max * 1e3,
     };
+    let by_format = |name: &str| {
+        f.encoder_formats
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .and_then(|(_, t, _)| *t)
+    };
     [
-        ("mdsa: encoder forward", f.encode_batch1, false),
+        ("mdsa: encoder forward (f32)", f.encode_batch1, false),
+        ("mdsa: encoder forward (f16)", by_format("f16"), false),
+        ("mdsa: encoder forward (int8)", by_format("int8"), false),
         ("mdsa: route (encode + score)", f.route, false),
         ("sentence-transformers", f.st_batch1, true),
         ("transformers (no padding)", f.tf_batch1, true),

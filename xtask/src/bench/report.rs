@@ -166,6 +166,17 @@ fn routing_section(md: &mut String, f: &Figures) {
         cell(f.tf_batch32),
         ratio(f.tf_batch32, f.encode_batch32)
     );
+    if f.encoder_formats.iter().any(|(_, t, _)| t.is_some()) {
+        md.push_str("\nThe short query by the encoder's weight format (`EmbedderOptions::format`; the router uses f32):\n\n| format | resident | batch 1 |\n|---|---:|---:|\n");
+        for (name, timing, resident) in &f.encoder_formats {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} |",
+                resident.map_or_else(|| "–".to_owned(), |b| format!("{:.1} MiB", b / 1048576.0)),
+                timing.map_or_else(|| "–".to_owned(), range),
+            );
+        }
+    }
     if let Some(route) = f.route {
         let _ = writeln!(
             md,

@@ -17,7 +17,10 @@ pub(crate) fn workspace_root() -> PathBuf {
 /// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the workspace
 /// root when relative, else `target/`).
 pub(crate) fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+    match std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+    {
         Some(dir) if dir.is_absolute() => dir,
         Some(dir) => workspace_root().join(dir),
         None => workspace_root().join("target"),

@@ -116,7 +116,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     step("build", build)?;
 
-    let target = target_dir();
+    let target = crate::cmd::target_dir();
     let binary = target
         .join(profile_dir(&options.profile))
         .join(binary_name());
@@ -137,13 +137,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         check(&archive, &checksum, &name)?;
     }
     Ok(())
-}
-
-/// `CARGO_TARGET_DIR`, else the workspace's `target/`.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// The folder of `target/` a profile builds into.

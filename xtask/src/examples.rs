@@ -3,7 +3,7 @@
 //! check what they print and write. Part of `cargo xtask ci`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -32,9 +32,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     ]);
     step("examples: build", build)?;
 
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("debug");
+    let target = crate::cmd::target_dir().join("debug");
 
     let chat = run_example(
         &target,

@@ -166,8 +166,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 fn run_criterion(options: &Options) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut command = cargo();
     command.args(["bench", "--locked", "--workspace"]);
+    // `--bench '*'` is every bench target and nothing else (`--benches` would
+    // also build each library's unit tests as benchmarks).
     if options.benches.is_empty() {
-        command.arg("--benches");
+        command.args(["--bench", "*"]);
     }
     for name in &options.benches {
         command.args(["--bench", name]);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mdsa_models::Embedder;
+use mdsa_models::{Embedder, dot};
 use serde::Serialize;
 
 use crate::cache::{EmbeddingCache, embed_checked};
@@ -371,10 +371,6 @@ impl Router {
             encode_ms: 0.0,
         }
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// A domain's similarity from its example similarities (sorted, most similar

@@ -43,7 +43,7 @@ pub mod weights;
 /// The router's sentence encoder, used when no model is named.
 pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
-pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling};
+pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling, dot};
 pub use error::ModelError;
 
 // The README's snippets are compiled and run as doc tests.

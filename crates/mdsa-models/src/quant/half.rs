@@ -7,6 +7,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::{QuantError, check_row_request};
+use crate::embedder::dot;
 
 /// Which 16-bit float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,20 +139,6 @@ impl HalfMatrix {
         }
         Ok(())
     }
-}
-
-/// Dot product in 8 independent lanes so the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

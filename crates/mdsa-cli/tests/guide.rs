@@ -155,10 +155,16 @@ fn assert_quoted(guide: &str, line: &str) {
     );
 }
 
+/// Files to write (name, text) and the `mdsa` arguments that read them.
+type ErrorCase = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 #[test]
 fn configuration_errors_are_quoted_as_printed() {
     let guide = guide();
-    let cases: [(&[(&str, &str)], &[&str]); 6] = [
+    let cases: [ErrorCase; 6] = [
         (
             &[(
                 "bad.ron",

@@ -5,6 +5,10 @@
 //! - `overhead_per_query`: the part of that query that is not model compute
 //!   (`ResponseTimings::overhead`: scoring, prompt building, validation,
 //!   workflow, logging and metrics), measured inside the same requests.
+//! - `overhead/{route,execute,rest}`: that overhead split in three: routing
+//!   beyond the encoder (tokenizing aside, scoring the domains), executing
+//!   beyond the generator (prompt, validation, events), and the rest of the
+//!   request (workflow, decision, model lookup).
 //!
 //! `cargo bench -p mdsa --bench orchestrator`. Needs `cargo xtask fetch-models`.
 
@@ -65,7 +69,42 @@ fn bench(c: &mut Criterion) {
                 .sum::<Duration>()
         })
     });
+    type Part = fn(&mdsa::QueryResponse) -> Duration;
+    let parts: [(&str, Part); 3] = [
+        ("overhead/route", |r| {
+            r.timings.route.saturating_sub(encode_time(r))
+        }),
+        ("overhead/execute", |r| {
+            let generation = r.timings.model.saturating_sub(encode_time(r));
+            r.timings.generate.saturating_sub(generation)
+        }),
+        ("overhead/rest", |r| {
+            let t = &r.timings;
+            t.total
+                .saturating_sub(t.route)
+                .saturating_sub(t.load)
+                .saturating_sub(t.generate)
+        }),
+    ];
+    for (name, part) in parts {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        i += 1;
+                        part(&query(i))
+                    })
+                    .sum::<Duration>()
+            })
+        });
+    }
     group.finish();
+}
+
+/// The encoder's share of the routing time (the rest of `timings.model` is
+/// generation).
+fn encode_time(response: &mdsa::QueryResponse) -> Duration {
+    Duration::from_secs_f64(response.route.encode_ms / 1e3)
 }
 
 criterion_group!(benches, bench);

@@ -68,7 +68,7 @@ pub(crate) fn render(results: &Results, f: &Figures, plots: &[Plot], out: &Path)
     for t in f.targets() {
         let verdict = match t.met {
             Some(true) => "met".to_owned(),
-            Some(false) => "**missed**".to_owned(),
+            Some(false) => format!("**missed** by {}", t.shortfall()),
             None => "not measured".to_owned(),
         };
         let _ = writeln!(
@@ -363,7 +363,9 @@ mod tests {
         let f = Figures::from(&results);
         let md = render(&results, &f, &[], Path::new("docs"));
         assert!(
-            md.contains("| orchestration overhead < 50 µs per request | 250.0 µs | **missed** |"),
+            md.contains(
+                "| orchestration overhead < 50 µs per request | 250.0 µs | **missed** by 5.0× |"
+            ),
             "{md}"
         );
         assert!(

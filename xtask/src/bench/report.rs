@@ -206,63 +206,37 @@ fn generation_section(md: &mut String, f: &Figures) {
         if format.decode.is_none() && format.resident_bytes.is_none() {
             continue;
         }
-        let decode = format.decode.map(|d| d.rate(1.0));
-        let ceiling = format.ceiling_tok_s(f.bandwidth);
-        let _ = writeln!(
+        generation_row(
             md,
-            "| mdsa {} | {} | {} | {} | {} | {} | {} | {} |",
-            format.label,
-            mib(format.resident_bytes),
-            decode.map_or_else(
-                || "–".to_owned(),
-                |d| format!("{:.1} ({:.1} – {:.1})", d.median, d.min, d.max)
-            ),
-            ceiling.map_or_else(|| "–".to_owned(), |c| format!("{c:.0}")),
-            decode.zip(ceiling).map_or_else(
-                || "–".to_owned(),
-                |(d, c)| format!("{:.0} %", 100.0 * d.median / c)
-            ),
-            format.prefill.map_or_else(
-                || "–".to_owned(),
-                |(p, n)| format!("{:.0}", n as f64 / p.median)
-            ),
-            format
-                .time_to_first_token
-                .map_or_else(|| "–".to_owned(), range),
-            format.cold_load.map_or_else(|| "–".to_owned(), range),
+            &GenerationRow {
+                name: format!("mdsa {}", format.label),
+                resident: mib(format.resident_bytes),
+                decode: format.decode.map(|d| d.rate(1.0)),
+                ceiling: format.ceiling_tok_s(f.bandwidth),
+                prefill: format.prefill.map(|(p, n)| n as f64 / p.median),
+                time_to_first_token: format.time_to_first_token,
+                cold_load: format.cold_load,
+            },
         );
     }
-    let q4_ceiling = f
-        .format("stored_q4_1")
-        .and_then(|q| q.ceiling_tok_s(f.bandwidth));
     for engine in [&f.llamacpp, &f.transformers].into_iter().flatten() {
-        let decode = engine.decode_tok_s;
-        let ceiling = if engine.name.starts_with("llama.cpp") {
-            q4_ceiling
+        // llama.cpp reads the Q4_1 blocks; transformers dequantizes to f32.
+        let format = if engine.name.starts_with("llama.cpp") {
+            "stored_q4_1"
         } else {
-            f.format("f32").and_then(|q| q.ceiling_tok_s(f.bandwidth))
+            "f32"
         };
-        let _ = writeln!(
+        generation_row(
             md,
-            "| {} | {} (RSS) | {} | {} | {} | {} | {} | {} |",
-            engine.name,
-            mib(engine.rss_bytes),
-            decode.map_or_else(
-                || "–".to_owned(),
-                |d| format!("{:.1} ({:.1} – {:.1})", d.median, d.min, d.max)
-            ),
-            ceiling.map_or_else(|| "–".to_owned(), |c| format!("{c:.0}")),
-            decode.zip(ceiling).map_or_else(
-                || "–".to_owned(),
-                |(d, c)| format!("{:.0} %", 100.0 * d.median / c)
-            ),
-            engine
-                .prefill_tok_s
-                .map_or_else(|| "–".to_owned(), |p| format!("{p:.0}")),
-            engine
-                .time_to_first_token
-                .map_or_else(|| "–".to_owned(), range),
-            engine.cold_load.map_or_else(|| "–".to_owned(), range),
+            &GenerationRow {
+                name: engine.name.clone(),
+                resident: format!("{} (RSS)", mib(engine.rss_bytes)),
+                decode: engine.decode_tok_s,
+                ceiling: f.format(format).and_then(|q| q.ceiling_tok_s(f.bandwidth)),
+                prefill: engine.prefill_tok_s,
+                time_to_first_token: engine.time_to_first_token,
+                cold_load: engine.cold_load,
+            },
         );
     }
     md.push('\n');
@@ -286,6 +260,40 @@ fn generation_section(md: &mut String, f: &Figures) {
         );
     }
     md.push('\n');
+}
+
+/// One line of the generation table, for mdsa's formats and the references alike.
+struct GenerationRow {
+    name: String,
+    resident: String,
+    /// Tokens per second.
+    decode: Option<Stat>,
+    ceiling: Option<f64>,
+    /// Prefill tokens per second.
+    prefill: Option<f64>,
+    time_to_first_token: Option<Stat>,
+    cold_load: Option<Stat>,
+}
+
+fn generation_row(md: &mut String, row: &GenerationRow) {
+    let dash = || "–".to_owned();
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        row.name,
+        row.resident,
+        row.decode.map_or_else(dash, |d| format!(
+            "{:.1} ({:.1} – {:.1})",
+            d.median, d.min, d.max
+        )),
+        row.ceiling.map_or_else(dash, |c| format!("{c:.0}")),
+        row.decode
+            .zip(row.ceiling)
+            .map_or_else(dash, |(d, c)| format!("{:.0} %", 100.0 * d.median / c)),
+        row.prefill.map_or_else(dash, |p| format!("{p:.0}")),
+        row.time_to_first_token.map_or_else(dash, range),
+        row.cold_load.map_or_else(dash, range),
+    );
 }
 
 fn server_section(md: &mut String, server: Option<&Value>) {
@@ -360,6 +368,30 @@ mod tests {
         results
             .references
             .insert("llamacpp".into(), Err("not installed".into()));
+        results.references.insert(
+            "transformers".into(),
+            Ok(serde_json::json!({"engine": "transformers (f32)", "decode_tok_s": 16.0, "rss_bytes": 1048576000.0})),
+        );
+        results.criterion.insert(
+            "decoder/smollm2/f32/decode_step_at_64".into(),
+            Measurement {
+                id: "decoder/smollm2/f32/decode_step_at_64".into(),
+                samples: vec![0.04, 0.05, 0.08],
+                throughput: None,
+            },
+        );
+        results.criterion.insert(
+            "memory/read_2_threads".into(),
+            Measurement {
+                id: "memory/read_2_threads".into(),
+                samples: vec![0.05],
+                throughput: Some(Throughput::Bytes(1_000_000_000)),
+            },
+        );
+        results.extra.insert(
+            "decoder/smollm2/f32/resident_bytes".into(),
+            serde_json::json!({"value": 524288000.0}),
+        );
         let f = Figures::from(&results);
         let md = render(&results, &f, &[], Path::new("docs"));
         assert!(
@@ -373,6 +405,15 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("`llamacpp`: not run: not installed"), "{md}");
+        // 20 GB/s over 500 MiB of f32 weights: a 38 tok/s ceiling for both.
+        assert!(
+            md.contains("| mdsa f32 | 500 MiB | 20.0 (12.5 – 25.0) | 38 | 52 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| transformers (f32) | 1000 MiB (RSS) | 16.0 (16.0 – 16.0) | 38 | 42 % |"),
+            "{md}"
+        );
         assert!(
             md.contains("| routing p50 ≤ 3 ms (short query, CPU) | not measured | not measured |"),
             "{md}"

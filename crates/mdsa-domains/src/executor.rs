@@ -93,7 +93,7 @@ impl Execution {
 pub struct DomainExecutor {
     // Compiling a domain's banned patterns costs more than the rest of the
     // bookkeeping of a request, so each set of rules is compiled once.
-    validators: Arc<Mutex<HashMap<String, ResponseValidator>>>,
+    validators: Arc<Mutex<HashMap<String, Arc<ResponseValidator>>>>,
 }
 
 impl DomainExecutor {
@@ -102,18 +102,20 @@ impl DomainExecutor {
         Self::default()
     }
 
-    fn validator(&self, rules: &ValidationRules) -> Result<ResponseValidator> {
+    /// The compiled validator for `rules`, shared: cloning a `Regex` gives the
+    /// clone fresh match caches, which every request would then rebuild.
+    fn validator(&self, rules: &ValidationRules) -> Result<Arc<ResponseValidator>> {
         let key = format!("{rules:?}");
         let mut cache = self
             .validators
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(validator) = cache.get(&key) {
-            return Ok(validator.clone());
+            return Ok(Arc::clone(validator));
         }
-        let validator = ResponseValidator::new(rules)?;
+        let validator = Arc::new(ResponseValidator::new(rules)?);
         // Rules come from configuration files: a handful of distinct sets.
-        cache.insert(key, validator.clone());
+        cache.insert(key, Arc::clone(&validator));
         Ok(validator)
     }
 

@@ -9,7 +9,7 @@ use crate::arch::bert::{Bert, BertConfig};
 use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{EncodedBatch, TextTokenizer};
 use crate::weights::SafetensorsWeights;
 
 /// Turns texts into fixed-size vectors. Implementations are shared between
@@ -183,14 +183,10 @@ impl BertEmbedder {
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
-}
 
-impl Embedder for BertEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let batch = self.tokenizer.encode_batch(texts)?;
+    /// The encoder forward pass, pooling and normalisation of a tokenized
+    /// batch: `batch × dimension` values, row by row.
+    fn pooled(&self, batch: &EncodedBatch) -> Result<Vec<f32>, ModelError> {
         let (b, s) = (batch.batch, batch.seq);
         let ids: Vec<i64> = batch.ids.iter().map(|&id| i64::from(id)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
@@ -223,6 +219,19 @@ impl Embedder for BertEmbedder {
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Backend(format!("reading embeddings back: {e:?}")))?;
+        Ok(values)
+    }
+}
+
+impl Embedder for BertEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = self.tokenizer.encode_batch(texts)?;
+        // On a rayon worker, burn-flex's parallel ops run without handing each
+        // one from this thread to the pool and back (see `run_in_pool`).
+        let values = crate::quant::run_in_pool(|| self.pooled(&batch))?;
         Ok(values
             .chunks_exact(self.dimension)
             .map(<[f32]>::to_vec)

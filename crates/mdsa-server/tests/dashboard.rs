@@ -103,9 +103,10 @@ async fn use_the_dashboard(client: Client, addr: SocketAddr) {
         .goto(&format!("{}/", page.base))
         .await
         .expect("the dashboard loads");
+    // The server writes the version into the page.
     assert_eq!(
         page.client.title().await.expect("a title"),
-        "mdsa dashboard"
+        format!("mdsa {} · dashboard", env!("CARGO_PKG_VERSION"))
     );
 
     // The header, from the first /v1/stats poll.

@@ -44,6 +44,21 @@ impl ChatMessage {
     }
 }
 
+/// A plain transcript of a conversation (`role: content` per line, ending
+/// with `assistant:`), for engines that apply the model's chat template
+/// themselves (a remote server, an external program) and for their logs.
+pub fn transcript(messages: &[ChatMessage]) -> String {
+    let mut text = String::new();
+    for message in messages {
+        text.push_str(&message.role);
+        text.push_str(": ");
+        text.push_str(&message.content);
+        text.push('\n');
+    }
+    text.push_str("assistant:");
+    text
+}
+
 /// A compiled chat template.
 #[derive(Debug)]
 pub struct ChatTemplate {
@@ -115,6 +130,12 @@ fn template_error(origin: &str, doing: &str, error: &minijinja::Error) -> ModelE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcript_names_each_role_and_ends_at_the_answer() {
+        let text = transcript(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]);
+        assert_eq!(text, "system: Be brief.\nuser: Hi\nassistant:");
+    }
 
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 

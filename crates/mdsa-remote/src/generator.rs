@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use mdsa_models::ModelError;
-use mdsa_models::chat::ChatMessage;
+use mdsa_models::chat::{ChatMessage, transcript};
 use mdsa_models::generate::{GenerationOutput, GenerationParams, TextGenerator};
 
 use crate::config::RemoteConfig;
@@ -112,12 +112,7 @@ impl TextGenerator for RemoteGenerator {
     /// template: only the server knows that, and
     /// [`generate_chat`](TextGenerator::generate_chat) lets the server apply it.
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        let mut transcript = String::new();
-        for message in messages {
-            transcript.push_str(&format!("{}: {}\n", message.role, message.content));
-        }
-        transcript.push_str("assistant:");
-        Ok(transcript)
+        Ok(transcript(messages))
     }
 
     /// Sends the messages as they are to `POST {base_url}/chat/completions`,

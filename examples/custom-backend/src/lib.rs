@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mdsa_models::ModelError;
-use mdsa_models::chat::ChatMessage;
+use mdsa_models::chat::{ChatMessage, transcript};
 use mdsa_models::generate::{
     FinishReason, GenerationOutput, GenerationParams, TextGenerator, Timings, Usage,
 };
@@ -277,12 +277,7 @@ impl TextGenerator for CommandGenerator {
 
     /// A plain transcript: the program, not mdsa, knows the model's template.
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        let mut transcript = String::new();
-        for message in messages {
-            transcript.push_str(&format!("{}: {}\n", message.role, message.content));
-        }
-        transcript.push_str("assistant:");
-        Ok(transcript)
+        Ok(transcript(messages))
     }
 
     /// Fills `{system}` and `{user}` from the messages, so a program that

@@ -321,8 +321,9 @@ mod tests {
 
     #[test]
     fn draws_a_png_with_bars_limits_and_labels() -> anyhow::Result<()> {
-        if find_font().is_err() {
+        if let Err(error) = find_font() {
             // Plots need a system font; the report logic is tested without one.
+            eprintln!("skipped: {error:#}");
             return Ok(());
         }
         register_font()?;

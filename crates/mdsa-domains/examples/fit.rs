@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use mdsa_domains::eval::write_thresholds;
 use mdsa_domains::{DomainRegistry, Router, evaluate, fit, read_jsonl};
-use mdsa_models::source::ResolveOptions;
+use mdsa_engine::source::ResolveOptions;
 use mdsa_models::{BertEmbedder, EmbedderOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mdsa_models::Embedder;
+use mdsa_engine::Embedder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mdsa_models::generate::{GenerationParams, SamplingParams};
+use mdsa_engine::{GenerationParams, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
@@ -414,7 +414,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
-    /// Sentence encoder model reference; `None` uses `mdsa_models::DEFAULT_ENCODER`.
+    /// Sentence encoder model reference; `None` uses `mdsa_engine::DEFAULT_ENCODER`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
     /// How many nearest examples are averaged into a domain's similarity (>= 1).
@@ -453,7 +453,7 @@ impl RouterConfig {
     pub fn encoder_id(&self) -> &str {
         self.encoder
             .as_deref()
-            .unwrap_or(mdsa_models::DEFAULT_ENCODER)
+            .unwrap_or(mdsa_engine::DEFAULT_ENCODER)
     }
 
     fn check(&self) -> Result<(), (String, String)> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mdsa_models::ModelError;
+use mdsa_engine::ModelError;
 
 /// Everything that can go wrong while loading domains, routing or executing.
 ///

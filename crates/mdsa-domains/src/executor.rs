@@ -6,8 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::{FinishReason, GenerationOutput, GenerationParams, TextGenerator};
+use mdsa_engine::{ChatMessage, FinishReason, GenerationOutput, GenerationParams, TextGenerator};
 use serde::Serialize;
 
 use crate::config::{DomainConfig, ValidationRules};
@@ -241,9 +240,7 @@ pub fn attempt_params(domain: &DomainConfig, attempt: u32) -> GenerationParams {
 mod tests {
     use std::sync::Mutex;
 
-    use mdsa_models::ModelError;
-    use mdsa_models::chat::ChatMessage;
-    use mdsa_models::generate::{Timings, Usage};
+    use mdsa_engine::{ChatMessage, ModelError, Timings, Usage};
 
     use super::*;
     use crate::config::{RetryPolicy, ValidationRules};

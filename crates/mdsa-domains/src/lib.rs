@@ -22,8 +22,8 @@
 //!   returns a structured [`Verdict`]; [`DomainExecutor`] generates under the
 //!   domain's timeout, validates and retries with a stronger repetition penalty.
 //!
-//! The crate holds no models. It uses the engine interfaces of `mdsa-models`
-//! ([`mdsa_models::Embedder`], [`mdsa_models::generate::TextGenerator`]) passed in
+//! The crate holds no models. It uses the engine interfaces of `mdsa-engine`
+//! ([`mdsa_engine::Embedder`], [`mdsa_engine::TextGenerator`]) passed in
 //! by the caller, so whoever owns the models (a model manager, a test, a remote
 //! engine) decides how they are loaded and shared.
 //!
@@ -31,13 +31,13 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use mdsa_domains::{DomainConfig, DomainExecutor, DomainRegistry, Router};
-//! # let encoder: Arc<dyn mdsa_models::Embedder> = unimplemented!();
-//! # let generator: &dyn mdsa_models::generate::TextGenerator = unimplemented!();
+//! # let encoder: Arc<dyn mdsa_engine::Embedder> = unimplemented!();
+//! # let generator: &dyn mdsa_engine::TextGenerator = unimplemented!();
 //! let mut registry = DomainRegistry::builtin();
 //! registry.insert(DomainConfig::new("legal", "Contracts, tenancy and employment law")
 //!     .keywords(["contract", "lawyer", "tenant"])
 //!     .examples(["Can my landlord keep my deposit?", "Is a verbal contract binding?"]))?;
-//! let router = Router::new(encoder, mdsa_models::DEFAULT_ENCODER, &registry,
+//! let router = Router::new(encoder, mdsa_engine::DEFAULT_ENCODER, &registry,
 //!     registry.router_config().clone())?;
 //! let decision = router.route("I have a fever and a headache")?;
 //! if let Some(id) = &decision.domain {

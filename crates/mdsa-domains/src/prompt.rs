@@ -1,7 +1,6 @@
 //! Turning a query into the prompt a domain's model sees.
 
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::TextGenerator;
+use mdsa_engine::{ChatMessage, TextGenerator};
 
 use crate::config::DomainConfig;
 use crate::error::Result;

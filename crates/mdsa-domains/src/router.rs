@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mdsa_models::{Embedder, dot};
+use mdsa_engine::{Embedder, dot};
 use serde::Serialize;
 
 use crate::cache::{EmbeddingCache, embed_checked};

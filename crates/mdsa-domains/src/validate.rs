@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use mdsa_models::generate::{FinishReason, GenerationOutput};
+use mdsa_engine::{FinishReason, GenerationOutput};
 use regex::Regex;
 use serde::Serialize;
 
@@ -206,7 +206,7 @@ fn most_repeated(text: &str, n: usize) -> Option<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdsa_models::generate::{Timings, Usage};
+    use mdsa_engine::{Timings, Usage};
 
     fn output(text: &str, finish_reason: FinishReason) -> GenerationOutput {
         GenerationOutput {

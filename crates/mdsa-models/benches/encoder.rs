@@ -11,9 +11,10 @@
 #![allow(clippy::print_stderr)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::source::{ModelRef, ResolveOptions};
-use mdsa_models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
+use mdsa_engine::{
+    DEFAULT_ENCODER, Embedder, WeightFormat, source::ModelRef, source::ResolveOptions,
+};
+use mdsa_models::{BertEmbedder, EmbedderOptions};
 
 /// The same short query the Python reference times (12 tokens with specials).
 const QUERY: &str = "What is the interest rate on a 30-year mortgage?";

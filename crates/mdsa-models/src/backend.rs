@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 
-use crate::error::ModelError;
+use mdsa_engine::ModelError;
 
 /// Names of the backends compiled into this build, CPU first.
 pub fn compiled_backends() -> Vec<&'static str> {

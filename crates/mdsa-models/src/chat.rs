@@ -5,59 +5,13 @@
 //! rendering is sandboxed: minijinja has no file or network access, and a fuel
 //! limit stops a template that loops forever.
 
+use mdsa_engine::ChatMessage;
 use minijinja::{Environment, ErrorKind, context};
-use serde::{Deserialize, Serialize};
 
-use crate::error::ModelError;
+use mdsa_engine::ModelError;
 
 /// Instructions a template may execute before it is stopped.
 const TEMPLATE_FUEL: u64 = 1_000_000;
-
-/// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The text.
-    pub content: String,
-}
-
-impl ChatMessage {
-    /// A message with any role.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-    /// A system message.
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new("system", content)
-    }
-    /// A user message.
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new("user", content)
-    }
-    /// An assistant message.
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new("assistant", content)
-    }
-}
-
-/// A plain transcript of a conversation (`role: content` per line, ending
-/// with `assistant:`), for engines that apply the model's chat template
-/// themselves (a remote server, an external program) and for their logs.
-pub fn transcript(messages: &[ChatMessage]) -> String {
-    let mut text = String::new();
-    for message in messages {
-        text.push_str(&message.role);
-        text.push_str(": ");
-        text.push_str(&message.content);
-        text.push('\n');
-    }
-    text.push_str("assistant:");
-    text
-}
 
 /// A compiled chat template.
 #[derive(Debug)]
@@ -130,12 +84,6 @@ fn template_error(origin: &str, doing: &str, error: &minijinja::Error) -> ModelE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transcript_names_each_role_and_ends_at_the_answer() {
-        let text = transcript(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]);
-        assert_eq!(text, "system: Be brief.\nuser: Hi\nassistant:");
-    }
 
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 

@@ -1,8 +1,6 @@
 //! Models for mdsa: where weights come from, how they are read, and the burn
 //! modules that run them.
 //!
-//! - [`source`]: a model reference (a local directory, a local `.gguf` file, or a
-//!   Hugging Face Hub id) resolved to files on disk through the hf-hub cache.
 //! - [`gguf`]: GGUF files (header, metadata, tensor infos, data through mmap)
 //!   and their embedded tokenizers.
 //! - [`quant`]: linear layers computing directly on GGUF quantized blocks
@@ -13,38 +11,32 @@
 //! - [`arch`]: architectures as burn modules, one file each.
 //! - [`tokenizer`]: `tokenizer.json` with per-batch padding.
 //! - [`chat`]: a model's own chat template, rendered with minijinja in a sandbox.
-//! - [`generate`]: the [`generate::TextGenerator`] interface and the decoder
-//!   generator: sampling, stop conditions, UTF-8-safe streaming, usage, timings.
-//! - [`embedder`]: the [`Embedder`] interface and the BERT sentence encoder.
-//! - [`registry`]: named model specs ([`registry::ModelSpec`]) read from RON.
+//! - [`generate`]: the decoder generator: sampling, stop conditions, UTF-8-safe
+//!   streaming, usage, timings.
+//! - [`embedder`]: the BERT sentence encoder.
 //! - [`manager`]: the [`manager::ModelManager`]: which models are resident,
 //!   single-flight loads, eviction by measured bytes, pluggable
-//!   [`manager::ModelBackend`]s.
+//!   [`mdsa_engine::ModelBackend`]s, the built-in one being [`manager::LocalBackend`].
 //! - [`backend`]: the burn backend chosen by cargo features (`flex`, `wgpu`, `cuda`).
 //!
-//! The crate knows nothing of domains or routing; `mdsa-domains` uses it through
-//! the engine interfaces defined here.
+//! The interfaces it implements ([`mdsa_engine::TextGenerator`],
+//! [`mdsa_engine::Embedder`], [`mdsa_engine::ModelBackend`]) and the plain types
+//! they speak in live in `mdsa-engine`, which needs no tensor library: this crate
+//! is the local burn backend behind them. It knows nothing of domains or routing.
 
 pub mod arch;
 pub mod backend;
 pub mod chat;
 pub mod embedder;
-mod error;
 pub mod generate;
 pub mod gguf;
 pub mod manager;
 pub mod quant;
-pub mod registry;
-pub mod source;
 mod storage;
 pub mod tokenizer;
 pub mod weights;
 
-/// The router's sentence encoder, used when no model is named.
-pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
-
-pub use embedder::{BertEmbedder, Embedder, EmbedderOptions, Pooling, dot};
-pub use error::ModelError;
+pub use embedder::{BertEmbedder, EmbedderOptions, Pooling};
 
 // The README's snippets are compiled and run as doc tests.
 #[cfg(doctest)]

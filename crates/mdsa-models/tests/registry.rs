@@ -1,8 +1,9 @@
 //! The RON model registry: defaults, every field, and errors that point at the
 //! file, line and field.
 
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec, RegistryError};
+use mdsa_engine::{
+    WeightFormat, spec::ModelRegistry, spec::ModelRole, spec::ModelSpec, spec::RegistryError,
+};
 
 const GOOD: &str = r#"(
     models: [

@@ -4,8 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mdsa_models::source::{
-    DownloadBlocked, ModelRef, ResolveOptions, ResolvedModel, SourceError, default_cache_dir,
+use mdsa_engine::{
+    source::DownloadBlocked, source::ModelRef, source::ResolveOptions, source::ResolvedModel,
+    source::SourceError, source::default_cache_dir,
 };
 
 const REV_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -346,7 +347,7 @@ fn missing_hub_file_names_repo_file_cache_and_fix() {
         panic!("expected NotCached, got {error}");
     };
     // `cargo xtask ci` sets HF_HUB_OFFLINE, which the message then names instead.
-    let expected = if mdsa_models::source::hub_offline() {
+    let expected = if mdsa_engine::source::hub_offline() {
         DownloadBlocked::Offline
     } else {
         DownloadBlocked::Disabled

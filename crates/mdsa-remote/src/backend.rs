@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use mdsa_models::ModelError;
-use mdsa_models::manager::{LoadPlan, LoadedEngine, LoadedModel, ModelBackend};
-use mdsa_models::registry::ModelSpec;
+use mdsa_engine::{LoadPlan, LoadedEngine, LoadedModel, ModelBackend, ModelError, spec::ModelSpec};
 
 use crate::config::RemoteConfig;
 use crate::generator::RemoteGenerator;
@@ -15,8 +13,9 @@ pub const BACKEND_NAME: &str = "openai";
 /// The device label of remote models: nothing of theirs lives on this machine.
 pub const REMOTE_DEVICE: &str = "remote";
 
-/// Loads generators served by OpenAI-compatible servers. Register it with
-/// [`ModelManager::register_backend`](mdsa_models::manager::ModelManager::register_backend).
+/// Loads generators served by OpenAI-compatible servers. Register it with the
+/// model manager (`ModelManager::register_backend` in `mdsa-models`) or the
+/// `mdsa` facade's builder.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RemoteBackend;
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use mdsa_models::registry::{ModelRole, ModelSpec};
+use mdsa_engine::{spec::ModelRole, spec::ModelSpec};
 
 /// The option keys a spec may use with this backend.
 pub const OPTIONS: &[&str] = &[
@@ -354,7 +354,7 @@ mod tests {
                 "retries": "2",
             },
         )])"#;
-        let registry = mdsa_models::registry::ModelRegistry::from_ron_str(ron, "test").unwrap();
+        let registry = mdsa_engine::spec::ModelRegistry::from_ron_str(ron, "test").unwrap();
         let spec = registry.get("big-finance").unwrap();
         let config = RemoteConfig::from_spec_with_env(spec, |_| Some("sk-vllm".into())).unwrap();
         assert_eq!(config.model, "Qwen/Qwen2.5-7B-Instruct");

@@ -1,6 +1,6 @@
 //! What can go wrong talking to the server, and how it reaches mdsa.
 
-use mdsa_models::ModelError;
+use mdsa_engine::ModelError;
 
 use crate::config::ConfigError;
 

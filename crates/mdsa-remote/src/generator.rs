@@ -3,9 +3,9 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use mdsa_models::ModelError;
-use mdsa_models::chat::{ChatMessage, transcript};
-use mdsa_models::generate::{GenerationOutput, GenerationParams, TextGenerator};
+use mdsa_engine::{
+    ChatMessage, GenerationOutput, GenerationParams, ModelError, TextGenerator, transcript,
+};
 
 use crate::config::RemoteConfig;
 use crate::error::RemoteError;

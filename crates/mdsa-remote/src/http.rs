@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::thread;
 use std::time::Duration;
 
-use mdsa_models::generate::GenerationParams;
+use mdsa_engine::GenerationParams;
 use ureq::http::Response;
 use ureq::{Body, RequestBuilder};
 

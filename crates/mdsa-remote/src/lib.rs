@@ -26,7 +26,7 @@
 //! use std::sync::Arc;
 //!
 //! use mdsa_models::manager::ModelManager;
-//! use mdsa_models::registry::ModelRegistry;
+//! use mdsa_engine::spec::ModelRegistry;
 //!
 //! let registry = ModelRegistry::from_ron_file("models.ron".as_ref())?;
 //! let manager = ModelManager::builder(registry)
@@ -61,29 +61,29 @@
 //! # Writing your own backend crate
 //!
 //! This crate is the worked example of mdsa's extension point,
-//! [`ModelBackend`](mdsa_models::manager::ModelBackend). A backend crate needs
+//! [`ModelBackend`](mdsa_engine::ModelBackend). A backend crate needs
 //! four things, each a file here:
 //!
 //! 1. **A name** ([`BACKEND_NAME`], in `backend.rs`): what specs write in their
 //!    `backend` field. The manager keeps one backend per name.
-//! 2. **A plan** ([`ModelBackend::plan`](mdsa_models::manager::ModelBackend::plan)):
+//! 2. **A plan** ([`ModelBackend::plan`](mdsa_engine::ModelBackend::plan)):
 //!    where the model will live and how many bytes to reserve before loading.
 //!    The manager budgets memory per device label; a remote model takes none,
 //!    so it plans `"remote"` and 0 bytes.
-//! 3. **A load** ([`ModelBackend::load`](mdsa_models::manager::ModelBackend::load)):
+//! 3. **A load** ([`ModelBackend::load`](mdsa_engine::ModelBackend::load)):
 //!    read the spec's free-form `options` into a typed configuration once
 //!    (`config.rs`), fail early and clearly (here: is the server up, does it
 //!    serve the model?), and return a
-//!    [`LoadedModel`](mdsa_models::manager::LoadedModel) with the engine and
+//!    [`LoadedModel`](mdsa_engine::LoadedModel) with the engine and
 //!    its measured size.
-//! 4. **An engine**: a [`TextGenerator`](mdsa_models::generate::TextGenerator)
-//!    (`generator.rs`) or an [`Embedder`](mdsa_models::Embedder). Stream text
+//! 4. **An engine**: a [`TextGenerator`](mdsa_engine::TextGenerator)
+//!    (`generator.rs`) or an [`Embedder`](mdsa_engine::Embedder). Stream text
 //!    through `on_text` as it is produced, stop when it breaks, and report usage
 //!    and timings. Override `generate_chat` if the engine applies its own chat
 //!    template.
 //!
 //! Errors are the crate's own ([`RemoteError`], [`ConfigError`]), converted to
-//! [`ModelError::Backend`](mdsa_models::ModelError::Backend) at the boundary
+//! [`ModelError::Backend`](mdsa_engine::ModelError::Backend) at the boundary
 //! with their whole message. The rest of this crate is the transport: `http.rs`
 //! (requests, retries), `sse.rs` (server-sent events), `stream.rs` (chunks to
 //! text) and `wire.rs` (the JSON).

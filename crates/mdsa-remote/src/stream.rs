@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use mdsa_models::generate::{FinishReason, GenerationOutput, Timings, Usage};
+use mdsa_engine::{FinishReason, GenerationOutput, Timings, Usage};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -1,7 +1,6 @@
 //! The JSON of the OpenAI API: requests sent, and the parts of answers read.
 
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::GenerationParams;
+use mdsa_engine::{ChatMessage, GenerationParams};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -162,7 +161,7 @@ pub(crate) fn error_message(value: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use mdsa_models::generate::SamplingParams;
+    use mdsa_engine::SamplingParams;
     use serde_json::json;
 
     use super::*;

@@ -8,10 +8,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Exchange, MODEL, Server, delta, model_list, spec_for};
-use mdsa_models::ModelError;
-use mdsa_models::chat::ChatMessage;
-use mdsa_models::generate::{FinishReason, GenerationOutput, GenerationParams, TextGenerator};
-use mdsa_models::manager::{LoadedEngine, ModelBackend};
+use mdsa_engine::{
+    ChatMessage, FinishReason, GenerationOutput, GenerationParams, LoadedEngine, ModelBackend,
+    ModelError, TextGenerator,
+};
 use mdsa_remote::{RemoteBackend, RemoteConfig, RemoteGenerator};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mdsa::MdsaError;
 use mdsa::domains::DomainError;
-use mdsa::models::ModelError;
+use mdsa::engine::ModelError;
 use mdsa::models::manager::ManagerError;
 use serde::Serialize;
 

@@ -6,7 +6,7 @@
 //! what mdsa cannot do (`n` > 1, tools) is an error, not silently dropped.
 
 use mdsa::domains::RouteDecision;
-use mdsa::models::chat::ChatMessage;
+use mdsa::engine::ChatMessage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -259,8 +259,8 @@ pub struct UsageBody {
     pub total_tokens: usize,
 }
 
-impl From<mdsa::models::generate::Usage> for UsageBody {
-    fn from(usage: mdsa::models::generate::Usage) -> Self {
+impl From<mdsa::engine::Usage> for UsageBody {
+    fn from(usage: mdsa::engine::Usage) -> Self {
         Self {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,

@@ -16,7 +16,7 @@ use common::{
 };
 use mdsa::SystemConfig;
 use mdsa::domains::{DomainConfig, DomainRegistry};
-use mdsa::models::source::{ModelRef, ResolveOptions, ResolvedModel};
+use mdsa::engine::{source::ModelRef, source::ResolveOptions, source::ResolvedModel};
 use mdsa_server::{Limits, ServerConfig};
 use serde_json::json;
 

@@ -26,7 +26,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
 
 use anyhow::{Context, bail};
-use mdsa::models::chat::ChatMessage;
+use mdsa::engine::ChatMessage;
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions};
 
 /// Earlier messages sent with each turn: enough for follow-up questions,

@@ -7,8 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mdsa_models::arch::llama::WeightFormat;
-use mdsa_models::registry::{ModelRole, ModelSpec};
+use mdsa_engine::{WeightFormat, spec::ModelRole, spec::ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MdsaError;
@@ -53,7 +52,7 @@ impl Default for SystemConfig {
     fn default() -> Self {
         let mut encoder = ModelSpec::new(
             DEFAULT_ENCODER_ID,
-            mdsa_models::DEFAULT_ENCODER,
+            mdsa_engine::DEFAULT_ENCODER,
             ModelRole::Encoder,
         );
         // The router needs the encoder for every request.
@@ -177,7 +176,7 @@ impl SystemConfig {
         for (i, spec) in self.models.iter().enumerate() {
             spec.validate().map_err(|e| match e {
                 // Name the field itself, so the error points at its line.
-                mdsa_models::registry::RegistryError::Invalid { field, reason, .. } => {
+                mdsa_engine::spec::RegistryError::Invalid { field, reason, .. } => {
                     (format!("models[{i}].{field}"), reason)
                 }
                 other => (format!("models[{i}]"), other.to_string()),

@@ -37,6 +37,7 @@ pub use response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 
 pub use mdsa_bus as bus;
 pub use mdsa_domains as domains;
+pub use mdsa_engine as engine;
 pub use mdsa_hw as hw;
 pub use mdsa_models as models;
 pub use mdsa_monitor as monitor;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mdsa_domains::RouteDecision;
 use mdsa_domains::validate::Verdict;
-use mdsa_models::generate::{FinishReason, Usage};
+use mdsa_engine::{FinishReason, Usage};
 use serde::Serialize;
 
 /// How a query ended.

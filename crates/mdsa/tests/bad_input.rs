@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use common::system;
 use mdsa::domains::config::GenerationSettings;
 use mdsa::domains::{DomainConfig, DomainError, DomainRegistry, DomainsFile};
-use mdsa::models::ModelError;
+use mdsa::engine::ModelError;
 use mdsa::{Mdsa, MdsaError, QueryOptions, SystemConfig};
 
 fn build_with(domains: &str) -> Result<Mdsa, MdsaError> {

@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mdsa::domains::{DomainConfig, DomainRegistry};
+use mdsa::engine::{
+    source::ModelRef, source::ResolveOptions, source::ResolvedModel, spec::ModelRole,
+    spec::ModelSpec,
+};
 use mdsa::models::manager::ManagerError;
-use mdsa::models::registry::{ModelRole, ModelSpec};
-use mdsa::models::source::{ModelRef, ResolveOptions, ResolvedModel};
 use mdsa::monitor::LogFilter;
 use mdsa::{Mdsa, MdsaError, QueryOptions, SystemConfig};
 

@@ -57,13 +57,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mdsa_models::ModelError;
-use mdsa_models::chat::{ChatMessage, transcript};
-use mdsa_models::generate::{
-    FinishReason, GenerationOutput, GenerationParams, TextGenerator, Timings, Usage,
+use mdsa_engine::{
+    ChatMessage, FinishReason, GenerationOutput, GenerationParams, LoadPlan, LoadedEngine,
+    LoadedModel, ModelBackend, ModelError, TextGenerator, Timings, Usage, spec::ModelRole,
+    spec::ModelSpec, transcript,
 };
-use mdsa_models::manager::{LoadPlan, LoadedEngine, LoadedModel, ModelBackend};
-use mdsa_models::registry::{ModelRole, ModelSpec};
 
 /// The name specs select this backend by (`backend: "command"`).
 pub const BACKEND_NAME: &str = "command";

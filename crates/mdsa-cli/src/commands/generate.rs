@@ -4,12 +4,9 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::Context;
-use mdsa::models::arch::llama::WeightFormat;
-use mdsa::models::chat::ChatMessage;
-use mdsa::models::generate::{
-    DecoderGenerator, DecoderOptions, GenerationParams, SamplingParams, TextGenerator,
-};
-use mdsa::models::source::{ModelRef, ResolveOptions};
+use mdsa::engine::{ChatMessage, GenerationParams, SamplingParams, TextGenerator, WeightFormat};
+use mdsa::engine::{source::ModelRef, source::ResolveOptions};
+use mdsa::models::{generate::DecoderGenerator, generate::DecoderOptions};
 
 /// The default chat model (fetched by `cargo xtask fetch-models`).
 const DEFAULT_GENERATOR: &str =

@@ -1,8 +1,8 @@
 //! Bare `mdsa`: what this is, what this machine has, which models are here,
 //! which domains route, and what to run next.
 
+use mdsa::engine::{source::ModelRef, source::ResolveOptions};
 use mdsa::hw::{HardwareDetector, format_bytes};
-use mdsa::models::source::{ModelRef, ResolveOptions};
 
 use super::system::SystemArgs;
 

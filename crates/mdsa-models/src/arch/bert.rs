@@ -13,9 +13,8 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
 
 use crate::arch::linear::LinearWeight;
-use crate::arch::llama::WeightFormat;
-use crate::error::ModelError;
 use crate::weights::SafetensorsWeights;
+use mdsa_engine::{ModelError, WeightFormat};
 
 /// The fields of a BERT `config.json` that the forward pass needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

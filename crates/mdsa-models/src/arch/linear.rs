@@ -15,9 +15,8 @@
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
-use crate::arch::llama::WeightFormat;
-use crate::error::ModelError;
 use crate::quant::{BlockFormat, HalfKind, HalfMatrix, QuantMatrix};
+use mdsa_engine::{ModelError, WeightFormat};
 
 /// A weight matrix the CPU multiplies row by row: quantized blocks or 16-bit floats.
 #[derive(Debug)]

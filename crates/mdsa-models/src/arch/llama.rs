@@ -21,10 +21,10 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec, uses_block_kernels};
-use crate::error::ModelError;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
 use crate::weights::SafetensorsWeights;
+use mdsa_engine::ModelError;
 
 /// Decoder architectures this module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

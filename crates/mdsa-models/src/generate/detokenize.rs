@@ -5,8 +5,8 @@
 //! starts a few tokens back and emit only the new text, holding back while it
 //! ends in an incomplete character.
 
-use crate::error::ModelError;
 use crate::tokenizer::TextTokenizer;
+use mdsa_engine::ModelError;
 
 /// Incremental decoder for streaming.
 #[derive(Debug, Default, Clone)]

@@ -11,53 +11,17 @@ use std::time::Instant;
 use burn::tensor::Device;
 
 use super::detokenize::IncrementalDecoder;
-use super::params::{FinishReason, GenerationOutput, GenerationParams, Timings, Usage};
 use super::sampling::Sampler;
 use crate::arch::llama::{DecoderConfig, DecoderModel, WeightFormat};
-use crate::chat::{ChatMessage, ChatTemplate};
-use crate::error::ModelError;
+use crate::chat::ChatTemplate;
 use crate::gguf::GgufFile;
-use crate::source::{ModelRef, ResolveOptions, ResolvedModel};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::SafetensorsWeights;
-
-/// Writes text from prompts. Shared between threads; each call keeps its own KV
-/// cache, so concurrent generations do not interfere, and a cancelled or finished
-/// call frees its cache when it returns.
-pub trait TextGenerator: Send + Sync {
-    /// Generates a continuation of `prompt` (already rendered text), calling
-    /// `on_text` with every new piece; returning `ControlFlow::Break` cancels.
-    fn generate(
-        &self,
-        prompt: &str,
-        params: &GenerationParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> Result<GenerationOutput, ModelError>;
-
-    /// Renders a conversation through the model's own chat template, ending where
-    /// the assistant's answer starts.
-    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError>;
-
-    /// Answers a conversation, streaming like [`generate`](Self::generate).
-    /// The default renders it with [`render_chat`](Self::render_chat) and
-    /// generates from that text; an engine that applies its own template (a
-    /// remote server's chat endpoint) overrides it to send the messages as they are.
-    fn generate_chat(
-        &self,
-        messages: &[ChatMessage],
-        params: &GenerationParams,
-        on_text: &mut dyn FnMut(&str) -> ControlFlow<()>,
-    ) -> Result<GenerationOutput, ModelError> {
-        let prompt = self.render_chat(messages)?;
-        self.generate(&prompt, params, on_text)
-    }
-
-    /// Counts the tokens of a text as the model sees it.
-    fn count_tokens(&self, text: &str) -> Result<usize, ModelError>;
-
-    /// Longest prompt plus answer, in tokens.
-    fn context_length(&self) -> usize;
-}
+use mdsa_engine::ModelError;
+use mdsa_engine::source::{ModelRef, ResolveOptions, ResolvedModel};
+use mdsa_engine::{
+    ChatMessage, FinishReason, GenerationOutput, GenerationParams, TextGenerator, Timings, Usage,
+};
 
 /// Options for loading a decoder.
 #[derive(Debug, Clone, Default)]

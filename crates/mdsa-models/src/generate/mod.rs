@@ -4,10 +4,8 @@
 
 pub mod detokenize;
 pub mod engine;
-pub mod params;
 pub mod sampling;
 
 pub use detokenize::IncrementalDecoder;
-pub use engine::{DecoderGenerator, DecoderOptions, TextGenerator};
-pub use params::{FinishReason, GenerationOutput, GenerationParams, Timings, Usage};
-pub use sampling::{Sampler, SamplingParams, argmax};
+pub use engine::{DecoderGenerator, DecoderOptions};
+pub use sampling::{Sampler, argmax};

@@ -1,63 +1,9 @@
 //! Choosing the next token from logits: greedy, temperature, top-k, top-p, and a
 //! repetition penalty over a window of recent tokens, reproducible with a seed.
 
+pub use mdsa_engine::SamplingParams;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
-
-/// How the next token is chosen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SamplingParams {
-    /// 0 is greedy (always the most likely token); higher is more random.
-    pub temperature: f32,
-    /// Keep only the `top_k` most likely tokens (0 = all).
-    pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = all).
-    pub top_p: f32,
-    /// Divide positive logits (multiply negative ones) of recently generated
-    /// tokens by this; 1 disables it.
-    pub repetition_penalty: f32,
-    /// How many recent tokens the penalty looks at.
-    pub repetition_window: usize,
-    /// Seed for reproducible sampling; `None` draws one from the OS.
-    pub seed: Option<u64>,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            repetition_penalty: 1.0,
-            repetition_window: 64,
-            seed: None,
-        }
-    }
-}
-
-impl SamplingParams {
-    /// Checks the ranges; the message names the field, what is allowed and what was found.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(format!(
-                "temperature must be >= 0, found {}",
-                self.temperature
-            ));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!("top_p must be in (0, 1], found {}", self.top_p));
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(format!(
-                "repetition_penalty must be > 0, found {}",
-                self.repetition_penalty
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Stateful sampler: owns the random generator so a seeded run is reproducible.
 #[derive(Debug, Clone)]

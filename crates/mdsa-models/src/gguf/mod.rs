@@ -134,6 +134,12 @@ pub enum GgufError {
     },
 }
 
+impl From<GgufError> for mdsa_engine::ModelError {
+    fn from(error: GgufError) -> Self {
+        Self::format(error)
+    }
+}
+
 /// A parsed GGUF file whose tensor data stays in the mapped file.
 pub struct GgufFile {
     path: PathBuf,

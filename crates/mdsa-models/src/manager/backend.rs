@@ -1,87 +1,16 @@
-//! How a spec becomes a loaded model: the [`ModelBackend`] extension point and
-//! the built-in [`LocalBackend`] (burn models from local files or the HF cache).
+//! The built-in [`LocalBackend`]: burn models from local files or the HF cache,
+//! behind the [`ModelBackend`] interface of `mdsa-engine`.
 
 use std::sync::Arc;
 
-use crate::arch::llama::WeightFormat;
-use crate::embedder::{BertEmbedder, Embedder, EmbedderOptions};
-use crate::error::ModelError;
-use crate::generate::{DecoderGenerator, DecoderOptions, TextGenerator};
-use crate::registry::{ModelRole, ModelSpec};
-use crate::source::{ResolveOptions, ResolvedModel};
+use mdsa_engine::source::{ResolveOptions, ResolvedModel};
+use mdsa_engine::{
+    LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, ModelBackend, ModelError, ModelRole,
+    ModelSpec, TextGenerator, WeightFormat, device_label,
+};
 
-/// The name specs use for [`LocalBackend`] (`backend: "local"`, the default).
-pub const LOCAL_BACKEND: &str = "local";
-
-/// A loaded engine.
-#[derive(Clone)]
-pub enum LoadedEngine {
-    /// A sentence encoder.
-    Encoder(Arc<dyn Embedder>),
-    /// A text generator.
-    Generator(Arc<dyn TextGenerator>),
-}
-
-impl std::fmt::Debug for LoadedEngine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Encoder(_) => "Encoder",
-            Self::Generator(_) => "Generator",
-        })
-    }
-}
-
-/// What a backend hands the manager: the engine and its measured size.
-#[derive(Debug, Clone)]
-pub struct LoadedModel {
-    /// The engine.
-    pub engine: LoadedEngine,
-    /// Bytes of weights as held in memory.
-    pub weight_bytes: u64,
-    /// Bytes reserved for KV caches (0 for encoders and remote models).
-    pub kv_bytes: u64,
-    /// Device label: `cpu`, `gpu:N`, or something backend-specific (`remote`).
-    pub device: String,
-}
-
-impl LoadedModel {
-    /// Weights plus KV reservation: what counts against the budget.
-    pub fn resident_bytes(&self) -> u64 {
-        self.weight_bytes + self.kv_bytes
-    }
-}
-
-/// Where a model will live and roughly how big it will be, known before loading.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadPlan {
-    /// Device label, as in [`LoadedModel::device`].
-    pub device: String,
-    /// Bytes to reserve before the first load; the manager uses the measured
-    /// size from then on.
-    pub estimated_bytes: u64,
-}
-
-/// Loads models for the manager. Implement it in another crate (a remote
-/// OpenAI-compatible engine, say) and add it with
-/// [`ModelManager::register_backend`](super::ModelManager::register_backend);
-/// specs choose it by [`name`](ModelBackend::name).
-pub trait ModelBackend: Send + Sync {
-    /// The name specs refer to in their `backend` field.
-    fn name(&self) -> &str;
-
-    /// Device and size estimate, before loading. The default: the CPU, 0 bytes
-    /// (nothing is reserved until the model is measured).
-    fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
-        let _ = spec;
-        Ok(LoadPlan {
-            device: "cpu".into(),
-            estimated_bytes: 0,
-        })
-    }
-
-    /// Loads the model. Called without any manager lock held, once per load.
-    fn load(&self, spec: &ModelSpec) -> Result<LoadedModel, ModelError>;
-}
+use crate::embedder::{BertEmbedder, EmbedderOptions};
+use crate::generate::{DecoderGenerator, DecoderOptions};
 
 /// Loads [`BertEmbedder`]s and [`DecoderGenerator`]s on the devices this build has.
 #[derive(Debug, Clone)]
@@ -125,14 +54,6 @@ impl LocalBackend {
             }
             mdsa_hw::DevicePreference::Auto => mdsa_hw::Device::Cpu,
         })
-    }
-}
-
-/// The manager's label for a device.
-pub fn device_label(device: mdsa_hw::Device) -> String {
-    match device {
-        mdsa_hw::Device::Cpu => "cpu".into(),
-        mdsa_hw::Device::Gpu { index } => format!("gpu:{index}"),
     }
 }
 

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::ModelError;
-use crate::registry::RegistryError;
+use mdsa_engine::{ModelError, spec::RegistryError};
 
 /// What can go wrong asking the manager for a model.
 ///

@@ -29,16 +29,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use backend::{
-    LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, LocalBackend, ModelBackend, device_label,
-};
+pub use backend::LocalBackend;
 pub use error::{ManagerError, NoRoom};
 pub use events::{EvictReason, ModelEvent};
 
-use crate::embedder::Embedder;
-use crate::error::ModelError;
-use crate::generate::TextGenerator;
-use crate::registry::{ModelRegistry, ModelSpec};
+use mdsa_engine::{
+    Embedder, LOCAL_BACKEND, LoadedEngine, ModelBackend, ModelError, ModelRegistry, ModelSpec,
+    TextGenerator,
+};
 
 /// Limits and behaviour of a [`ModelManager`].
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::{QuantError, check_row_request};
-use crate::embedder::dot;
+use mdsa_engine::dot;
 
 /// Which 16-bit float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,6 +113,12 @@ pub enum QuantError {
     KernelUnavailable(&'static str),
 }
 
+impl From<QuantError> for mdsa_engine::ModelError {
+    fn from(error: QuantError) -> Self {
+        Self::format(error)
+    }
+}
+
 /// Which implementation of the dot products runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {

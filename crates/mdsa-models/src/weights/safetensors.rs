@@ -11,8 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors, tensor::Metadata};
 
-use crate::error::ModelError;
 use crate::storage::Storage;
+use mdsa_engine::ModelError;
 
 /// One or more safetensors files (shards) mapped into memory, or one file's
 /// bytes already there.

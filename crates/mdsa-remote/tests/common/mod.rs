@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use mdsa_models::registry::{ModelRole, ModelSpec};
+use mdsa_engine::{spec::ModelRole, spec::ModelSpec};
 use serde_json::{Value, json};
 
 /// The model name the test specs ask for.

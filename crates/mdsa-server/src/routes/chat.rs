@@ -56,7 +56,7 @@ fn resolve(state: &AppState, request: &ChatCompletionRequest) -> Result<Target, 
         return Ok(Target::Domain(name.to_string()));
     }
     match mdsa.manager().spec(name) {
-        Some(spec) if spec.role == mdsa::models::registry::ModelRole::Generator => {
+        Some(spec) if spec.role == mdsa::engine::spec::ModelRole::Generator => {
             Ok(Target::Model(name.to_string()))
         }
         _ => Err(unknown_model(state, "model", name)),
@@ -69,7 +69,7 @@ fn unknown_model(state: &AppState, param: &str, name: &str) -> ApiError {
         .manager()
         .specs()
         .into_iter()
-        .filter(|s| s.role == mdsa::models::registry::ModelRole::Generator)
+        .filter(|s| s.role == mdsa::engine::spec::ModelRole::Generator)
         .map(|s| s.id)
         .collect();
     let mut error = ApiError::new(
@@ -208,7 +208,7 @@ impl Drop for CancelOnDrop {
 fn finish_reason(response: &QueryResponse) -> &'static str {
     response
         .finish_reason
-        .map_or("stop", mdsa::models::generate::FinishReason::openai_name)
+        .map_or("stop", mdsa::engine::FinishReason::openai_name)
 }
 
 /// Events queued ahead of a slow client before generation waits for it.

@@ -40,7 +40,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::llama::WeightFormat;
+use crate::format::WeightFormat;
 use crate::source::ModelRef;
 
 /// What a model does.
@@ -49,7 +49,7 @@ use crate::source::ModelRef;
 pub enum ModelRole {
     /// Turns text into vectors ([`crate::Embedder`]).
     Encoder,
-    /// Writes text ([`crate::generate::TextGenerator`]).
+    /// Writes text ([`crate::TextGenerator`]).
     Generator,
 }
 
@@ -79,7 +79,7 @@ pub struct ModelSpec {
     /// Cap on prompt plus answer in tokens (generators); sizes the KV reservation.
     #[serde(default)]
     pub max_context: Option<usize>,
-    /// Which [`crate::manager::ModelBackend`] loads it.
+    /// Which [`crate::ModelBackend`] loads it.
     #[serde(default = "default_backend")]
     pub backend: String,
     /// Backend-specific settings (for example a remote URL).
@@ -92,7 +92,7 @@ fn default_device() -> String {
 }
 
 fn default_backend() -> String {
-    crate::manager::LOCAL_BACKEND.into()
+    crate::backend::LOCAL_BACKEND.into()
 }
 
 impl ModelSpec {
@@ -142,7 +142,7 @@ impl ModelSpec {
         }
         // Only the local backend reads `source` as a model reference; a remote
         // backend may put a URL or a served model name there.
-        if self.backend == crate::manager::LOCAL_BACKEND {
+        if self.backend == crate::backend::LOCAL_BACKEND {
             self.model_ref()?;
         }
         self.device_preference()?;

@@ -119,26 +119,32 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
-    /// A GGUF file is malformed or lacks what was asked of it.
+    /// A weights file in a backend's own format (GGUF, quantized blocks) is
+    /// malformed or lacks what was asked of it; the inner error names the file
+    /// and the tensor or field.
     #[error(transparent)]
-    Gguf(#[from] crate::gguf::GgufError),
-    /// Quantized weights are malformed or a kernel was misused.
-    #[error(transparent)]
-    Quant(#[from] crate::quant::QuantError),
+    Format(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The compute backend failed or is not compiled in.
     #[error("backend: {0}")]
     Backend(String),
 }
 
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// A malformed weights file in a backend's own format.
+    pub fn format(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Format(Box::new(error))
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn config(path: impl Into<PathBuf>, field: &str, reason: impl Into<String>) -> Self {
+    /// A wrong or missing field of the configuration file at `path`.
+    pub fn config(path: impl Into<PathBuf>, field: &str, reason: impl Into<String>) -> Self {
         Self::Config {
             path: path.into(),
             field: field.to_string(),

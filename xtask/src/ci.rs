@@ -4,10 +4,7 @@ use std::time::Instant;
 
 use crate::cmd::{cargo, has_cargo_subcommand, step};
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    if let Some(unknown) = args.first() {
-        anyhow::bail!("`cargo xtask ci` takes no arguments, found {unknown:?}");
-    }
+pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
 
     let mut fmt = cargo();
@@ -16,7 +13,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     // The tests run real models; fetching is a no-op when they are already cached.
     println!("\n==> models: cargo xtask fetch-models");
-    crate::fetch_models::run(&[])?;
+    crate::fetch_models::run(&crate::fetch_models::FetchModelsArgs::default())?;
 
     let mut clippy = cargo();
     clippy.args([
@@ -89,7 +86,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     step("tests", tests)?;
 
     // Every example builds; those that finish in seconds run and are checked.
-    crate::examples::run(&[])?;
+    crate::examples::run()?;
 
     // nextest does not run doc tests.
     let mut doc = cargo();

@@ -18,25 +18,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::cmd::{cargo, step, workspace_root};
 use crate::fetch_models::{cached_snapshot, default_cache_dir, sha256_file};
-
-const USAGE: &str = "\
-usage: cargo xtask dist [--profile release|dev|NAME] [--debug] [--features LIST] [--no-check]
-
-  Builds mdsa-cli and packs target/dist/mdsa-<version>-<host>.tar.gz with the binary,
-  README, licences, changelog, guides and example configs, plus <archive>.sha256.
-  Then unpacks it and runs the binary there without cargo or rustc on PATH.
-
-  --profile NAME    cargo profile to build (default: release)
-  --debug           the same as --profile dev (fast to build; for trying the packing)
-  --features LIST   cargo features of mdsa-cli (e.g. download, wgpu)
-  --no-check        do not unpack and run the archive";
 
 /// The version of every workspace crate (`[workspace.package]`), the CLI's too.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -62,46 +50,42 @@ const GENERATOR_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// A query the built-in finance domain answers.
 const QUERY: &str = "What is an index fund?";
 
-#[derive(Debug, PartialEq)]
-struct Options {
+/// Release archive of the mdsa binary for this host (target/dist/*.tar.gz,
+/// README, licences, example configs) and its .sha256; then unpacks and runs it.
+///
+/// Builds mdsa-cli and packs target/dist/mdsa-<version>-<host>.tar.gz with the
+/// binary, README, licences, changelog, guides and example configs, plus
+/// <archive>.sha256. Then unpacks it and runs the binary there without cargo or
+/// rustc on PATH.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub(crate) struct DistArgs {
+    /// Cargo profile to build: release, dev or another of the workspace's.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "release",
+        overrides_with = "debug"
+    )]
     profile: String,
+    /// The same as --profile dev (fast to build; for trying the packing).
+    #[arg(long, overrides_with = "profile")]
+    debug: bool,
+    /// Cargo features of mdsa-cli (e.g. download, wgpu).
+    #[arg(long, value_name = "LIST")]
     features: Option<String>,
-    check: bool,
+    /// Do not unpack and run the archive.
+    #[arg(long)]
+    no_check: bool,
 }
 
-impl Options {
-    /// `None` for `--help`.
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Self {
-            profile: "release".into(),
-            features: None,
-            check: true,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--profile" => {
-                    options.profile = args.next().context("--profile needs a name")?.clone();
-                }
-                "--debug" => options.profile = "dev".into(),
-                "--features" => {
-                    options.features =
-                        Some(args.next().context("--features needs a list")?.clone());
-                }
-                "--no-check" => options.check = false,
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-            }
-        }
-        Ok(Some(options))
+impl DistArgs {
+    /// The cargo profile to build: `dev` for `--debug`, else `--profile`.
+    fn profile(&self) -> &str {
+        if self.debug { "dev" } else { &self.profile }
     }
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub(crate) fn run(options: &DistArgs) -> anyhow::Result<()> {
     let mut build = cargo();
     build.args([
         "build",
@@ -109,7 +93,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         "--package",
         "mdsa-cli",
         "--profile",
-        &options.profile,
+        options.profile(),
     ]);
     if let Some(features) = &options.features {
         build.args(["--features", features]);
@@ -118,7 +102,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     let target = crate::cmd::target_dir();
     let binary = target
-        .join(profile_dir(&options.profile))
+        .join(profile_dir(options.profile()))
         .join(binary_name());
     let name = format!("mdsa-{VERSION}-{}", host_triple()?);
     let dist = target.join("dist");
@@ -133,7 +117,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         mib(fs::metadata(&archive)?.len()),
         checksum.display()
     );
-    if options.check {
+    if !options.no_check {
         check(&archive, &checksum, &name)?;
     }
     Ok(())
@@ -420,29 +404,42 @@ fn mib(bytes: u64) -> f64 {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn parse(args: &[&str]) -> Result<DistArgs, clap::Error> {
+        match crate::tests::parse(&[&["dist"], args].concat())?.task {
+            Some(crate::Task::Dist(args)) => Ok(args),
+            other => panic!("not dist: {other:?}"),
+        }
     }
 
     #[test]
     fn options_parse() {
-        let release = Options::parse(&[]).unwrap().unwrap();
-        assert_eq!(release.profile, "release");
-        assert!(release.check && release.features.is_none());
-        let debug = Options::parse(&args(&["--debug", "--features", "download", "--no-check"]))
-            .unwrap()
-            .unwrap();
+        let release = parse(&[]).unwrap();
+        assert_eq!(release.profile(), "release");
+        assert!(!release.no_check && release.features.is_none());
+        let debug = parse(&["--debug", "--features", "download", "--no-check"]).unwrap();
+        assert_eq!(debug.profile(), "dev");
+        assert_eq!(debug.features.as_deref(), Some("download"));
+        assert!(debug.no_check);
+        assert_eq!(parse(&["--profile", "dist"]).unwrap().profile(), "dist");
+        // --debug and --profile: the last one given counts.
         assert_eq!(
-            debug,
-            Options {
-                profile: "dev".into(),
-                features: Some("download".into()),
-                check: false
-            }
+            parse(&["--debug", "--profile", "release"])
+                .unwrap()
+                .profile(),
+            "release"
         );
-        assert!(Options::parse(&args(&["--help"])).unwrap().is_none());
-        assert!(Options::parse(&args(&["--profile"])).is_err());
-        assert!(Options::parse(&args(&["--fast"])).is_err());
+        assert_eq!(
+            parse(&["--profile", "release", "--debug"])
+                .unwrap()
+                .profile(),
+            "dev"
+        );
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
+        assert!(parse(&["--profile"]).is_err());
+        assert!(parse(&["--fast"]).is_err());
         assert_eq!(profile_dir("dev"), "debug");
         assert_eq!(profile_dir("release"), "release");
         assert_eq!(profile_dir("dist"), "dist");

@@ -14,10 +14,7 @@ use crate::cmd::{cargo, step, workspace_root};
 /// Tokens per answer: the checks are about the plumbing, not the prose.
 const MAX_TOKENS: &str = "16";
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    if let Some(unknown) = args.first() {
-        anyhow::bail!("`cargo xtask examples` takes no arguments, found {unknown:?}");
-    }
+pub(crate) fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     // One build, so the examples and the mdsa CLI (which the custom backend's
     // example runs) share the feature set of the workspace's tests.

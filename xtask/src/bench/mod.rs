@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde_json::Value;
@@ -24,63 +24,77 @@ use serde_json::Value;
 use crate::cmd::{cargo, target_dir, workspace_root};
 pub(crate) use criterion::Measurement;
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask bench [--quick] [--compare] [--python PATH]... [--bench NAME]...
-                         [--no-server] [--out DIR]
-
-  --quick        shorter criterion runs (1 s warm-up, 3 s measurement) and load test
-  --compare      also run the references (scripts/reference/bench.py) with each --python
-  --python PATH  a python that has some of the references installed (repeatable;
-                 default target/bench-refs/bin/python, made by scripts/reference/install.sh)
-  --bench NAME   only this criterion bench target (repeatable; default: all of them)
-  --no-server    skip the server load test
-  --out DIR      where benchmarks.md and its plots go (default docs)";
-
-/// What the command line asked for.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Options {
+/// Every criterion bench, the server under load and (--compare) the reference
+/// implementations: docs/benchmarks.md with plots (release build; not in ci).
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Shorter criterion runs (1 s warm-up, 3 s measurement) and load test.
+    #[arg(long)]
     quick: bool,
+    /// Also run the references (scripts/reference/bench.py) with each --python.
+    #[arg(long)]
     compare: bool,
+    /// A python that has some of the references installed (repeatable;
+    /// default target/bench-refs/bin/python, made by scripts/reference/install.sh).
+    #[arg(long = "python", value_name = "PATH")]
     pythons: Vec<PathBuf>,
+    /// Only this criterion bench target (repeatable; default: all of them).
+    #[arg(long = "bench", value_name = "NAME")]
     benches: Vec<String>,
-    server: bool,
-    out: PathBuf,
+    /// Skip the server load test.
+    #[arg(long)]
+    no_server: bool,
+    /// Where benchmarks.md and its plots go (default docs).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Options {
-            quick: false,
-            compare: false,
-            pythons: Vec::new(),
-            benches: Vec::new(),
-            server: true,
-            out: workspace_root().join("docs"),
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .cloned()
-                    .with_context(|| format!("{name} needs a value\n\n{USAGE}"))
-            };
-            match arg.as_str() {
-                "--quick" => options.quick = true,
-                "--compare" => options.compare = true,
-                "--no-server" => options.server = false,
-                "--python" => options.pythons.push(value("--python")?.into()),
-                "--bench" => options.benches.push(value("--bench")?),
-                "--out" => options.out = value("--out")?.into(),
-                "-h" | "--help" => return Ok(None),
-                other => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
+impl BenchArgs {
+    /// The pythons to run the references with: those given, else the one
+    /// scripts/reference/install.sh makes.
+    fn pythons(&self) -> Vec<PathBuf> {
+        if self.pythons.is_empty() {
+            vec![target_dir().join("bench-refs").join("bin").join("python")]
+        } else {
+            self.pythons.clone()
+        }
+    }
+
+    /// Where the report goes: `--out`, else the workspace's `docs/`.
+    fn out(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("docs"))
+    }
+
+    /// The command line that asked for this run, for the report.
+    fn command_line(&self) -> String {
+        let mut command = String::from("cargo xtask bench");
+        let mut push = |words: &[&str]| {
+            for word in words {
+                command.push(' ');
+                command.push_str(word);
             }
+        };
+        if self.quick {
+            push(&["--quick"]);
         }
-        if options.pythons.is_empty() {
-            options
-                .pythons
-                .push(target_dir().join("bench-refs").join("bin").join("python"));
+        if self.compare {
+            push(&["--compare"]);
         }
-        Ok(Some(options))
+        for python in &self.pythons {
+            push(&["--python", &python.to_string_lossy()]);
+        }
+        for bench in &self.benches {
+            push(&["--bench", bench]);
+        }
+        if self.no_server {
+            push(&["--no-server"]);
+        }
+        if let Some(out) = &self.out {
+            push(&["--out", &out.to_string_lossy()]);
+        }
+        command
     }
 }
 
@@ -100,35 +114,29 @@ pub(crate) struct Results {
     pub(crate) references: BTreeMap<String, Result<Value, String>>,
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub(crate) fn run(options: &BenchArgs) -> anyhow::Result<()> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    crate::fetch_models::run(&[])?;
+    crate::fetch_models::run(&crate::fetch_models::FetchModelsArgs::default())?;
     let mut results = Results {
-        context: machine_context(args),
+        context: machine_context(&options.command_line()),
         ..Results::default()
     };
-    results.extra = run_criterion(&options)?;
+    results.extra = run_criterion(options)?;
     results.criterion = criterion::read_results(&target_dir().join("criterion"), started)?;
     anyhow::ensure!(
         !results.criterion.is_empty(),
         "criterion wrote no results under {}",
         target_dir().join("criterion").display()
     );
-    if options.server {
-        let seconds = if options.quick { "5" } else { "15" };
-        crate::loadtest::run(&[
-            "--clients".into(),
-            "1,8".into(),
-            "--seconds".into(),
-            seconds.into(),
-            "--mode".into(),
-            "both".into(),
-        ])?;
+    if !options.no_server {
+        let seconds = if options.quick { 5 } else { 15 };
+        crate::loadtest::run(&crate::loadtest::LoadtestArgs {
+            clients: vec![1, 8],
+            duration: Duration::from_secs(seconds),
+            mode: crate::loadtest::Modes::Both,
+            ..crate::loadtest::LoadtestArgs::default()
+        })?;
         let path = target_dir().join("loadtest.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -137,20 +145,21 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         );
     }
     if options.compare {
-        results.references = references::run(&options.pythons);
+        results.references = references::run(&options.pythons());
     }
     results.context.insert(
         "duration",
         format!("{:.0} s", clock.elapsed().as_secs_f64()),
     );
 
-    let plots_dir = options.out.join("benchmarks");
+    let out = options.out();
+    let plots_dir = out.join("benchmarks");
     std::fs::create_dir_all(&plots_dir)
         .with_context(|| format!("creating {}", plots_dir.display()))?;
     let figures = figures::Figures::from(&results);
     let plots = plots::draw(&figures, &plots_dir)?;
-    let markdown = report::render(&results, &figures, &plots, &options.out);
-    let path = options.out.join("benchmarks.md");
+    let markdown = report::render(&results, &figures, &plots, &out);
+    let path = out.join("benchmarks.md");
     std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
     write_raw(&results, &plots_dir.join("results.json"))?;
     println!("\nbench: report in {}", path.display());
@@ -163,7 +172,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// Runs `cargo bench` over the bench targets (never the libraries' unit
 /// tests), echoing its output and collecting the `mdsa-bench {json}` lines
 /// benches print on stderr.
-fn run_criterion(options: &Options) -> anyhow::Result<BTreeMap<String, Value>> {
+fn run_criterion(options: &BenchArgs) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut command = cargo();
     command.args(["bench", "--locked", "--workspace"]);
     // `--bench '*'` is every bench target and nothing else (`--benches` would
@@ -205,7 +214,7 @@ fn parse_extra(line: &str) -> Option<(String, Value)> {
 }
 
 /// The machine as mdsa-hw sees it, and when and how the run was made.
-fn machine_context(args: &[String]) -> BTreeMap<&'static str, String> {
+fn machine_context(command: &str) -> BTreeMap<&'static str, String> {
     let hw = mdsa_hw::HardwareDetector::detect();
     let mut context = BTreeMap::new();
     context.insert(
@@ -242,12 +251,7 @@ fn machine_context(args: &[String]) -> BTreeMap<&'static str, String> {
     if let Some(commit) = git_commit() {
         context.insert("commit", commit);
     }
-    let mut command = String::from("cargo xtask bench");
-    for arg in args {
-        command.push(' ');
-        command.push_str(arg);
-    }
-    context.insert("command", command);
+    context.insert("command", command.to_owned());
     context
 }
 
@@ -306,30 +310,53 @@ fn write_raw(results: &Results, path: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        match crate::tests::parse(&[&["bench"], args].concat())?.task {
+            Some(crate::Task::Bench(args)) => Ok(args),
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
     #[test]
     fn parses_options_and_rejects_unknown_ones() -> anyhow::Result<()> {
-        let args: Vec<String> = [
+        let defaults = parse(&[])?;
+        assert_eq!(defaults, BenchArgs::default());
+        assert!(!defaults.quick && !defaults.no_server && !defaults.compare);
+        assert_eq!(
+            defaults.pythons(),
+            [target_dir().join("bench-refs/bin/python")]
+        );
+        assert_eq!(defaults.out(), workspace_root().join("docs"));
+        assert_eq!(defaults.command_line(), "cargo xtask bench");
+
+        let options = parse(&[
             "--quick",
             "--bench",
             "encoder",
             "--python",
             "/p",
             "--no-server",
-        ]
-        .map(String::from)
-        .to_vec();
-        let options = Options::parse(&args)?.context("not help")?;
-        assert!(options.quick && !options.server && !options.compare);
+            "--python=/q",
+            "--out",
+            "/tmp/report",
+        ])?;
+        assert!(options.quick && options.no_server && !options.compare);
         assert_eq!(options.benches, ["encoder"]);
-        assert_eq!(options.pythons, [PathBuf::from("/p")]);
-        let error = Options::parse(&["--fast".to_owned()])
-            .err()
-            .context("should fail")?;
-        assert!(error.to_string().contains("unknown argument \"--fast\""));
-        let error = Options::parse(&["--python".to_owned()])
-            .err()
-            .context("should fail")?;
-        assert!(error.to_string().contains("--python needs a value"));
+        assert_eq!(
+            options.pythons(),
+            [PathBuf::from("/p"), PathBuf::from("/q")]
+        );
+        assert_eq!(options.out(), PathBuf::from("/tmp/report"));
+        assert_eq!(
+            options.command_line(),
+            "cargo xtask bench --quick --python /p --python /q --bench encoder --no-server --out /tmp/report"
+        );
+        let error = parse(&["--fast"]).err().context("should fail")?;
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(error.to_string().contains("--fast"));
+        let error = parse(&["--python"]).err().context("should fail")?;
+        assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(error.to_string().contains("--python"));
         Ok(())
     }
 

@@ -6,26 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 
-pub(super) const USAGE: &str = "\
-usage: cargo xtask loadtest [--clients 1,8,64] [--seconds 20] [--mode route|chat|both]
-                            [--max-tokens 16] [--max-requests 100000] [--url http://127.0.0.1:PORT]
-
-Without --url, builds mdsa-cli (release), starts `mdsa serve --port 0` with a
-queue as large as the most clients (and --queue-timeout 240), loads it, and
-stops it with SIGTERM. With
---url, loads a server already running on this machine (loopback only; one
-server, not a load balancer, and no other traffic: the chat runs compare the
-answers with that server's own request count from /metrics).
-
-  --clients LIST      client threads per run, comma-separated (default 1,8,64)
-  --seconds S         how long each run sends requests (default 20)
-  --mode M            route (POST /v1/route), chat (POST /v1/chat/completions) or both (default)
-  --max-tokens N      max_tokens of each chat request (default 16)
-  --max-requests N    at most this many requests per run, all clients together (default 100000)
-  --url URL           a running server: http:// on 127.0.0.0/8, localhost or [::1]
-
-Writes target/loadtest.json; exits non-zero if any request errored or was lost.";
-
 /// What one run sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
@@ -44,25 +24,105 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Options {
-    pub(super) clients: Vec<usize>,
-    pub(super) duration: Duration,
-    pub(super) modes: Vec<Mode>,
-    pub(super) max_tokens: u32,
-    pub(super) max_requests: u64,
-    /// A running server's base URL (checked: loopback), without a trailing `/`.
-    pub(super) url: Option<String>,
+/// What `--mode` asks for: one mode, or both in turn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Modes {
+    /// POST /v1/route.
+    Route,
+    /// POST /v1/chat/completions.
+    Chat,
+    /// Route, then chat.
+    #[default]
+    Both,
 }
 
-impl Default for Options {
+impl Modes {
+    /// The runs' modes, in the order they run.
+    pub(super) fn modes(self) -> Vec<Mode> {
+        match self {
+            Modes::Route => vec![Mode::Route],
+            Modes::Chat => vec![Mode::Chat],
+            Modes::Both => vec![Mode::Route, Mode::Chat],
+        }
+    }
+}
+
+/// Concurrent clients against mdsa serve (release): throughput, latency, lost
+/// requests.
+///
+/// Without --url, builds mdsa-cli (release), starts `mdsa serve --port 0` with a
+/// queue as large as the most clients (and --queue-timeout 240), loads it, and
+/// stops it with SIGTERM. With --url, loads a server already running on this
+/// machine (loopback only; one server, not a load balancer, and no other
+/// traffic: the chat runs compare the answers with that server's own request
+/// count from /metrics).
+///
+/// Writes target/loadtest.json; exits non-zero if any request errored or was lost.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub(crate) struct LoadtestArgs {
+    /// Client threads per run, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = DEFAULT_CLIENTS,
+        value_parser = client_count,
+        allow_negative_numbers = true,
+        // `--clients 2 --clients 4` is [4], as any flag given twice.
+        action = clap::ArgAction::Set,
+    )]
+    pub(crate) clients: Vec<usize>,
+    /// How long each run sends requests, in seconds.
+    #[arg(
+        long = "seconds",
+        value_name = "S",
+        default_value = DEFAULT_SECONDS,
+        value_parser = seconds,
+        allow_negative_numbers = true,
+    )]
+    pub(crate) duration: Duration,
+    /// Route (POST /v1/route), chat (POST /v1/chat/completions) or both.
+    #[arg(long, value_name = "M", value_enum, default_value_t)]
+    pub(crate) mode: Modes,
+    /// max_tokens of each chat request.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_TOKENS,
+        value_parser = positive::<u32>,
+        allow_negative_numbers = true
+    )]
+    pub(crate) max_tokens: u32,
+    /// At most this many requests per run, all clients together.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_REQUESTS,
+        value_parser = positive::<u64>,
+        allow_negative_numbers = true
+    )]
+    pub(crate) max_requests: u64,
+    /// A running server: http:// on 127.0.0.0/8, localhost or [::1].
+    #[arg(long, value_name = "URL", value_parser = loopback_base_url)]
+    pub(crate) url: Option<String>,
+}
+
+// The defaults, as `--help` shows them; `Default` below writes the same values
+// (a test checks they agree).
+const DEFAULT_CLIENTS: &str = "1,8,64";
+const DEFAULT_SECONDS: &str = "20";
+const DEFAULT_MAX_TOKENS: u32 = 16;
+const DEFAULT_MAX_REQUESTS: u64 = 100_000;
+
+impl Default for LoadtestArgs {
+    /// What `cargo xtask loadtest` with no options runs.
     fn default() -> Self {
         Self {
             clients: vec![1, 8, 64],
             duration: Duration::from_secs(20),
-            modes: vec![Mode::Route, Mode::Chat],
-            max_tokens: 16,
-            max_requests: 100_000,
+            mode: Modes::Both,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            max_requests: DEFAULT_MAX_REQUESTS,
             url: None,
         }
     }
@@ -73,94 +133,40 @@ const MAX_CLIENTS: usize = 1024;
 /// Longest run, in seconds.
 const MAX_SECONDS: f64 = 3600.0;
 
-impl Options {
-    /// `None` for `--help`. Takes `--flag value` and `--flag=value`.
-    pub(super) fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Self::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            if matches!(flag, "-h" | "--help") {
-                return Ok(None);
-            }
-            let mut value = || -> anyhow::Result<String> {
-                match &inline {
-                    Some(v) => Ok(v.clone()),
-                    None => args
-                        .next()
-                        .cloned()
-                        .with_context(|| format!("{flag} needs a value")),
-                }
-            };
-            match flag {
-                "--clients" => options.clients = parse_clients(&value()?)?,
-                "--seconds" => options.duration = parse_seconds(&value()?)?,
-                "--mode" => options.modes = parse_mode(&value()?)?,
-                "--max-tokens" => {
-                    let v = value()?;
-                    options.max_tokens = positive(flag, &v)?;
-                }
-                "--max-requests" => {
-                    let v = value()?;
-                    options.max_requests = positive(flag, &v)?;
-                }
-                "--url" => options.url = Some(loopback_base_url(&value()?)?),
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-            }
-        }
-        Ok(Some(options))
-    }
-
+impl LoadtestArgs {
     /// The most clients of any run: the queue a spawned server needs.
     pub(super) fn max_clients(&self) -> usize {
         self.clients.iter().copied().max().unwrap_or(1)
     }
 }
 
+/// A number above 0 (a value parser).
 pub(super) fn positive<T: std::str::FromStr + PartialOrd + Default>(
-    flag: &str,
     text: &str,
-) -> anyhow::Result<T> {
+) -> Result<T, String> {
     match text.trim().parse::<T>() {
         Ok(n) if n > T::default() => Ok(n),
-        _ => bail!("{flag}: expected a number above 0, found {text:?}"),
+        _ => Err(format!("expected a number above 0, found {text:?}")),
     }
 }
 
-fn parse_clients(text: &str) -> anyhow::Result<Vec<usize>> {
-    let clients = text
-        .split(',')
-        .map(|part| {
-            let n: usize = positive("--clients", part)?;
-            ensure!(
-                n <= MAX_CLIENTS,
-                "--clients: at most {MAX_CLIENTS} per run, found {n}"
-            );
-            Ok(n)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(clients)
+/// One of `--clients`: from 1 to [`MAX_CLIENTS`].
+fn client_count(text: &str) -> Result<usize, String> {
+    let n: usize = positive(text)?;
+    if n > MAX_CLIENTS {
+        return Err(format!("at most {MAX_CLIENTS} per run, found {n}"));
+    }
+    Ok(n)
 }
 
-fn parse_seconds(text: &str) -> anyhow::Result<Duration> {
+/// `--seconds`: above 0 and at most [`MAX_SECONDS`].
+fn seconds(text: &str) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(s) if s > 0.0 && s <= MAX_SECONDS => Ok(Duration::from_secs_f64(s)),
-        _ => bail!(
-            "--seconds: expected a number of seconds above 0 and at most {MAX_SECONDS}, found {text:?}"
-        ),
+        _ => Err(format!(
+            "expected a number of seconds above 0 and at most {MAX_SECONDS}, found {text:?}"
+        )),
     }
-}
-
-fn parse_mode(text: &str) -> anyhow::Result<Vec<Mode>> {
-    Ok(match text {
-        "route" => vec![Mode::Route],
-        "chat" => vec![Mode::Chat],
-        "both" => vec![Mode::Route, Mode::Chat],
-        other => bail!("--mode: expected route, chat or both, found {other:?}"),
-    })
 }
 
 /// Where a URL points: a host as written and a port.
@@ -275,19 +281,23 @@ pub(super) fn ensure_resolves_to_loopback(url: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<Option<Options>> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Options::parse(&args)
+    fn parse(args: &[&str]) -> Result<LoadtestArgs, clap::Error> {
+        match crate::tests::parse(&[&["loadtest"], args].concat())?.task {
+            Some(crate::Task::Loadtest(args)) => Ok(args),
+            other => panic!("not loadtest: {other:?}"),
+        }
     }
 
     #[test]
     fn defaults_are_three_client_counts_two_modes_twenty_seconds() {
-        let options = parse(&[]).unwrap().unwrap();
-        assert_eq!(options, Options::default());
+        let options = parse(&[]).unwrap();
+        assert_eq!(options, LoadtestArgs::default());
         assert_eq!(options.clients, [1, 8, 64]);
-        assert_eq!(options.modes, [Mode::Route, Mode::Chat]);
+        assert_eq!(options.mode.modes(), [Mode::Route, Mode::Chat]);
         assert_eq!(options.duration, Duration::from_secs(20));
         assert_eq!(options.max_tokens, 16);
+        assert_eq!(options.max_requests, 100_000);
+        assert_eq!(options.url, None);
         assert_eq!(options.max_clients(), 64);
     }
 
@@ -304,19 +314,29 @@ mod tests {
             "50",
             "--url=http://127.0.0.1:8080/",
         ])
-        .unwrap()
         .unwrap();
         assert_eq!(options.clients, [2, 4]);
         assert_eq!(options.duration, Duration::from_millis(500));
-        assert_eq!(options.modes, [Mode::Chat]);
+        assert_eq!(options.mode.modes(), [Mode::Chat]);
         assert_eq!(options.max_tokens, 8);
         assert_eq!(options.max_requests, 50);
         assert_eq!(options.url.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(
-            parse(&["--mode", "route"]).unwrap().unwrap().modes,
+            parse(&["--mode", "route"]).unwrap().mode.modes(),
             [Mode::Route]
         );
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert_eq!(parse(&["--clients=3"]).unwrap().clients, [3]);
+        // Given twice, the last one counts.
+        assert_eq!(
+            parse(&["--clients", "2,4", "--clients", "16"])
+                .unwrap()
+                .clients,
+            [16]
+        );
+        assert_eq!(
+            parse(&["--help"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 
     #[test]
@@ -324,16 +344,24 @@ mod tests {
         for (args, needle) in [
             (&["--clients", "1,0"][..], "--clients"),
             (&["--clients", "1,,2"], "--clients"),
+            (&["--clients", "1,x"], "--clients"),
             (&["--clients", "5000"], "at most"),
+            (&["--clients", "-1"], "--clients"),
             (&["--seconds", "0"], "--seconds"),
+            (&["--seconds", "4000"], "at most 3600"),
             (&["--seconds", "abc"], "--seconds"),
-            (&["--mode", "stream"], "route, chat or both"),
+            (
+                &["--mode", "stream"],
+                "[possible values: route, chat, both]",
+            ),
             (&["--max-tokens", "-3"], "--max-tokens"),
+            (&["--max-tokens", "0"], "--max-tokens"),
             (&["--max-requests", "0"], "--max-requests"),
-            (&["--clients"], "needs a value"),
-            (&["--verbose"], "unknown argument"),
+            (&["--url", "http://10.0.0.1:8080"], "not on this machine"),
+            (&["--clients"], "a value is required for '--clients <LIST>'"),
+            (&["--verbose"], "unexpected argument '--verbose'"),
         ] {
-            let error = format!("{:#}", parse(args).unwrap_err());
+            let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(needle), "{args:?}: {error}");
         }
     }

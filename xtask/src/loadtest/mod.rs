@@ -20,7 +20,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::cmd::{cargo, step, target_dir, workspace_root};
-use args::{Mode, Options, USAGE};
+use args::Mode;
+pub(crate) use args::{LoadtestArgs, Modes};
 use client::Load;
 use server::ServerProcess;
 use stats::Summary;
@@ -49,11 +50,7 @@ impl Run {
     }
 }
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub(crate) fn run(options: &LoadtestArgs) -> anyhow::Result<()> {
     let queries = client::read_queries(&workspace_root().join(QUERIES))?;
     let agent = client::agent();
     let (url, server) = match &options.url {
@@ -62,7 +59,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             (url.clone(), None)
         }
         None => {
-            let server = start_server(&options, &agent)?;
+            let server = start_server(options, &agent)?;
             (server.url.clone(), Some(server))
         }
     };
@@ -73,14 +70,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         options.clients,
         options.duration.as_secs_f64(),
         options
-            .modes
+            .mode
+            .modes()
             .iter()
             .map(|m| m.name())
             .collect::<Vec<_>>()
             .join(", "),
         queries.len()
     );
-    let measured = measure(&options, &url, &queries, &agent);
+    let measured = measure(options, &url, &queries, &agent);
     let stopped = server.map(ServerProcess::stop).transpose();
 
     let runs = measured?;
@@ -98,7 +96,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         Err(error) => problems.push(format!("{error:#}")),
     }
     let path = target_dir().join("loadtest.json");
-    write_json(&path, &options, &url, &runs, &problems)?;
+    write_json(&path, options, &url, &runs, &problems)?;
     println!("\nloadtest: figures in {}", path.display());
     if !problems.is_empty() {
         anyhow::bail!("loadtest failed: {}", problems.join("; "));
@@ -108,8 +106,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Fetches the models, builds the release CLI and starts `mdsa serve`.
-fn start_server(options: &Options, agent: &ureq::Agent) -> anyhow::Result<ServerProcess> {
-    crate::fetch_models::run(&[])?;
+fn start_server(options: &LoadtestArgs, agent: &ureq::Agent) -> anyhow::Result<ServerProcess> {
+    crate::fetch_models::run(&crate::fetch_models::FetchModelsArgs::default())?;
     let mut build = cargo();
     build.args(["build", "--release", "--package", "mdsa-cli"]);
     step("build", build)?;
@@ -136,13 +134,13 @@ fn start_server(options: &Options, agent: &ureq::Agent) -> anyhow::Result<Server
 }
 
 fn measure(
-    options: &Options,
+    options: &LoadtestArgs,
     url: &str,
     queries: &[String],
     agent: &ureq::Agent,
 ) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
-    for &mode in &options.modes {
+    for mode in options.mode.modes() {
         let load = Load {
             url,
             mode,
@@ -280,7 +278,7 @@ fn print_table(runs: &[Run]) {
 
 fn write_json(
     path: &std::path::Path,
-    options: &Options,
+    options: &LoadtestArgs,
     url: &str,
     runs: &[Run],
     problems: &[String],

@@ -29,75 +29,70 @@ use super::stats::{Outcome, Summary};
 use crate::cmd::target_dir;
 use crate::cmd::{cargo, step, workspace_root};
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask soak [--minutes 10] [--clients 2] [--max-tokens 16] [--rss-growth-mib 128] [--release]
-
-Starts `mdsa serve` (dev build; --release for the release build) with two
-generators and a budget for one, sends chat requests from
-data/routing/eval.jsonl in random order from CLIENTS threads for MINUTES, and
-samples the server's RSS every 5 s. Prints first/last/max RSS, the slope, the
-counts and evictions; writes target/soak.json. Fails if any request got
-neither an answer nor a clear error, or if RSS grew more than
---rss-growth-mib after the first minute (or the first fifth of the run).";
-
 /// How often RSS is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, PartialEq)]
-struct Options {
+/// mdsa serve for N minutes with a budget that forces constant eviction: RSS
+/// first/last/max and slope, counts, evictions (not in ci).
+///
+/// Starts `mdsa serve` (dev build; --release for the release build) with two
+/// generators and a budget for one, sends chat requests from
+/// data/routing/eval.jsonl in random order from CLIENTS threads for MINUTES, and
+/// samples the server's RSS every 5 s. Prints first/last/max RSS, the slope, the
+/// counts and evictions; writes target/soak.json. Fails if any request got
+/// neither an answer nor a clear error, or if RSS grew more than
+/// --rss-growth-mib after the first minute (or the first fifth of the run).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub(crate) struct SoakArgs {
+    /// How long the chat traffic lasts, in minutes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10.0,
+        value_parser = positive::<f64>,
+        allow_negative_numbers = true
+    )]
     minutes: f64,
+    /// Client threads sending chat requests.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2,
+        value_parser = positive::<usize>,
+        allow_negative_numbers = true
+    )]
     clients: usize,
+    /// max_tokens of each chat request.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        value_parser = positive::<u32>,
+        allow_negative_numbers = true
+    )]
     max_tokens: u32,
+    /// Most RSS growth, in MiB, allowed after the warm-up.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 128.0,
+        value_parser = positive::<f64>,
+        allow_negative_numbers = true
+    )]
     rss_growth_mib: f64,
+    /// Build and run the release build (default: the dev build).
+    #[arg(long)]
     release: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Self {
-            minutes: 10.0,
-            clients: 2,
-            max_tokens: 16,
-            rss_growth_mib: 128.0,
-            release: false,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .with_context(|| format!("{name} needs a value\n\n{USAGE}"))
-            };
-            match arg.as_str() {
-                "--minutes" => options.minutes = positive("--minutes", value("--minutes")?)?,
-                "--clients" => options.clients = positive("--clients", value("--clients")?)?,
-                "--max-tokens" => {
-                    options.max_tokens = positive("--max-tokens", value("--max-tokens")?)?;
-                }
-                "--rss-growth-mib" => {
-                    options.rss_growth_mib =
-                        positive("--rss-growth-mib", value("--rss-growth-mib")?)?;
-                }
-                "--release" => options.release = true,
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument {other:?}\n\n{USAGE}"),
-            }
-        }
-        Ok(Some(options))
-    }
 }
 
 /// One RSS sample: seconds since the load started, bytes.
 type RssSample = (f64, u64);
 
-pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub(crate) fn run(options: &SoakArgs) -> anyhow::Result<()> {
     let mut queries = client::read_queries(&workspace_root().join(QUERIES))?;
     shuffle(&mut queries);
     let agent = client::agent();
-    let server = start_server(&options)?;
+    let server = start_server(options)?;
     server.wait_ready(&agent)?;
     let pid = server.pid().context("the server's pid")?;
     let url = server.url.clone();
@@ -207,8 +202,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Builds the CLI, writes the configuration and starts `mdsa serve`.
-fn start_server(options: &Options) -> anyhow::Result<ServerProcess> {
-    crate::fetch_models::run(&[])?;
+fn start_server(options: &SoakArgs) -> anyhow::Result<ServerProcess> {
+    crate::fetch_models::run(&crate::fetch_models::FetchModelsArgs::default())?;
     let mut build = cargo();
     build.args(["build", "--package", "mdsa-cli"]);
     if options.release {
@@ -427,19 +422,52 @@ mod tests {
         assert!(figures.max >= figures.last);
     }
 
+    fn parse(args: &str) -> Result<SoakArgs, clap::Error> {
+        let args: Vec<&str> = std::iter::once("soak")
+            .chain(args.split_whitespace())
+            .collect();
+        match crate::tests::parse(&args)?.task {
+            Some(crate::Task::Soak(args)) => Ok(args),
+            other => panic!("not soak: {other:?}"),
+        }
+    }
+
     #[test]
     fn options_parse_and_reject_nonsense() {
-        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-        let options = Options::parse(&args("--minutes 3 --clients 4 --release"))
-            .unwrap()
-            .unwrap();
+        let defaults = parse("").unwrap();
+        assert_eq!(
+            defaults,
+            SoakArgs {
+                minutes: 10.0,
+                clients: 2,
+                max_tokens: 16,
+                rss_growth_mib: 128.0,
+                release: false,
+            }
+        );
+        let options = parse("--minutes 3 --clients 4 --release").unwrap();
         assert_eq!(options.minutes, 3.0);
         assert_eq!(options.clients, 4);
         assert!(options.release);
-        assert!(Options::parse(&args("--minutes 0")).is_err());
-        assert!(Options::parse(&args("--minutes")).is_err());
-        assert!(Options::parse(&args("--colour red")).is_err());
-        assert_eq!(Options::parse(&args("--help")).unwrap(), None);
+        let options = parse("--minutes 0.5 --max-tokens 8 --rss-growth-mib 64").unwrap();
+        assert_eq!(options.minutes, 0.5);
+        assert_eq!(options.max_tokens, 8);
+        assert_eq!(options.rss_growth_mib, 64.0);
+        for args in [
+            "--minutes 0",
+            "--minutes -1",
+            "--minutes",
+            "--clients 0",
+            "--max-tokens x",
+            "--rss-growth-mib NaN",
+            "--colour red",
+        ] {
+            assert!(parse(args).is_err(), "{args} was accepted");
+        }
+        assert_eq!(
+            parse("--help").unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 
     #[test]

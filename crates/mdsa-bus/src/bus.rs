@@ -171,18 +171,53 @@ impl<T> Slot<T> {
 
 type Slots<T> = Arc<Vec<Arc<Slot<T>>>>;
 
+type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
+type Observers<T> = Arc<Vec<(SubscriberId, Callback<T>)>>;
+
 /// All subscribers of one message kind.
 pub(crate) struct Topic<T> {
     /// Copy-on-write list: publishers clone the `Arc` and send with no lock held, because a
     /// `Block` send may wait for a long time.
     slots: RwLock<Slots<T>>,
+    /// Synchronous observers, called on the publisher's thread before it returns.
+    observers: RwLock<Observers<T>>,
 }
 
 impl<T> Topic<T> {
     fn new() -> Self {
         Self {
             slots: RwLock::new(Arc::new(Vec::new())),
+            observers: RwLock::new(Arc::new(Vec::new())),
         }
+    }
+
+    fn observer_snapshot(&self) -> Observers<T> {
+        Arc::clone(
+            &self
+                .observers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn add_observer(&self, id: SubscriberId, callback: Callback<T>) {
+        let mut guard = self
+            .observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = Vec::with_capacity(guard.len() + 1);
+        next.extend(guard.iter().cloned());
+        next.push((id, callback));
+        *guard = Arc::new(next);
+    }
+
+    fn remove_observer(&self, id: SubscriberId) {
+        let mut guard = self
+            .observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next: Vec<_> = guard.iter().filter(|(i, _)| *i != id).cloned().collect();
+        *guard = Arc::new(next);
     }
 
     fn snapshot(&self) -> Slots<T> {
@@ -194,6 +229,11 @@ impl<T> Topic<T> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+            + self
+                .observers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
     }
 
     fn add(&self, slot: Arc<Slot<T>>) {
@@ -246,8 +286,13 @@ impl<T: Message> Topic<T> {
     }
 
     pub(crate) fn publish(&self, msg: T) -> Result<usize, BusError> {
+        // Observers first, by reference: what they count is exact when `publish` returns.
+        let observers = self.observer_snapshot();
+        for (_, observe) in observers.iter() {
+            observe(&msg);
+        }
         let slots = self.snapshot();
-        let mut delivered = 0;
+        let mut delivered = observers.len();
         let mut first_full = None;
         let mut skipped = 0;
         let mut gone = Vec::new();
@@ -401,6 +446,38 @@ impl<T> fmt::Debug for Subscription<T> {
     }
 }
 
+/// A synchronous observer of message kind `T`, made by [`Bus::observe`]; dropping it
+/// stops the calls.
+#[must_use = "dropping an Observer unregisters it"]
+pub struct Observer<T> {
+    id: SubscriberId,
+    topic: Weak<Topic<T>>,
+}
+
+impl<T> Observer<T> {
+    /// The observer's id (shared with subscriptions' id space).
+    pub fn id(&self) -> SubscriberId {
+        self.id
+    }
+}
+
+impl<T> Drop for Observer<T> {
+    fn drop(&mut self) {
+        if let Some(topic) = self.topic.upgrade() {
+            topic.remove_observer(self.id);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Observer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observer")
+            .field("kind", &type_name::<T>())
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
 /// Blocking iterator returned by [`Subscription::iter`].
 #[derive(Debug)]
 pub struct Iter<'a, T> {
@@ -546,6 +623,26 @@ impl Bus {
         self.topic::<T>().subscribe(opts, Some(Box::new(filter)))
     }
 
+    /// Calls `callback` with every message of kind `T` published from now on, on the
+    /// publisher's thread, before `publish` returns and before any queued subscriber
+    /// sees it. For consumers whose numbers must be exact when the publisher moves on
+    /// (counters, metrics, a request log): no queue, no thread, no message lost or late.
+    /// Keep the callback short and never publish the same kind from inside it.
+    /// Dropping the returned [`Observer`] unregisters it.
+    pub fn observe<T, F>(&self, callback: F) -> Observer<T>
+    where
+        T: Message,
+        F: Fn(&T) + Send + Sync + 'static,
+    {
+        let topic = self.topic::<T>();
+        let id = SubscriberId::next();
+        topic.add_observer(id, Arc::new(callback));
+        Observer {
+            id,
+            topic: Arc::downgrade(&topic),
+        }
+    }
+
     /// A publishing handle for kind `T` that skips the type lookup on every message.
     #[must_use]
     pub fn publisher<T: Message>(&self) -> Publisher<T> {
@@ -566,7 +663,7 @@ impl Bus {
         }
     }
 
-    /// Current number of subscribers of kind `T`.
+    /// Current number of subscribers (queued and observers) of kind `T`.
     #[must_use]
     pub fn subscriber_count<T: Message>(&self) -> usize {
         self.existing_topic::<T>().map_or(0, |t| t.len())
@@ -594,6 +691,25 @@ mod tests {
         }
         assert_eq!(sub.dropped(), 4);
         assert_eq!(sub.try_recv(), Ok(4));
+    }
+
+    #[test]
+    fn observers_see_every_message_before_publish_returns() {
+        let bus = Bus::new();
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        let observer = bus.observe(move |n: &u64| {
+            counter.fetch_add(*n, Ordering::Relaxed);
+        });
+        let sub = bus.subscribe::<u64>(SubscribeOptions::default());
+        assert_eq!(bus.publish(2u64), Ok(2));
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        assert_eq!(sub.try_recv(), Ok(2));
+        assert_eq!(bus.subscriber_count::<u64>(), 2);
+        drop(observer);
+        assert_eq!(bus.publish(3u64), Ok(1));
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        assert_eq!(bus.subscriber_count::<u64>(), 1);
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //! - **Dropping a [`Subscription`] unsubscribes**, and wakes a publisher blocked on it. A
 //!   publisher that finds a subscriber gone removes it too. When every [`Bus`] clone and
 //!   [`Publisher`] is dropped, subscribers see [`RecvError::Closed`].
+//! - **Synchronous observers for what must be exact** ([`Bus::observe`]): a callback
+//!   run on the publisher's thread before `publish` returns. Metrics, counters and the
+//!   request log observe events this way, so the numbers a caller reads right after a
+//!   request are complete, with no queue or thread in between; tools that only watch
+//!   (a live view, a trace) subscribe with a queue.
 //! - **Request/reply is publish/subscribe** of a [`Request<Q, A>`] carrying a private
 //!   one-slot reply channel and a [`CorrelationId`]: responders are ordinary subscribers,
 //!   and a reply cannot reach the wrong caller. See [`Bus::request`] and [`Bus::serve`].
@@ -73,8 +78,8 @@ mod request;
 mod workflow;
 
 pub use bus::{
-    Bus, Iter, Message, OverflowPolicy, Publisher, SubscribeOptions, SubscriberId, Subscription,
-    TryIter,
+    Bus, Iter, Message, Observer, OverflowPolicy, Publisher, SubscribeOptions, SubscriberId,
+    Subscription, TryIter,
 };
 pub use error::{BusError, RecvError, WorkflowError};
 pub use request::{CorrelationId, PendingReply, Request, ResponderHandle};

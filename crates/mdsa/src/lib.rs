@@ -29,11 +29,13 @@ pub mod config;
 mod error;
 mod orchestrator;
 mod response;
+mod telemetry;
 
 pub use config::SystemConfig;
 pub use error::MdsaError;
 pub use orchestrator::{DIRECT_DOMAIN, Mdsa, MdsaBuilder, QueryOptions, new_request_id};
 pub use response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
+pub use telemetry::RequestEvent;
 
 pub use mdsa_bus as bus;
 pub use mdsa_domains as domains;

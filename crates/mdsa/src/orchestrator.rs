@@ -12,9 +12,6 @@ use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, 
 use mdsa_engine::{ChatMessage, ModelBackend};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
 use mdsa_models::{manager::ManagerConfig, manager::ModelHandle, manager::ModelManager};
-use mdsa_monitor::prometheus_client;
-use mdsa_monitor::prometheus_client::metrics::family::Family;
-use mdsa_monitor::prometheus_client::metrics::histogram::Histogram;
 use mdsa_monitor::{
     LatencyBreakdown, LoggerConfig, MetricsCollector, RequestLogger, RequestRecord, RequestStatus,
     SinkConfig,
@@ -23,6 +20,7 @@ use mdsa_monitor::{
 use crate::config::SystemConfig;
 use crate::error::MdsaError;
 use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
+use crate::telemetry::{RequestEvent, Telemetry};
 
 /// Per-request choices that override the configuration.
 #[derive(Debug, Clone, Default)]
@@ -97,13 +95,12 @@ struct Inner {
     manager: ModelManager,
     domains: RwLock<Arc<DomainSet>>,
     bus: Bus,
-    logger: RequestLogger,
+    logger: Arc<RequestLogger>,
     metrics: MetricsCollector,
     executor: DomainExecutor,
     // Keeps the router's encoder counted as in use by the manager.
     _encoder: ModelHandle,
-    log_failures: LogFailures,
-    routing_confidence: RoutingConfidence,
+    telemetry: Telemetry,
 }
 
 /// Answers every query with the right specialist. Cheap to clone and share
@@ -206,8 +203,7 @@ impl MdsaBuilder {
             .map(Duration::from_secs_f64);
         let mut builder = ModelManager::builder(registry)
             .config(manager_config)
-            .bus(bus.clone())
-            .metrics(metrics.clone());
+            .bus(bus.clone());
         for backend in self.backends {
             builder = builder.backend(backend);
         }
@@ -253,21 +249,9 @@ impl MdsaBuilder {
             }
             logger_config.sink = Some(SinkConfig::new(file));
         }
-        let logger = RequestLogger::new(logger_config);
-        let log_failures = LogFailures::default();
-        metrics.register(
-            "request_log_write_errors",
-            "Requests whose record could not be written to the log file (they stay in memory)",
-            log_failures.count.clone(),
-        );
+        let logger = Arc::new(RequestLogger::new(logger_config));
 
-        let routing_confidence = RoutingConfidence::default();
-        metrics.register(
-            "routing_confidence",
-            "The router's confidence in the domain it chose (domain=\"none\": abstained)",
-            routing_confidence.family.clone(),
-        );
-
+        let telemetry = Telemetry::wire(&bus, &metrics, Arc::clone(&logger));
         Ok(Mdsa {
             inner: Arc::new(Inner {
                 config,
@@ -281,8 +265,7 @@ impl MdsaBuilder {
                 metrics,
                 executor: DomainExecutor::new(),
                 _encoder: encoder,
-                log_failures,
-                routing_confidence,
+                telemetry,
             }),
         })
     }
@@ -414,7 +397,7 @@ impl Mdsa {
 
     /// The last error writing the request log file, if any write failed.
     pub fn last_log_error(&self) -> Option<String> {
-        self.inner.log_failures.last()
+        self.inner.telemetry.last_log_error()
     }
 
     fn domain_set(&self) -> Arc<DomainSet> {
@@ -541,12 +524,12 @@ impl Mdsa {
                 }
             }
         }
-        self.inner.metrics.record_request(&record);
-        // A log file that cannot be written must not lose the answer: the
-        // record is still in memory, and the failure is counted and kept.
-        if let Err(error) = self.inner.logger.log(record) {
-            self.inner.log_failures.record(&error);
-        }
+        // Metrics and the log observe this (see `telemetry`): they are complete
+        // when this returns.
+        let _ = self
+            .inner
+            .bus
+            .publish(RequestEvent::Finished(Arc::new(record)));
         result.map(|mut response| {
             response.timings.total = total;
             response
@@ -578,11 +561,11 @@ impl Mdsa {
             }
             (None, None) => {
                 let decision = set.router.route(query)?;
-                let label = decision.domain.as_deref();
-                self.inner.routing_confidence.observe(
-                    label.unwrap_or(mdsa_monitor::NONE_LABEL),
-                    decision.confidence,
-                );
+                let _ = self.inner.bus.publish(RequestEvent::Routed {
+                    request_id: workflow.request_id().to_string(),
+                    domain: decision.domain.clone(),
+                    confidence: decision.confidence,
+                });
                 decision
             }
         };
@@ -738,25 +721,6 @@ impl Mdsa {
     }
 }
 
-/// Failed writes to the request log file: counted (in the Prometheus text) and
-/// the last one kept for the caller to show.
-#[derive(Default)]
-struct LogFailures {
-    count: prometheus_client::metrics::counter::Counter,
-    last: std::sync::Mutex<Option<String>>,
-}
-
-impl LogFailures {
-    fn record(&self, error: &mdsa_monitor::MonitorError) {
-        self.count.inc();
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
-    }
-
-    fn last(&self) -> Option<String> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
 /// The domain label of requests that name a model instead of a domain
 /// (see [`QueryOptions::model`]).
 pub const DIRECT_DOMAIN: &str = "direct";
@@ -767,30 +731,6 @@ fn direct_domain() -> DomainConfig {
     let mut domain = DomainConfig::new(DIRECT_DOMAIN, "the model named by the request");
     domain.retry.retries = 0;
     domain
-}
-
-/// The router's confidence per routed request, by domain: where the
-/// abstention thresholds sit against real traffic.
-struct RoutingConfidence {
-    family: Family<[(&'static str, String); 1], Histogram>,
-}
-
-impl Default for RoutingConfidence {
-    fn default() -> Self {
-        Self {
-            family: Family::new_with_constructor(|| {
-                Histogram::new([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99])
-            }),
-        }
-    }
-}
-
-impl RoutingConfidence {
-    fn observe(&self, domain: &str, confidence: f32) {
-        self.family
-            .get_or_create(&[("domain", domain.to_string())])
-            .observe(f64::from(confidence));
-    }
 }
 
 /// Moves the workflow on; the orchestrator only takes legal steps, so a

@@ -36,6 +36,8 @@ pub enum ModelEvent {
     Miss {
         /// The model.
         id: String,
+        /// Whether it joined a load another caller had started.
+        joined: bool,
     },
     /// A load started.
     LoadStarted {

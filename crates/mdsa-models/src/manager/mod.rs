@@ -20,6 +20,7 @@
 mod backend;
 mod error;
 mod events;
+mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -32,6 +33,9 @@ use std::time::{Duration, Instant};
 pub use backend::LocalBackend;
 pub use error::{ManagerError, NoRoom};
 pub use events::{EvictReason, ModelEvent};
+pub use stats::ManagerStats;
+
+use stats::EventSink;
 
 use mdsa_engine::{
     Embedder, LOCAL_BACKEND, LoadedEngine, ModelBackend, ModelError, ModelRegistry, ModelSpec,
@@ -90,26 +94,6 @@ impl ManagerConfig {
         self.budgets.insert(device.into(), bytes);
         self
     }
-}
-
-/// Counters since the manager was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ManagerStats {
-    /// `get` calls that found the model resident.
-    pub hits: u64,
-    /// `get` calls that did not (each starts a load or joins one);
-    /// `hits + misses` is the number of `get` calls for registered models.
-    pub misses: u64,
-    /// Misses that joined a load another caller had started.
-    pub coalesced: u64,
-    /// Loads started.
-    pub loads: u64,
-    /// Loads (or room-making for them) that failed.
-    pub failures: u64,
-    /// Models evicted (budget, count or idle TTL).
-    pub evictions: u64,
-    /// Models unloaded on request.
-    pub unloads: u64,
 }
 
 /// One resident model, as [`ModelManager::resident`] lists it.
@@ -296,17 +280,6 @@ struct State {
     measured: HashMap<String, u64>,
 }
 
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    coalesced: AtomicU64,
-    loads: AtomicU64,
-    failures: AtomicU64,
-    evictions: AtomicU64,
-    unloads: AtomicU64,
-}
-
 struct Shared {
     registry: RwLock<ModelRegistry>,
     backends: RwLock<HashMap<String, Arc<dyn ModelBackend>>>,
@@ -314,9 +287,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when a handle is released or a reservation is given back.
     released: Condvar,
-    counters: Counters,
-    bus: Option<mdsa_bus::Bus>,
-    metrics: Option<mdsa_monitor::MetricsCollector>,
+    /// Where every [`ModelEvent`] goes: the manager's own counters and the bus.
+    events: EventSink,
     epoch: Instant,
     use_seq: AtomicU64,
 }
@@ -342,7 +314,6 @@ pub struct ManagerBuilder {
     config: ManagerConfig,
     backends: Vec<Arc<dyn ModelBackend>>,
     bus: Option<mdsa_bus::Bus>,
-    metrics: Option<mdsa_monitor::MetricsCollector>,
 }
 
 impl ManagerBuilder {
@@ -358,16 +329,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// Publishes a [`ModelEvent`] on `bus` for everything the manager does.
+    /// Publishes a [`ModelEvent`] on `bus` for everything the manager does; metrics and
+    /// anything else that counts observe it there ([`mdsa_bus::Bus::observe`]).
     pub fn bus(mut self, bus: mdsa_bus::Bus) -> Self {
         self.bus = Some(bus);
-        self
-    }
-
-    /// Counts loads, hits, misses, evictions, failures and resident bytes in
-    /// `metrics` (see [`mdsa_monitor::ModelMetrics`]).
-    pub fn metrics(mut self, metrics: mdsa_monitor::MetricsCollector) -> Self {
-        self.metrics = Some(metrics);
         self
     }
 
@@ -392,9 +357,7 @@ impl ManagerBuilder {
                 ..State::default()
             }),
             released: Condvar::new(),
-            counters: Counters::default(),
-            bus: self.bus,
-            metrics: self.metrics,
+            events: EventSink::new(self.bus.unwrap_or_default()),
             epoch: Instant::now(),
             use_seq: AtomicU64::new(0),
             config: self.config,
@@ -420,7 +383,6 @@ impl ModelManager {
             config: ManagerConfig::default(),
             backends: Vec::new(),
             bus: None,
-            metrics: None,
         }
     }
 
@@ -514,14 +476,10 @@ impl ModelManager {
                 state.slots.remove(id);
                 self.shared.released.notify_all();
                 drop(state);
-                self.shared.counters.unloads.fetch_add(1, Ordering::Relaxed);
-                self.shared.publish(ModelEvent::Unloaded {
+                self.shared.events.emit(ModelEvent::Unloaded {
                     id: id.into(),
                     bytes,
                 });
-                if let Some(m) = &self.shared.metrics {
-                    m.model_metrics().record_unload(id);
-                }
                 Ok(true)
             }
         }
@@ -586,17 +544,7 @@ impl ModelManager {
 
     /// Counters since creation.
     pub fn stats(&self) -> ManagerStats {
-        let c = &self.shared.counters;
-        let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ManagerStats {
-            hits: read(&c.hits),
-            misses: read(&c.misses),
-            coalesced: read(&c.coalesced),
-            loads: read(&c.loads),
-            failures: read(&c.failures),
-            evictions: read(&c.evictions),
-            unloads: read(&c.unloads),
-        }
+        self.shared.events.stats()
     }
 }
 
@@ -652,13 +600,6 @@ impl Shared {
             .ok_or_else(|| ManagerError::UnknownModel { id: id.into() })
     }
 
-    fn publish(&self, event: ModelEvent) {
-        if let Some(bus) = &self.bus {
-            // No subscriber is not an error: events are for whoever listens.
-            let _ = bus.publish(event);
-        }
-    }
-
     fn handle(self: &Arc<Self>, resident: Arc<Resident>) -> ModelHandle {
         ModelHandle {
             lease: Arc::new(Lease {
@@ -677,11 +618,7 @@ impl Shared {
                 self.touch(r);
                 let r = Arc::clone(r);
                 drop(state);
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                self.publish(ModelEvent::Hit { id: id.into() });
-                if let Some(m) = &self.metrics {
-                    m.model_metrics().record_hit(id);
-                }
+                self.events.emit(ModelEvent::Hit { id: id.into() });
                 return Ok(self.handle(r));
             }
             Some(Slot::Loading { cell, waiters, .. }) => {
@@ -690,8 +627,10 @@ impl Shared {
                 *waiters += 1;
                 let cell = Arc::clone(cell);
                 drop(state);
-                self.count_miss(id);
-                self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                self.events.emit(ModelEvent::Miss {
+                    id: id.into(),
+                    joined: true,
+                });
                 return cell.wait().map(|r| self.handle(r));
             }
             None => {}
@@ -708,7 +647,10 @@ impl Shared {
             },
         );
         drop(state);
-        self.count_miss(id);
+        self.events.emit(ModelEvent::Miss {
+            id: id.into(),
+            joined: false,
+        });
         let result = self.load_into_slot(&spec);
         if let Err(error) = &result {
             let mut state = self.lock();
@@ -719,25 +661,13 @@ impl Shared {
             // A reservation was given back: someone waiting for room may fit now.
             self.released.notify_all();
             drop(state);
-            self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            self.publish(ModelEvent::LoadFailed {
+            self.events.emit(ModelEvent::LoadFailed {
                 id: id.into(),
                 error: error.to_string(),
             });
-            if let Some(m) = &self.metrics {
-                m.model_metrics().record_failure(id);
-            }
         }
         cell.finish(result.clone());
         result.map(|r| self.handle(r))
-    }
-
-    fn count_miss(&self, id: &str) {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        self.publish(ModelEvent::Miss { id: id.into() });
-        if let Some(m) = &self.metrics {
-            m.model_metrics().record_miss(id);
-        }
     }
 
     /// Reserves room, loads without the lock, and commits the model to its slot
@@ -783,12 +713,11 @@ impl Shared {
             *admitted = true;
         }
         drop(state);
-        self.publish(ModelEvent::LoadStarted {
+        self.events.emit(ModelEvent::LoadStarted {
             id: id.into(),
             device: plan.device.clone(),
             reserved_bytes: reserve,
         });
-        self.counters.loads.fetch_add(1, Ordering::Relaxed);
 
         let started = Instant::now();
         // A panicking backend must not leave waiters blocked on a load that
@@ -837,17 +766,13 @@ impl Shared {
             .slots
             .insert(id.to_string(), Slot::Resident(Arc::clone(&resident)));
         drop(state);
-        self.publish(ModelEvent::Loaded {
+        self.events.emit(ModelEvent::Loaded {
             id: id.into(),
             device: resident.device.clone(),
             weight_bytes: resident.weight_bytes,
             kv_bytes: resident.kv_bytes,
             duration,
         });
-        if let Some(m) = &self.metrics {
-            m.model_metrics()
-                .record_load(id, &resident.device, duration, resident.bytes());
-        }
         Ok(resident)
     }
 
@@ -996,16 +921,12 @@ impl Shared {
     }
 
     fn evicted(&self, r: &Resident, reason: EvictReason) {
-        self.counters.evictions.fetch_add(1, Ordering::Relaxed);
-        self.publish(ModelEvent::Evicted {
+        self.events.emit(ModelEvent::Evicted {
             id: r.spec.id.clone(),
             device: r.device.clone(),
             bytes: r.bytes(),
             reason,
         });
-        if let Some(m) = &self.metrics {
-            m.model_metrics().record_eviction(&r.spec.id);
-        }
     }
 
     fn sweep_idle(&self) -> Vec<String> {

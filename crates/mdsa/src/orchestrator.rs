@@ -1,26 +1,28 @@
 //! The orchestrator: route, load, execute, validate, log — one request at a
 //! time per call, any number of calls at once.
+//!
+//! This file builds an [`Mdsa`] and holds what requests share (models, domains,
+//! router, bus); `pipeline` is one request's path through the stages.
+
+mod pipeline;
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mdsa_bus::{Bus, RequestState, Workflow};
-use mdsa_domains::executor::{DomainExecutor, ExecutionEvent};
+use mdsa_domains::executor::DomainExecutor;
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
 use mdsa_engine::{ChatMessage, ModelBackend};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
 use mdsa_models::{manager::ManagerConfig, manager::ModelHandle, manager::ModelManager};
-use mdsa_monitor::{
-    LatencyBreakdown, LoggerConfig, MetricsCollector, RequestLogger, RequestRecord, RequestStatus,
-    SinkConfig,
-};
+use mdsa_monitor::{LoggerConfig, MetricsCollector, RequestLogger, SinkConfig};
 
 use crate::config::SystemConfig;
 use crate::error::MdsaError;
-use crate::response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
-use crate::telemetry::{RequestEvent, Telemetry};
+use crate::response::{QueryEvent, QueryResponse};
+use crate::telemetry::Telemetry;
 
 /// Per-request choices that override the configuration.
 #[derive(Debug, Clone, Default)]
@@ -488,236 +490,7 @@ impl Mdsa {
         options: &QueryOptions,
         on_event: &mut dyn FnMut(QueryEvent) -> ControlFlow<()>,
     ) -> Result<QueryResponse, MdsaError> {
-        let request_id = options.request_id.clone().unwrap_or_else(new_request_id);
-        let started = Instant::now();
-        let mut workflow = Workflow::with_bus(&request_id, &self.inner.bus);
-        let mut record = RequestRecord::new(&request_id, query);
-        let result = self.run(
-            query,
-            options,
-            &mut workflow,
-            &mut record,
-            started,
-            on_event,
-        );
-        let total = started.elapsed();
-        record.latency = record.latency.with_total(total);
-        match &result {
-            Ok(response) => {
-                record = record.with_status(match response.outcome {
-                    Outcome::Answered => RequestStatus::Completed,
-                    Outcome::Abstained => RequestStatus::Abstained,
-                    Outcome::InvalidAnswer => RequestStatus::Failed,
-                    Outcome::Cancelled => RequestStatus::Cancelled,
-                });
-                if response.outcome == Outcome::InvalidAnswer
-                    && let Some(verdict) = &response.verdict
-                {
-                    record = record.with_error(format!("answer {verdict}"));
-                }
-            }
-            Err(error) => {
-                record = record.failed(error.to_string());
-                if !workflow.is_finished() {
-                    // The only way this fails is a terminal state, checked above.
-                    let _ = workflow.fail(error.to_string());
-                }
-            }
-        }
-        // Metrics and the log observe this (see `telemetry`): they are complete
-        // when this returns.
-        let _ = self
-            .inner
-            .bus
-            .publish(RequestEvent::Finished(Arc::new(record)));
-        result.map(|mut response| {
-            response.timings.total = total;
-            response
-        })
-    }
-
-    fn run(
-        &self,
-        query: &str,
-        options: &QueryOptions,
-        workflow: &mut Workflow,
-        record: &mut RequestRecord,
-        started: Instant,
-        on_event: &mut dyn FnMut(QueryEvent) -> ControlFlow<()>,
-    ) -> Result<QueryResponse, MdsaError> {
-        check_query(query)?;
-        let set = self.domain_set();
-        advance(workflow, RequestState::Classifying);
-        let route_started = Instant::now();
-        let decision = match (&options.domain, &options.model) {
-            (Some(id), _) => {
-                set.registry.require(id)?;
-                RouteDecision::forced(query, id)
-            }
-            (None, Some(model)) => {
-                let mut decision = RouteDecision::forced(query, DIRECT_DOMAIN);
-                decision.explanation.reason = format!("model {model} chosen by the caller");
-                decision
-            }
-            (None, None) => {
-                let decision = set.router.route(query)?;
-                let _ = self.inner.bus.publish(RequestEvent::Routed {
-                    request_id: workflow.request_id().to_string(),
-                    domain: decision.domain.clone(),
-                    confidence: decision.confidence,
-                });
-                decision
-            }
-        };
-        let route_time = route_started.elapsed();
-        let mut timings = ResponseTimings {
-            route: route_time,
-            model: Duration::from_secs_f64(decision.encode_ms / 1e3),
-            ..ResponseTimings::default()
-        };
-        record.latency = LatencyBreakdown::default().with_route(route_time);
-        let mut response = QueryResponse {
-            request_id: workflow.request_id().to_string(),
-            outcome: Outcome::Abstained,
-            text: String::new(),
-            domain: decision.domain.clone(),
-            confidence: decision.confidence,
-            route: decision.clone(),
-            model: None,
-            verdict: None,
-            attempts: 0,
-            finish_reason: None,
-            usage: Default::default(),
-            timings,
-        };
-        if on_event(QueryEvent::Routed(decision.clone())).is_break() {
-            response.outcome = Outcome::Cancelled;
-            let _ = workflow.fail("cancelled by the caller");
-            return Ok(response);
-        }
-        let Some(domain_id) = decision.domain.clone() else {
-            advance(workflow, RequestState::Abstained);
-            record.domain = Some(mdsa_monitor::NONE_LABEL.to_string());
-            record.confidence = Some(decision.confidence);
-            return Ok(response);
-        };
-        record.domain = Some(domain_id.clone());
-        record.confidence = Some(decision.confidence);
-        let direct;
-        let domain = match (&options.domain, &options.model) {
-            (None, Some(_)) => {
-                direct = direct_domain();
-                &direct
-            }
-            _ => set.registry.require(&domain_id)?,
-        };
-        let model_id = match &options.model {
-            Some(model) => model.clone(),
-            None => set
-                .registry
-                .model_for(domain)
-                .unwrap_or(&self.inner.config.default_generator)
-                .to_string(),
-        };
-        response.model = Some(model_id.clone());
-        record.model = Some(model_id.clone());
-
-        advance(workflow, RequestState::Loading);
-        let cold = !self.inner.manager.is_resident(&model_id);
-        if on_event(QueryEvent::Loading {
-            model: model_id.clone(),
-            cold,
-        })
-        .is_break()
-        {
-            response.outcome = Outcome::Cancelled;
-            let _ = workflow.fail("cancelled by the caller");
-            return Ok(response);
-        }
-        let load_started = Instant::now();
-        let handle = self.inner.manager.get(&model_id)?;
-        let generator = handle
-            .as_generator()
-            .ok_or_else(|| MdsaError::WrongRole {
-                id: model_id.clone(),
-                expected: "generator",
-            })?
-            .clone();
-        timings.load = load_started.elapsed();
-        record.latency = record.latency.with_load(timings.load);
-        let _ = on_event(QueryEvent::Loaded {
-            model: model_id.clone(),
-            duration: timings.load,
-        });
-
-        let domain = options.apply(domain);
-        let generate_started = Instant::now();
-        let mut first_token = None;
-        let mut cancelled = false;
-        let execution = self.inner.executor.execute_conversation(
-            &domain,
-            generator.as_ref(),
-            &options.history,
-            query,
-            &mut |event| {
-                let forwarded = match event {
-                    ExecutionEvent::AttemptStarted { attempt, .. } => {
-                        advance(workflow, RequestState::Executing);
-                        QueryEvent::Attempt { number: attempt }
-                    }
-                    ExecutionEvent::AttemptRejected { .. } => {
-                        // The executor validated the answer and retries: the
-                        // workflow's retry edge, validating back to executing.
-                        advance(workflow, RequestState::Validating);
-                        return ControlFlow::Continue(());
-                    }
-                    ExecutionEvent::Text(piece) => {
-                        first_token.get_or_insert_with(|| started.elapsed());
-                        QueryEvent::Text(piece.to_string())
-                    }
-                };
-                let flow = on_event(forwarded);
-                cancelled |= flow.is_break();
-                flow
-            },
-        )?;
-        timings.generate = generate_started.elapsed();
-        timings.model = Duration::from_secs_f64(decision.encode_ms / 1e3)
-            + execution
-                .history
-                .iter()
-                .map(|a| a.generation)
-                .sum::<Duration>();
-        timings.first_token = first_token;
-        record.latency = record.latency.with_generate(timings.generate);
-        if let Some(first) = first_token {
-            record.latency = record.latency.with_first_token(first);
-        }
-        let usage = execution.output.usage;
-        record.tokens_in = usage.prompt_tokens as u32;
-        record.tokens_out = usage.completion_tokens as u32;
-        drop(handle);
-
-        response.outcome = if cancelled || execution.cancelled() {
-            let _ = workflow.fail("cancelled by the caller");
-            Outcome::Cancelled
-        } else {
-            advance(workflow, RequestState::Validating);
-            if execution.verdict.passed {
-                advance(workflow, RequestState::Completed);
-                Outcome::Answered
-            } else {
-                let _ = workflow.fail(format!("answer {}", execution.verdict));
-                Outcome::InvalidAnswer
-            }
-        };
-        response.text = execution.text;
-        response.verdict = Some(execution.verdict);
-        response.attempts = execution.attempts;
-        response.finish_reason = Some(execution.output.finish_reason);
-        response.usage = usage;
-        response.timings = timings;
-        Ok(response)
+        self.run_request(query, options, on_event)
     }
 }
 

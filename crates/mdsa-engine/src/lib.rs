@@ -48,3 +48,8 @@ pub use generate::{
 };
 pub use source::{ModelRef, ResolveOptions, ResolvedModel, SourceError};
 pub use spec::{ModelRegistry, ModelRole, ModelSpec, RegistryError};
+
+// The README's snippets are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

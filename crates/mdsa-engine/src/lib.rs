@@ -19,7 +19,8 @@
 //! - [`chat`]: [`ChatMessage`] and a plain [`transcript`].
 //! - [`backend`]: [`ModelBackend`], [`LoadPlan`], [`LoadedModel`], [`LoadedEngine`].
 //! - [`spec`]: [`ModelSpec`], [`ModelRole`], [`ModelRegistry`] (RON) and their
-//!   errors; [`format`]: [`WeightFormat`].
+//!   errors; [`options`]: a spec's backend options ([`SpecOptions`]), read
+//!   into a backend's typed struct; [`format`]: [`WeightFormat`].
 //! - [`source`]: [`ModelRef`], what a user names a model by (a directory, a
 //!   `.gguf` file, a Hub id), and its resolution to files in the Hugging Face
 //!   cache, shared by every backend that reads local files.
@@ -32,6 +33,7 @@ pub mod embed;
 mod error;
 pub mod format;
 pub mod generate;
+pub mod options;
 pub mod source;
 pub mod spec;
 
@@ -43,6 +45,8 @@ pub use chat::{ChatMessage, transcript};
 pub use embed::{Embedder, cosine_similarity, dot};
 pub use error::ModelError;
 pub use format::WeightFormat;
+pub use mdsa_config::ConfigError;
+pub use options::{OptionValue, SpecOptions, SpecOrigin};
 pub use generate::{
     FinishReason, GenerationOutput, GenerationParams, SamplingParams, TextGenerator, Timings, Usage,
 };

@@ -37,8 +37,8 @@ fn main() -> anyhow::Result<()> {
     );
     spec.backend = BACKEND_NAME.into();
     spec.options.insert(
-        "args".into(),
-        "generate --chat --system={system} --max-tokens {max_tokens} -- {user}".into(),
+        "args",
+        "generate --chat --system={system} --max-tokens {max_tokens} -- {user}",
     );
     spec.max_context = Some(2048);
 

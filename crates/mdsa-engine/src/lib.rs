@@ -17,7 +17,8 @@
 //!   [`GenerationOutput`], [`FinishReason`], [`Usage`], [`Timings`].
 //! - [`embed`]: [`Embedder`], [`dot`], [`cosine_similarity`].
 //! - [`chat`]: [`ChatMessage`] and a plain [`transcript`].
-//! - [`backend`]: [`ModelBackend`], [`LoadPlan`], [`LoadedModel`], [`LoadedEngine`].
+//! - [`backend`]: [`ModelBackend`], [`LoadPlan`], [`LoadedModel`], [`LoadedEngine`];
+//!   [`backends`]: [`Backends`], the set of backends a program offers by name.
 //! - [`spec`]: [`ModelSpec`], [`ModelRole`], [`ModelRegistry`] (RON) and their
 //!   errors; [`options`]: a spec's backend options ([`SpecOptions`]), read
 //!   into a backend's typed struct; [`format`]: [`WeightFormat`].
@@ -28,6 +29,7 @@
 //!   field.
 
 pub mod backend;
+pub mod backends;
 pub mod chat;
 pub mod embed;
 mod error;
@@ -41,6 +43,7 @@ pub mod spec;
 pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 pub use backend::{LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, ModelBackend, device_label};
+pub use backends::{Backends, UnknownBackend};
 pub use chat::{ChatMessage, transcript};
 pub use embed::{Embedder, cosine_similarity, dot};
 pub use error::ModelError;

@@ -35,6 +35,8 @@ pub use error::MdsaError;
 pub use orchestrator::{DIRECT_DOMAIN, Mdsa, MdsaBuilder, QueryOptions, new_request_id};
 pub use response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 
+pub use mdsa_engine::{Backends, UnknownBackend};
+
 pub use mdsa_bus as bus;
 pub use mdsa_domains as domains;
 pub use mdsa_engine as engine;

@@ -44,10 +44,31 @@
 //!    `generate_chat` say how a conversation becomes a prompt;
 //!    `count_tokens` and `context_length` let mdsa budget prompts.
 //!
-//! Register it beside the built-in local backend with
-//! `mdsa::Mdsa::builder().backend(Arc::new(CommandBackend))` (or
-//! `ModelManager::builder(..).backend(..)`); `examples/ask.rs` answers a routed
-//! query with it. `mdsa-remote` is the full-size backend (HTTP, retries, SSE).
+//! Its options are a serde struct read with `spec.options()` (the
+//! [`ModelSpec::options`] of mdsa-engine): values may be written as themselves
+//! (`"context_length": 2048`) or as strings, and an unknown key is an error
+//! that lists `args` and `context_length`.
+//!
+//! # Plugging it in
+//!
+//! - **In your own program**: register it beside the built-in local backend
+//!   with `mdsa::Mdsa::builder().backend(Arc::new(CommandBackend))` (or
+//!   `ModelManager::builder(..).backend(..)`); `examples/ask.rs` answers a
+//!   routed query with it.
+//! - **In the `mdsa` CLI**: a `main` of your own adds it to the CLI's
+//!   backends and runs the whole command line (`query`, `chat`, `serve`, ...);
+//!   `examples/mdsa_with_command.rs` is all of it:
+//!
+//!   ```ignore
+//!   let mut backends = mdsa_cli::default_backends();
+//!   backends.insert(Arc::new(CommandBackend));
+//!   mdsa_cli::run_with(backends)
+//!   ```
+//!
+//!   A backend that ships with mdsa may instead be a cargo feature of
+//!   mdsa-cli, as `remote` (mdsa-remote's `openai` backend) is.
+//!
+//! `mdsa-remote` is the full-size backend (HTTP, retries, SSE).
 
 use std::io::{Read, Write};
 use std::ops::ControlFlow;

@@ -48,10 +48,10 @@ pub use chat::{ChatMessage, transcript};
 pub use embed::{Embedder, cosine_similarity, dot};
 pub use error::ModelError;
 pub use format::WeightFormat;
-pub use mdsa_config::ConfigError;
-pub use options::{OptionValue, SpecOptions, SpecOrigin};
 pub use generate::{
     FinishReason, GenerationOutput, GenerationParams, SamplingParams, TextGenerator, Timings, Usage,
 };
+pub use mdsa_config::ConfigError;
+pub use options::{OptionValue, SpecOptions, SpecOrigin};
 pub use source::{ModelRef, ResolveOptions, ResolvedModel, SourceError};
 pub use spec::{ModelRegistry, ModelRole, ModelSpec, RegistryError};

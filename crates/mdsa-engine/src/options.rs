@@ -582,9 +582,15 @@ mod tests {
         let e = m(&[("url", "x".into()), ("flag", "yes".into())]);
         assert!(e.ends_with("expected true or false, found \"yes\""), "{e}");
         let e = m(&[("url", 5.into())]);
-        assert!(e.contains("options.url") && e.contains("expected a string, found 5"), "{e}");
+        assert!(
+            e.contains("options.url") && e.contains("expected a string, found 5"),
+            "{e}"
+        );
         let e = m(&[]);
-        assert!(e.contains("options: ") && e.contains("missing field `url`"), "{e}");
+        assert!(
+            e.contains("options: ") && e.contains("missing field `url`"),
+            "{e}"
+        );
         let e = m(&[("url", "x".into()), ("sec", 1.into())]);
         assert!(
             e.contains("options.sec") && e.contains("unknown field `sec`, expected one of"),

@@ -146,7 +146,11 @@ impl ModelSpec {
 
     /// An error about option `key` found after [`options`](Self::options) (a
     /// value out of range, say), located and worded like the errors it returns.
-    pub fn option_error(&self, key: &str, message: impl std::fmt::Display) -> mdsa_config::ConfigError {
+    pub fn option_error(
+        &self,
+        key: &str,
+        message: impl std::fmt::Display,
+    ) -> mdsa_config::ConfigError {
         self.options.error(&self.id, Some(key), message)
     }
 

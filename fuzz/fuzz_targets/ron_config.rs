@@ -9,7 +9,7 @@ use std::fmt::{Debug, Display};
 use libfuzzer_sys::fuzz_target;
 use mdsa::SystemConfig;
 use mdsa::domains::DomainRegistry;
-use mdsa::models::registry::{ModelRegistry, ModelSpec};
+use mdsa::engine::{ModelRegistry, ModelSpec};
 
 const ORIGIN: &str = "fuzz.ron";
 

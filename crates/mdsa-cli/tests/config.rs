@@ -98,3 +98,34 @@ fn a_config_file_can_name_domains_and_the_log_beside_it() {
     ));
     assert_eq!(logs, "");
 }
+
+/// A model whose `backend` this build of `mdsa` lacks fails at start-up,
+/// naming the model and the backends there are.
+#[test]
+fn an_unknown_backend_names_the_model_and_the_backends_there_are() {
+    let home = sandbox();
+    let file = home.path().join("command.ron");
+    std::fs::write(
+        &file,
+        r#"(models: [
+            (id: "minilm", source: "sentence-transformers/all-MiniLM-L6-v2", role: encoder),
+            (id: "cli", source: "mdsa", role: generator, backend: "command"),
+        ], default_generator: "cli")"#,
+    )
+    .unwrap();
+    let error = failure(&mdsa_in(
+        &home,
+        &["--config", file.to_str().unwrap(), "route", "x"],
+    ));
+    let expected = if cfg!(feature = "remote") {
+        "local, openai"
+    } else {
+        "local"
+    };
+    assert!(
+        error.contains(&format!(
+            "model \"cli\" asks for backend \"command\", which this program does not have (it has: {expected})"
+        )),
+        "{error}"
+    );
+}

@@ -103,16 +103,23 @@ fn scan(text: &str, stop: Option<(usize, usize)>) -> (Vec<KeyAt>, Vec<Frame>) {
                 continue;
             }
             '"' => {
-                ident = None;
+                // A string may be a map key (`{"timeout_secs": 120}`): keep
+                // it like an identifier until the next character decides.
+                let (start_line, start_col) = (line, col);
+                let mut word = String::new();
                 advance(&mut i, &mut line, &mut col);
                 while i < chars.len() && chars[i] != '"' {
                     if chars[i] == '\\' {
                         advance(&mut i, &mut line, &mut col);
                     }
-                    if i < chars.len() {
+                    if let Some(&c) = chars.get(i) {
+                        word.push(c);
                         advance(&mut i, &mut line, &mut col);
                     }
                 }
+                advance(&mut i, &mut line, &mut col);
+                ident = Some((word, start_line, start_col));
+                continue;
             }
             'r' if matches!(next, Some('#' | '"')) => {
                 ident = None;
@@ -233,6 +240,13 @@ mod tests {
         ),
     ],
 )"#;
+
+    #[test]
+    fn locates_string_map_keys() {
+        let text = "(models: [(\n  id: \"a\",\n  options: {\n    \"timeout_secs\": 120,\n  },\n)])";
+        assert_eq!(locate(text, "models[0].options.timeout_secs"), Some((4, 5)));
+        assert_eq!(locate(text, "models[0].options.retries"), Some((3, 3)));
+    }
 
     #[test]
     fn locates_fields_and_their_parents() {

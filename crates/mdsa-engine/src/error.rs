@@ -127,6 +127,11 @@ pub enum ModelError {
     /// The compute backend failed or is not compiled in.
     #[error("backend: {0}")]
     Backend(String),
+    /// A spec's backend options are missing, unknown or of the wrong kind
+    /// ([`crate::ModelSpec::options`]); the error names the file, line, field
+    /// path and model.
+    #[error(transparent)]
+    Options(#[from] mdsa_config::ConfigError),
 }
 
 impl ModelError {

@@ -17,9 +17,11 @@
 //!   [`GenerationOutput`], [`FinishReason`], [`Usage`], [`Timings`].
 //! - [`embed`]: [`Embedder`], [`dot`], [`cosine_similarity`].
 //! - [`chat`]: [`ChatMessage`] and a plain [`transcript`].
-//! - [`backend`]: [`ModelBackend`], [`LoadPlan`], [`LoadedModel`], [`LoadedEngine`].
+//! - [`backend`]: [`ModelBackend`], [`LoadPlan`], [`LoadedModel`], [`LoadedEngine`];
+//!   [`backends`]: [`Backends`], the set of backends a program offers by name.
 //! - [`spec`]: [`ModelSpec`], [`ModelRole`], [`ModelRegistry`] (RON) and their
-//!   errors; [`format`]: [`WeightFormat`].
+//!   errors; [`options`]: a spec's backend options ([`SpecOptions`]), read
+//!   into a backend's typed struct; [`format`]: [`WeightFormat`].
 //! - [`source`]: [`ModelRef`], what a user names a model by (a directory, a
 //!   `.gguf` file, a Hub id), and its resolution to files in the Hugging Face
 //!   cache, shared by every backend that reads local files.
@@ -27,11 +29,13 @@
 //!   field.
 
 pub mod backend;
+pub mod backends;
 pub mod chat;
 pub mod embed;
 mod error;
 pub mod format;
 pub mod generate;
+pub mod options;
 pub mod source;
 pub mod spec;
 
@@ -39,6 +43,7 @@ pub mod spec;
 pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 pub use backend::{LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, ModelBackend, device_label};
+pub use backends::{Backends, UnknownBackend};
 pub use chat::{ChatMessage, transcript};
 pub use embed::{Embedder, cosine_similarity, dot};
 pub use error::ModelError;
@@ -46,6 +51,8 @@ pub use format::WeightFormat;
 pub use generate::{
     FinishReason, GenerationOutput, GenerationParams, SamplingParams, TextGenerator, Timings, Usage,
 };
+pub use mdsa_config::ConfigError;
+pub use options::{OptionValue, SpecOptions, SpecOrigin};
 pub use source::{ModelRef, ResolveOptions, ResolvedModel, SourceError};
 pub use spec::{ModelRegistry, ModelRole, ModelSpec, RegistryError};
 

@@ -21,6 +21,17 @@
 //!             idle_ttl_secs: Some(600),
 //!             max_context: Some(2048),
 //!         ),
+//!         (
+//!             id: "big-finance",
+//!             source: "Qwen/Qwen2.5-7B-Instruct",
+//!             role: generator,
+//!             backend: "openai",
+//!             options: {
+//!                 "base_url": "http://gpu-box:8000/v1",
+//!                 "timeout_secs": 120,
+//!                 "extensions": false,
+//!             },
+//!         ),
 //!     ],
 //! )
 //! ```
@@ -31,16 +42,26 @@
 //! under two ids with different quantization; the manager loads them as two
 //! models.
 //!
+//! `backend` names the [`crate::ModelBackend`] that loads the model (`local`
+//! when left out). `options` holds that backend's settings: a map from a key to
+//! a plain value written as itself (a string, a number, `true` or `false`);
+//! numbers and booleans written as strings (`"timeout_secs": "120"`, as older
+//! files have them) read the same. Each backend reads its options into a typed
+//! struct with [`ModelSpec::options`], which rejects an unknown key with the
+//! list of valid ones (see [`crate::options`]). The local backend knows one
+//! option, `chat_template` (a Jinja template replacing the model's own).
+//!
 //! Errors name the file, the line and column, and the field: a typo in a
 //! deployment file should be found by reading the message, not by bisecting.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::format::WeightFormat;
+use crate::options::{SpecOptions, SpecOrigin};
 use crate::source::ModelRef;
 
 /// What a model does.
@@ -82,9 +103,10 @@ pub struct ModelSpec {
     /// Which [`crate::ModelBackend`] loads it.
     #[serde(default = "default_backend")]
     pub backend: String,
-    /// Backend-specific settings (for example a remote URL).
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    /// Backend-specific settings (for example a remote URL): plain values by
+    /// key, read into the backend's own struct with [`ModelSpec::options`].
+    #[serde(default, skip_serializing_if = "SpecOptions::is_empty")]
+    pub options: SpecOptions,
 }
 
 fn default_device() -> String {
@@ -109,8 +131,27 @@ impl ModelSpec {
             idle_ttl_secs: None,
             max_context: None,
             backend: default_backend(),
-            options: BTreeMap::new(),
+            options: SpecOptions::new(),
         }
+    }
+
+    /// Reads the backend options into `T`, a serde struct of the backend's
+    /// (see [`crate::options`]). Errors name the file, line and field path
+    /// (`models[0].options.timeout_secs`) when the spec came from a file, the
+    /// model, what was expected and what was found; an unknown key is
+    /// rejected with the valid ones when `T` denies unknown fields.
+    pub fn options<T: DeserializeOwned>(&self) -> Result<T, mdsa_config::ConfigError> {
+        self.options.read(&self.id)
+    }
+
+    /// An error about option `key` found after [`options`](Self::options) (a
+    /// value out of range, say), located and worded like the errors it returns.
+    pub fn option_error(
+        &self,
+        key: &str,
+        message: impl std::fmt::Display,
+    ) -> mdsa_config::ConfigError {
+        self.options.error(&self.id, Some(key), message)
     }
 
     /// The device preference; [`ModelSpec::validate`] has checked it parses.
@@ -244,7 +285,13 @@ impl ModelRegistry {
     pub fn from_ron_str(text: &str, origin: &str) -> Result<Self, RegistryError> {
         let file: RegistryFile = mdsa_config::parse(text, origin)?;
         let mut registry = Self::new();
-        for (index, spec) in file.models.into_iter().enumerate() {
+        let shared: std::sync::Arc<str> = text.into();
+        for (index, mut spec) in file.models.into_iter().enumerate() {
+            spec.options.set_origin(SpecOrigin {
+                origin: origin.to_string(),
+                text: shared.clone(),
+                path: format!("models[{index}]"),
+            });
             registry
                 .insert(spec)
                 .map_err(|e| locate(e, text, origin, index))?;

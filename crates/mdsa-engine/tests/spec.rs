@@ -53,7 +53,10 @@ fn parses_every_field_with_defaults() {
     let int8 = registry.get("chat-int8").unwrap();
     assert_eq!(int8.source, chat.source);
     assert_eq!(int8.quantization, WeightFormat::Int8);
-    assert_eq!(int8.options["chat_template"], "{{ messages }}");
+    assert_eq!(
+        int8.options.get("chat_template").and_then(|v| v.as_str()),
+        Some("{{ messages }}")
+    );
     assert_eq!(
         registry.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         ["router", "chat", "chat-int8"]
@@ -195,4 +198,82 @@ fn specs_built_in_code_are_validated_on_insert() {
         registry.insert(ModelSpec::new("a", "org/c", ModelRole::Encoder)),
         Err(RegistryError::Duplicate { .. })
     ));
+}
+
+/// A backend's typed options: natural RON values and old string values read
+/// alike; a bad one names the file, line, field path and model.
+#[test]
+fn options_read_into_a_typed_struct_with_located_errors() {
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Remote {
+        base_url: String,
+        #[serde(default)]
+        timeout_secs: Option<f64>,
+        #[serde(default)]
+        extensions: Option<bool>,
+    }
+    let text = r#"(
+    models: [
+        (
+            id: "big",
+            source: "served",
+            role: generator,
+            backend: "openai",
+            options: {
+                "base_url": "http://gpu-box:8000/v1",
+                "timeout_secs": 120,
+                "extensions": "false",
+            },
+        ),
+        (
+            id: "bad",
+            source: "served",
+            role: generator,
+            backend: "openai",
+            options: {
+                "base_url": "http://gpu-box:8000/v1",
+                "timeout_secs": "two",
+            },
+        ),
+        (
+            id: "typo",
+            source: "served",
+            role: generator,
+            backend: "openai",
+            options: {"base_url": "http://x/v1", "timeout": 5},
+        ),
+    ],
+)"#;
+    let registry = ModelRegistry::from_ron_str(text, "models.ron").unwrap();
+    let good: Remote = registry.get("big").unwrap().options().unwrap();
+    assert_eq!(good.timeout_secs, Some(120.0));
+    assert_eq!(good.extensions, Some(false));
+
+    let err = registry
+        .get("bad")
+        .unwrap()
+        .options::<Remote>()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "models.ron:21:17: models[1].options.timeout_secs: model \"bad\": expected a number, found \"two\""
+    );
+    let err = registry
+        .get("typo")
+        .unwrap()
+        .options::<Remote>()
+        .unwrap_err();
+    let m = err.to_string();
+    assert!(m.starts_with("models.ron:29:"), "{m}");
+    assert!(
+        m.contains("models[2].options.timeout: model \"typo\": unknown field `timeout`, expected one of `base_url`, `timeout_secs`, `extensions`"),
+        "{m}"
+    );
+    let range = registry
+        .get("big")
+        .unwrap()
+        .option_error("timeout_secs", "must be positive");
+    assert_eq!(range.line, Some(10));
 }

@@ -77,3 +77,19 @@ fn gpu_device(index: usize) -> Result<Device, ModelError> {
         "gpu:{index} was requested but this build has no GPU backend (enable the `wgpu` or `cuda` feature)"
     )))
 }
+
+/// The options the local backend reads from a spec (`chat_template`); any
+/// other key is rejected with this list.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LocalOptions {
+    /// A Jinja chat template replacing the model's own.
+    pub(crate) chat_template: Option<String>,
+}
+
+impl LocalOptions {
+    /// Reads a spec's options; errors name the file, line, field and model.
+    pub(crate) fn of(spec: &mdsa_engine::ModelSpec) -> Result<Self, ModelError> {
+        Ok(spec.options()?)
+    }
+}

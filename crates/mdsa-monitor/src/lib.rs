@@ -72,6 +72,7 @@
 mod clock;
 mod error;
 mod export;
+mod instruments;
 mod logger;
 mod metrics;
 mod models;
@@ -82,6 +83,7 @@ mod sink;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{MonitorError, ParseEnumError};
 pub use export::{CSV_HEADER, ExportFormat, read_records, write_records};
+pub use instruments::{Counter, Gauge, LabelledCounter};
 pub use logger::{LogFilter, LoggerConfig, QueryStorage, RequestLogger};
 pub use metrics::{
     GroupSnapshot, HistoryHandle, LatencySummary, MetricsCollector, MetricsConfig, MetricsSnapshot,

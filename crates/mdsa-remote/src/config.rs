@@ -1,16 +1,19 @@
 //! The spec's `options`, parsed once when the model loads.
 //!
-//! Every mistake a deployment file can make is reported with the model id, the
-//! option, what was expected and what was found, so that it is fixed by reading
-//! the message.
+//! The options are read into a serde struct ([`ModelSpec::options`]), so a
+//! deployment file may write them as plain values (`"timeout_secs": 120`) or,
+//! as older files do, as strings (`"timeout_secs": "120"`). Every mistake is
+//! reported with the file and line (when the spec came from one), the option's
+//! field path, the model id, what was expected and what was found, so that it
+//! is fixed by reading the message.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use mdsa_engine::{spec::ModelRole, spec::ModelSpec};
 
-/// The option keys a spec may use with this backend.
+/// The option keys a spec may use with this backend (any other is rejected
+/// with this list).
 pub const OPTIONS: &[&str] = &[
     "base_url",
     "api_key_env",
@@ -70,48 +73,15 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A spec's options that this backend cannot use.
+/// A spec that this backend cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// `base_url` is not set.
-    #[error(
-        "model {spec:?}: option `base_url` is missing; expected the server's OpenAI API root, \
-         e.g. \"http://gpu-box:8000/v1\""
-    )]
-    MissingBaseUrl {
-        /// The spec's id.
-        spec: String,
-    },
-    /// An option this backend does not know (a typo, most likely).
-    #[error("model {spec:?}: unknown option `{key}`; valid options: {}", OPTIONS.join(", "))]
-    UnknownOption {
-        /// The spec's id.
-        spec: String,
-        /// The key found.
-        key: String,
-    },
-    /// An option has a value of the wrong kind.
-    #[error("model {spec:?}: option `{option}`: expected {expected}, found {found:?}")]
-    Invalid {
-        /// The spec's id.
-        spec: String,
-        /// The option.
-        option: &'static str,
-        /// What a valid value looks like.
-        expected: &'static str,
-        /// The value found.
-        found: String,
-    },
-    /// `api_key_env` names an environment variable that is not set.
-    #[error(
-        "model {spec:?}: option `api_key_env` names the environment variable {var}, which is not set"
-    )]
-    MissingApiKey {
-        /// The spec's id.
-        spec: String,
-        /// The variable's name.
-        var: String,
-    },
+    /// An option is missing, unknown (a typo, most likely), or has a value
+    /// of the wrong kind. The message names the file and line (when the spec
+    /// came from one), the option's field path, the model, what was expected
+    /// and what was found; an unknown option's lists the valid ones.
+    #[error(transparent)]
+    Options(#[from] mdsa_engine::ConfigError),
     /// The spec asks for an encoder; OpenAI servers are used here for generation only.
     #[error(
         "model {spec:?}: the `openai` backend loads generators only; this spec has role encoder"
@@ -120,6 +90,20 @@ pub enum ConfigError {
         /// The spec's id.
         spec: String,
     },
+}
+
+/// The options as written, before the checks serde's types do not make.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteOptions {
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    timeout_secs: Option<f64>,
+    connect_timeout_secs: Option<f64>,
+    read_timeout_secs: Option<f64>,
+    retries: Option<u32>,
+    context_length: Option<usize>,
+    extensions: Option<bool>,
 }
 
 impl RemoteConfig {
@@ -140,52 +124,53 @@ impl RemoteConfig {
                 spec: spec.id.clone(),
             });
         }
-        let options = Options {
-            spec: &spec.id,
-            map: &spec.options,
-        };
-        if let Some(key) = spec.options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-            return Err(ConfigError::UnknownOption {
-                spec: spec.id.clone(),
-                key: key.clone(),
-            });
-        }
-        let base_url = options.base_url()?;
-        let api_key = match options.get("api_key_env") {
+        let options: RemoteOptions = spec.options()?;
+        let base_url = base_url(spec, options.base_url.as_deref())?;
+        let api_key = match &options.api_key_env {
             None => None,
             Some(var) => match env(var) {
                 Some(key) if !key.is_empty() => Some(Secret(key)),
                 _ => {
-                    return Err(ConfigError::MissingApiKey {
-                        spec: spec.id.clone(),
-                        var: var.to_string(),
-                    });
+                    return Err(spec
+                        .option_error(
+                            "api_key_env",
+                            format!("names the environment variable {var}, which is not set"),
+                        )
+                        .into());
                 }
             },
         };
-        let context_length = match options.get("context_length") {
-            Some(_) => options.parse("context_length", "a whole number of tokens, at least 2")?,
-            None => spec.max_context.unwrap_or(DEFAULT_CONTEXT),
-        };
+        let context_length = options
+            .context_length
+            .or(spec.max_context)
+            .unwrap_or(DEFAULT_CONTEXT);
         if context_length < 2 {
-            return Err(options.invalid("context_length", "a whole number of tokens, at least 2"));
+            return Err(invalid(
+                spec,
+                "context_length",
+                "a whole number of tokens, at least 2",
+            ));
         }
         Ok(Self {
             spec_id: spec.id.clone(),
             model: spec.source.clone(),
             base_url,
-            timeout: options.seconds("timeout_secs", DEFAULT_TIMEOUT)?,
-            connect_timeout: options.seconds("connect_timeout_secs", DEFAULT_CONNECT_TIMEOUT)?,
-            read_timeout: options.seconds("read_timeout_secs", DEFAULT_READ_TIMEOUT)?,
-            retries: match options.get("retries") {
-                Some(_) => options.parse("retries", "a whole number, 0 or more")?,
-                None => DEFAULT_RETRIES,
-            },
+            timeout: seconds(spec, "timeout_secs", options.timeout_secs, DEFAULT_TIMEOUT)?,
+            connect_timeout: seconds(
+                spec,
+                "connect_timeout_secs",
+                options.connect_timeout_secs,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            read_timeout: seconds(
+                spec,
+                "read_timeout_secs",
+                options.read_timeout_secs,
+                DEFAULT_READ_TIMEOUT,
+            )?,
+            retries: options.retries.unwrap_or(DEFAULT_RETRIES),
             context_length,
-            extensions: match options.get("extensions") {
-                Some(_) => options.parse("extensions", "true or false")?,
-                None => true,
-            },
+            extensions: options.extensions.unwrap_or(true),
             api_key,
         })
     }
@@ -201,78 +186,64 @@ impl RemoteConfig {
     }
 }
 
-/// A spec's options with its id, for error messages.
-struct Options<'a> {
-    spec: &'a str,
-    map: &'a BTreeMap<String, String>,
+/// `option` parsed but is out of range: "expected ..., found ...".
+fn invalid(spec: &ModelSpec, option: &str, expected: &str) -> ConfigError {
+    let found = spec
+        .options
+        .get(option)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    spec.option_error(option, format!("expected {expected}, found {found}"))
+        .into()
 }
 
-impl Options<'_> {
-    fn get(&self, option: &str) -> Option<&str> {
-        self.map.get(option).map(|v| v.trim())
+/// A positive number of seconds (`120`, `0.5`), or `default` when unset.
+fn seconds(
+    spec: &ModelSpec,
+    option: &str,
+    value: Option<f64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    const EXPECTED: &str = "a positive number of seconds, e.g. 30 or 0.5";
+    let Some(secs) = value else {
+        return Ok(default);
+    };
+    if secs <= 0.0 {
+        return Err(invalid(spec, option, EXPECTED));
     }
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid(spec, option, EXPECTED))
+}
 
-    fn invalid(&self, option: &'static str, expected: &'static str) -> ConfigError {
-        ConfigError::Invalid {
-            spec: self.spec.to_string(),
-            option,
-            expected,
-            found: self.map.get(option).cloned().unwrap_or_default(),
-        }
-    }
-
-    /// Parses a set option with `FromStr`.
-    fn parse<T: std::str::FromStr>(
-        &self,
-        option: &'static str,
-        expected: &'static str,
-    ) -> Result<T, ConfigError> {
-        self.get(option)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| self.invalid(option, expected))
-    }
-
-    /// A positive number of seconds (`"120"`, `"0.5"`), or `default` when unset.
-    fn seconds(&self, option: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        const EXPECTED: &str = "a positive number of seconds, e.g. \"30\" or \"0.5\"";
-        if self.get(option).is_none() {
-            return Ok(default);
-        }
-        let secs: f64 = self.parse(option, EXPECTED)?;
-        if secs <= 0.0 {
-            return Err(self.invalid(option, EXPECTED));
-        }
-        Duration::try_from_secs_f64(secs).map_err(|_| self.invalid(option, EXPECTED))
-    }
-
-    fn base_url(&self) -> Result<String, ConfigError> {
-        let url = self
-            .get("base_url")
-            .ok_or_else(|| ConfigError::MissingBaseUrl {
-                spec: self.spec.to_string(),
-            })?;
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            if !cfg!(feature = "tls") {
-                return Err(self.invalid(
-                    "base_url",
-                    "an http:// URL (https needs mdsa-remote's `tls` feature, off in this build)",
-                ));
-            }
-            rest
-        } else {
-            return Err(self.invalid("base_url", "an http:// or https:// URL"));
-        };
-        let host = rest.split('/').next().unwrap_or_default();
-        if host.is_empty() || rest.contains(char::is_whitespace) {
-            return Err(self.invalid(
+fn base_url(spec: &ModelSpec, url: Option<&str>) -> Result<String, ConfigError> {
+    let url = url.map(str::trim).ok_or_else(|| {
+        spec.option_error(
+            "base_url",
+            "missing; expected the server's OpenAI API root, e.g. \"http://gpu-box:8000/v1\"",
+        )
+    })?;
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(invalid(
+                spec,
                 "base_url",
-                "an http:// or https:// URL with a host, e.g. \"http://gpu-box:8000/v1\"",
+                "an http:// URL (https needs mdsa-remote's `tls` feature, off in this build)",
             ));
         }
-        Ok(url.trim_end_matches('/').to_string())
+        rest
+    } else {
+        return Err(invalid(spec, "base_url", "an http:// or https:// URL"));
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(invalid(
+            spec,
+            "base_url",
+            "an http:// or https:// URL with a host, e.g. \"http://gpu-box:8000/v1\"",
+        ));
     }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -287,7 +258,7 @@ mod tests {
         );
         spec.backend = "openai".into();
         for (k, v) in options {
-            spec.options.insert(k.to_string(), v.to_string());
+            spec.options.insert(*k, *v);
         }
         spec
     }
@@ -350,8 +321,10 @@ mod tests {
             options: {
                 "base_url": "http://gpu-box:8000/v1",
                 "api_key_env": "VLLM_API_KEY",
-                "timeout_secs": "120",
+                "timeout_secs": 120,
+                "connect_timeout_secs": 2.5,
                 "retries": "2",
+                "extensions": false,
             },
         )])"#;
         let registry = mdsa_engine::spec::ModelRegistry::from_ron_str(ron, "test").unwrap();
@@ -359,6 +332,33 @@ mod tests {
         let config = RemoteConfig::from_spec_with_env(spec, |_| Some("sk-vllm".into())).unwrap();
         assert_eq!(config.model, "Qwen/Qwen2.5-7B-Instruct");
         assert_eq!(config.timeout, Duration::from_secs(120));
+        assert_eq!(config.connect_timeout, Duration::from_millis(2500));
+        assert_eq!(config.retries, 2);
+        assert!(!config.extensions);
+    }
+
+    #[test]
+    fn errors_in_a_file_name_its_line_and_the_field_path() {
+        let ron = r#"(models: [(
+            id: "big-finance",
+            source: "Qwen/Qwen2.5-7B-Instruct",
+            role: generator,
+            backend: "openai",
+            options: {
+                "base_url": "http://gpu-box:8000/v1",
+                "timeout_secs": 0,
+            },
+        )])"#;
+        let registry = mdsa_engine::spec::ModelRegistry::from_ron_str(ron, "models.ron").unwrap();
+        let spec = registry.get("big-finance").unwrap();
+        let m = RemoteConfig::from_spec_with_env(spec, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            m,
+            "models.ron:8:17: models[0].options.timeout_secs: model \"big-finance\": \
+             expected a positive number of seconds, e.g. 30 or 0.5, found 0"
+        );
     }
 
     #[test]
@@ -373,7 +373,7 @@ mod tests {
     fn missing_base_url_names_the_model_and_the_option() {
         let m = message(&[]);
         assert!(
-            m.contains("\"big-finance\"") && m.contains("`base_url` is missing"),
+            m.contains("options.base_url: model \"big-finance\": missing; expected"),
             "{m}"
         );
     }
@@ -389,7 +389,8 @@ mod tests {
         ] {
             let m = message(&[("base_url", bad)]);
             assert!(
-                m.contains("`base_url`") && m.contains(&format!("{bad:?}")),
+                m.contains("options.base_url: model \"big-finance\": expected")
+                    && m.contains(&format!("found {bad:?}")),
                 "{m}"
             );
         }
@@ -409,11 +410,13 @@ mod tests {
     #[test]
     fn unknown_option_lists_the_valid_ones() {
         let m = message(&[("base_url", "http://localhost/v1"), ("timeout", "5")]);
-        assert!(m.contains("unknown option `timeout`"), "{m}");
         assert!(
-            m.contains("timeout_secs") && m.contains("extensions"),
+            m.contains("options.timeout: model \"big-finance\": unknown field `timeout`"),
             "{m}"
         );
+        for valid in OPTIONS {
+            assert!(m.contains(&format!("`{valid}`")), "{m}");
+        }
     }
 
     #[test]
@@ -429,7 +432,9 @@ mod tests {
         ] {
             let m = message(&[("base_url", "http://localhost/v1"), (option, value)]);
             assert!(
-                m.contains(&format!("option `{option}`: expected")) && m.contains(value),
+                m.contains(&format!(
+                    "options.{option}: model \"big-finance\": expected"
+                )) && m.contains(value),
                 "{m}"
             );
         }

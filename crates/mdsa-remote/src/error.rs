@@ -123,8 +123,13 @@ impl From<RemoteError> for ModelError {
     }
 }
 
+/// Option errors stay [`ModelError::Options`] (a mistake in the file, not a
+/// failing server); the rest become [`ModelError::Backend`].
 impl From<ConfigError> for ModelError {
     fn from(error: ConfigError) -> Self {
-        RemoteError::Config(error).into()
+        match error {
+            ConfigError::Options(error) => ModelError::Options(error),
+            other => RemoteError::Config(other).into(),
+        }
     }
 }

@@ -16,8 +16,8 @@
 //!     options: {
 //!         "base_url": "http://gpu-box:8000/v1",
 //!         "api_key_env": "VLLM_API_KEY",
-//!         "timeout_secs": "120",
-//!         "retries": "2",
+//!         "timeout_secs": 120,
+//!         "retries": 2,
 //!     },
 //! )
 //! ```
@@ -36,20 +36,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! | option | meaning | default |
-//! | --- | --- | --- |
-//! | `base_url` | the API root, `http://` or `https://` (the `tls` feature) | required |
-//! | `api_key_env` | environment variable holding a bearer key (keys stay out of files) | no key |
-//! | `timeout_secs` | limit on a whole request, streaming included | 600 |
-//! | `connect_timeout_secs` | limit on opening the connection | 10 |
-//! | `read_timeout_secs` | longest silence from the server: before the answer starts and between chunks | 60 |
-//! | `retries` | retries of transient failures (connection, timeout, HTTP 429/502/503/504) | 2 |
-//! | `context_length` | prompt plus answer, in tokens | the spec's `max_context`, else 4096 |
-//! | `extensions` | also send `top_k` and `repetition_penalty`; `"false"` for strict servers | `"true"` |
+//! Values are written as themselves: strings quoted, numbers and `true`/`false`
+//! bare. Numbers and booleans written as strings (`"timeout_secs": "120"`, as
+//! older files have them) read the same.
 //!
-//! Seconds may have decimals (`"0.5"`). Any other key is an error, as is a
-//! missing `base_url` or an unset key variable: each message names the model,
-//! the option, what was expected and what was found. Proxies come from the
+//! | option | type | meaning | default |
+//! | --- | --- | --- | --- |
+//! | `base_url` | string | the API root, `http://` or `https://` (the `tls` feature) | required |
+//! | `api_key_env` | string | environment variable holding a bearer key (keys stay out of files) | no key |
+//! | `timeout_secs` | seconds | limit on a whole request, streaming included | 600 |
+//! | `connect_timeout_secs` | seconds | limit on opening the connection | 10 |
+//! | `read_timeout_secs` | seconds | longest silence from the server: before the answer starts and between chunks | 60 |
+//! | `retries` | whole number | retries of transient failures (connection, timeout, HTTP 429/502/503/504) | 2 |
+//! | `context_length` | whole number, at least 2 | prompt plus answer, in tokens | the spec's `max_context`, else 4096 |
+//! | `extensions` | bool | also send `top_k` and `repetition_penalty`; `false` for strict servers | `true` |
+//!
+//! Seconds may have decimals (`0.5`). Any other key is an error listing the
+//! valid ones, as is a missing `base_url` or an unset key variable: each
+//! message names the file and line (when the spec came from one), the field
+//! path (`models[0].options.timeout_secs`), the model, what was expected and
+//! what was found. Proxies come from the
 //! usual environment variables (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, ...).
 //!
 //! Answers are streamed (`stream: true`), so text reaches mdsa as the server
@@ -71,8 +77,9 @@
 //!    The manager budgets memory per device label; a remote model takes none,
 //!    so it plans `"remote"` and 0 bytes.
 //! 3. **A load** ([`ModelBackend::load`](mdsa_engine::ModelBackend::load)):
-//!    read the spec's free-form `options` into a typed configuration once
-//!    (`config.rs`), fail early and clearly (here: is the server up, does it
+//!    read the spec's `options` into a typed serde struct once with
+//!    [`ModelSpec::options`](mdsa_engine::ModelSpec::options) (`config.rs`;
+//!    `deny_unknown_fields` lists the valid keys on a typo), fail early and clearly (here: is the server up, does it
 //!    serve the model?), and return a
 //!    [`LoadedModel`](mdsa_engine::LoadedModel) with the engine and
 //!    its measured size.

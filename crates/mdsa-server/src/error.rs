@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use mdsa::MdsaError;
 use mdsa::domains::DomainError;
 use mdsa::engine::ModelError;
-use mdsa::models::manager::ManagerError;
+use mdsa::local::ManagerError;
 use serde::Serialize;
 
 /// An error answer: status, message and the request part it is about.

@@ -327,7 +327,7 @@ pub struct MdsaInfo {
     pub route: RouteDecision,
     /// The validation verdict of the answer kept.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<mdsa::domains::validate::Verdict>,
+    pub verdict: Option<mdsa::domains::Verdict>,
     /// Generation attempts.
     pub attempts: u32,
     /// Where the time went, in milliseconds.

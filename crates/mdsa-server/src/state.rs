@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use mdsa::Mdsa;
-use mdsa::monitor::prometheus_client::metrics::counter::Counter;
-use mdsa::monitor::prometheus_client::metrics::family::Family;
-use mdsa::monitor::prometheus_client::metrics::gauge::Gauge;
+use mdsa::monitor::{Gauge, LabelledCounter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::ApiKeys;
@@ -204,7 +202,7 @@ struct Admission {
     slots: Arc<Semaphore>,
     waiting: Gauge,
     running: Gauge,
-    rejected: Family<[(&'static str, &'static str); 1], Counter>,
+    rejected: LabelledCounter<[(&'static str, &'static str); 1]>,
 }
 
 impl Admission {
@@ -213,7 +211,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             waiting: Gauge::default(),
             running: Gauge::default(),
-            rejected: Family::default(),
+            rejected: LabelledCounter::default(),
         }
     }
 

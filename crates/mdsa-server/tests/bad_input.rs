@@ -16,7 +16,7 @@ use common::{
 };
 use mdsa::SystemConfig;
 use mdsa::domains::{DomainConfig, DomainRegistry};
-use mdsa::engine::{source::ModelRef, source::ResolveOptions, source::ResolvedModel};
+use mdsa::engine::{ModelRef, ResolveOptions, ResolvedModel};
 use mdsa_server::{Limits, ServerConfig};
 use serde_json::json;
 
@@ -349,7 +349,7 @@ fn no_room_for_the_model_is_503_and_a_timeout_is_504() {
     let hasty = DomainConfig::new("hasty", "Counting at length")
         .examples(["Count to a thousand"])
         .timeout(Duration::from_millis(200))
-        .generation(mdsa::domains::config::GenerationSettings {
+        .generation(mdsa::domains::GenerationSettings {
             max_tokens: 400,
             ..Default::default()
         });

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::{TestServer, build_mdsa, chat, get, post_json, sse_data};
 use mdsa::domains::DomainRegistry;
-use mdsa::engine::{spec::ModelRole, spec::ModelSpec};
+use mdsa::engine::{ModelRole, ModelSpec};
 use mdsa::{Mdsa, SystemConfig};
 use mdsa_remote::RemoteBackend;
 use mdsa_server::ServerConfig;
@@ -20,10 +19,8 @@ fn front_for(back: &TestServer) -> TestServer {
     let mut config = SystemConfig::default();
     let mut remote = ModelSpec::new("remote-smollm2", "smollm2", ModelRole::Generator);
     remote.backend = mdsa_remote::BACKEND_NAME.to_string();
-    remote.options = BTreeMap::from([
-        ("base_url".to_string(), back.url("/v1")),
-        ("timeout_secs".to_string(), "120".to_string()),
-    ]);
+    remote.options.insert("base_url", back.url("/v1"));
+    remote.options.insert("timeout_secs", 120);
     config.models.push(remote);
     let mut domains = DomainRegistry::builtin();
     let finance = domains

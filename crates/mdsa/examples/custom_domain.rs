@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mdsa::domains::{DomainConfig, DomainRegistry};
-use mdsa::engine::{source::ModelRef, source::ResolveOptions, source::ResolvedModel};
+use mdsa::engine::{ModelRef, ResolveOptions, ResolvedModel};
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions};
 
 fn main() -> anyhow::Result<()> {

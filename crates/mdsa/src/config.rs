@@ -148,7 +148,16 @@ impl SystemConfig {
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, MdsaError> {
-        let config: Self = mdsa_config::parse(text, origin)?;
+        let mut config: Self = mdsa_config::parse(text, origin)?;
+        // Backend option errors, found when a model loads, name this file.
+        let shared: std::sync::Arc<str> = text.into();
+        for (index, spec) in config.models.iter_mut().enumerate() {
+            spec.options.set_origin(mdsa_engine::SpecOrigin {
+                origin: origin.to_string(),
+                text: shared.clone(),
+                path: format!("models[{index}]"),
+            });
+        }
         config
             .check()
             .map_err(|(field, message)| mdsa_config::field_error(text, origin, &field, message))?;

@@ -14,16 +14,28 @@
 //!
 //! This facade is the one crate an application needs. It owns the
 //! orchestrator ([`Mdsa`]) and its configuration ([`SystemConfig`]), and
-//! re-exports the layers below so that their types line up. Depend on a lower
-//! crate directly when you need only that layer:
+//! re-exports, one by one, the types of the layers below that an application
+//! writes or reads, grouped by job:
 //!
-//! | module | crate | job |
+//! | module | from | what you use it for |
 //! |---|---|---|
-//! | [`hw`] | `mdsa-hw` | CPU, SIMD, RAM, GPUs, device choice, memory budget |
-//! | [`bus`] | `mdsa-bus` | message bus and per-request workflow state machine |
-//! | [`monitor`] | `mdsa-monitor` | request log, metrics, Prometheus exposition |
-//! | [`models`] | `mdsa-models` | model sources, encoders and decoders on burn, model manager |
-//! | [`domains`] | `mdsa-domains` | domain configs, router, prompts, validation, executor |
+//! | (root) | `mdsa` | [`Mdsa`], [`MdsaBuilder`], [`SystemConfig`], [`QueryOptions`], [`QueryResponse`], [`QueryEvent`], [`Outcome`], [`MdsaError`], [`Backends`] |
+//! | [`domains`] | `mdsa-domains` | the domains you define and the router's decisions |
+//! | [`engine`] | `mdsa-engine` | model specs, model references, generation settings, and the traits a backend implements |
+//! | [`local`] | `mdsa-models` | the model manager and the built-in local backend, to load a model yourself |
+//! | [`monitor`] | `mdsa-monitor` | the request log, its filters and the metrics |
+//! | [`hw`] | `mdsa-hw` | hardware detection, devices and the memory budget |
+//! | [`bus`] | `mdsa-bus` | the message bus and each request's workflow events |
+//!
+//! Everything here is covered by semver. The crates' internals (weight
+//! formats, quantized kernels, architectures) are not re-exported; the
+//! `unstable` feature opens the whole crates under `mdsa::unstable`, outside
+//! semver.
+//!
+//! ```compile_fail
+//! // Internals of the local backend are not part of the facade.
+//! use mdsa::models::gguf::GgufFile;
+//! ```
 
 pub mod config;
 mod error;
@@ -37,12 +49,90 @@ pub use orchestrator::{DIRECT_DOMAIN, Mdsa, MdsaBuilder, QueryOptions, new_reque
 pub use response::{Outcome, QueryEvent, QueryResponse, ResponseTimings};
 pub use telemetry::RequestEvent;
 
-pub use mdsa_bus as bus;
-pub use mdsa_domains as domains;
-pub use mdsa_engine as engine;
-pub use mdsa_hw as hw;
-pub use mdsa_models as models;
-pub use mdsa_monitor as monitor;
+pub use mdsa_engine::{Backends, UnknownBackend};
+
+/// Domains and routing: what a domain is ([`DomainConfig`]), the set the
+/// router chooses from ([`DomainRegistry`]), its decision ([`RouteDecision`]),
+/// the answer's validation ([`Verdict`]) and the router's evaluation on
+/// labelled queries ([`evaluate`], [`fit`]).
+pub mod domains {
+    pub use mdsa_domains::config::GenerationSettings;
+    pub use mdsa_domains::eval::write_thresholds;
+    pub use mdsa_domains::{
+        DomainConfig, DomainError, DomainRegistry, DomainsFile, EvalReport, FitReport,
+        LabelledQuery, RetryPolicy, RouteDecision, RouterConfig, Thresholds, ValidationFailure,
+        ValidationRules, Verdict, evaluate, fit, read_jsonl,
+    };
+}
+
+/// Models: specs ([`ModelSpec`]) and their backend options
+/// ([`SpecOptions`]), references ([`ModelRef`]), generation settings
+/// ([`GenerationParams`], [`ChatMessage`]), what an answer reports
+/// ([`Usage`], [`FinishReason`]), and the traits an engine or backend
+/// implements ([`TextGenerator`], [`Embedder`], [`ModelBackend`]).
+pub mod engine {
+    pub use mdsa_engine::{
+        Backends, ChatMessage, ConfigError, DEFAULT_ENCODER, Embedder, FinishReason,
+        GenerationOutput, GenerationParams, LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel,
+        ModelBackend, ModelError, ModelRef, ModelRegistry, ModelRole, ModelSpec, OptionValue,
+        RegistryError, ResolveOptions, ResolvedModel, SamplingParams, SourceError, SpecOptions,
+        SpecOrigin, TextGenerator, Timings, UnknownBackend, Usage, WeightFormat, cosine_similarity,
+        transcript,
+    };
+}
+
+/// The model manager ([`ModelManager`], what [`Mdsa::manager`](crate::Mdsa::manager)
+/// returns) and the built-in local backend, to load an encoder
+/// ([`BertEmbedder`]) or a generator ([`DecoderGenerator`]) yourself.
+pub mod local {
+    pub use mdsa_models::backend::{burn_device, compiled_backends, has_gpu_backend};
+    pub use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
+    pub use mdsa_models::manager::{
+        EvictReason, LocalBackend, ManagerConfig, ManagerError, ManagerStats, ModelEvent,
+        ModelHandle, ModelManager, NoRoom, ResidentModel,
+    };
+    pub use mdsa_models::{BertEmbedder, EmbedderOptions, Pooling};
+}
+
+/// The request log ([`RequestRecord`], read back with [`LogFilter`]) and the
+/// metrics ([`MetricsCollector`], [`MetricsSnapshot`]), with the metric kinds
+/// a service registers beside mdsa's ([`Gauge`], [`Counter`], [`LabelledCounter`]).
+pub mod monitor {
+    pub use mdsa_monitor::{
+        Counter, ExportFormat, Gauge, GroupSnapshot, LabelledCounter, LatencyBreakdown,
+        LatencySummary, LogFilter, MetricsCollector, MetricsSnapshot, ModelMetricsSnapshot,
+        MonitorError, RequestLogger, RequestRecord, RequestStatus, StatusCounts,
+        read_jsonl_with_rotations, read_records, write_records,
+    };
+}
+
+/// The machine: hardware detection ([`HardwareDetector`]), devices
+/// ([`Device`], [`DevicePreference`]) and the memory budget ([`MemoryBudget`]).
+pub mod hw {
+    pub use mdsa_hw::{
+        BudgetConfig, Device, DevicePreference, DeviceRequest, GpuProbe, HardwareDetector,
+        HardwareProfile, HwError, MemoryBudget, choose_device, format_bytes,
+    };
+}
+
+/// The message bus ([`Bus`]) and each request's workflow: its states
+/// ([`RequestState`]) and events ([`WorkflowEvent`]).
+pub mod bus {
+    pub use mdsa_bus::{Bus, RequestState, SubscribeOptions, Subscription, WorkflowEvent};
+}
+
+/// The whole lower crates, for what the curated modules leave out. **Not
+/// covered by semver**: anything here may change in a patch release. Needs
+/// the `unstable` feature.
+#[cfg(feature = "unstable")]
+pub mod unstable {
+    pub use mdsa_bus as bus;
+    pub use mdsa_domains as domains;
+    pub use mdsa_engine as engine;
+    pub use mdsa_hw as hw;
+    pub use mdsa_models as models;
+    pub use mdsa_monitor as monitor;
+}
 
 /// The version of mdsa, as shown by `mdsa --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -169,6 +169,12 @@ impl MdsaBuilder {
         self
     }
 
+    /// Every backend of `backends` ([`crate::Backends`]), as [`backend`](Self::backend) each.
+    pub fn backends(mut self, backends: &crate::Backends) -> Self {
+        self.backends.extend(backends.iter().cloned());
+        self
+    }
+
     /// Loads the encoder, embeds the domains and preloads what the
     /// configuration asks for.
     pub fn build(self) -> Result<Mdsa, MdsaError> {

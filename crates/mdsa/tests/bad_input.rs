@@ -10,7 +10,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::system;
-use mdsa::domains::config::GenerationSettings;
+use mdsa::domains::GenerationSettings;
 use mdsa::domains::{DomainConfig, DomainError, DomainRegistry, DomainsFile};
 use mdsa::engine::ModelError;
 use mdsa::{Mdsa, MdsaError, QueryOptions, SystemConfig};

@@ -13,11 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mdsa::domains::{DomainConfig, DomainRegistry};
-use mdsa::engine::{
-    source::ModelRef, source::ResolveOptions, source::ResolvedModel, spec::ModelRole,
-    spec::ModelSpec,
-};
-use mdsa::models::manager::ManagerError;
+use mdsa::engine::{ModelRef, ModelRole, ModelSpec, ResolveOptions, ResolvedModel};
+use mdsa::local::ManagerError;
 use mdsa::monitor::LogFilter;
 use mdsa::{Mdsa, MdsaError, QueryOptions, SystemConfig};
 

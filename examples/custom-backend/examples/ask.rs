@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use mdsa::engine::{spec::ModelRole, spec::ModelSpec};
+use mdsa::engine::{ModelRole, ModelSpec};
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions, SystemConfig};
 use mdsa_backend_command::{BACKEND_NAME, CommandBackend};
 
@@ -37,8 +37,8 @@ fn main() -> anyhow::Result<()> {
     );
     spec.backend = BACKEND_NAME.into();
     spec.options.insert(
-        "args".into(),
-        "generate --chat --system={system} --max-tokens {max_tokens} -- {user}".into(),
+        "args",
+        "generate --chat --system={system} --max-tokens {max_tokens} -- {user}",
     );
     spec.max_context = Some(2048);
 

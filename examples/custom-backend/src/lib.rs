@@ -12,7 +12,7 @@
 //!     backend: "command",
 //!     options: {
 //!         "args": "generate --chat --system={system} --max-tokens {max_tokens} -- {user}",
-//!         "context_length": "2048",
+//!         "context_length": 2048,
 //!     },
 //! )
 //! ```
@@ -44,12 +44,32 @@
 //!    `generate_chat` say how a conversation becomes a prompt;
 //!    `count_tokens` and `context_length` let mdsa budget prompts.
 //!
-//! Register it beside the built-in local backend with
-//! `mdsa::Mdsa::builder().backend(Arc::new(CommandBackend))` (or
-//! `ModelManager::builder(..).backend(..)`); `examples/ask.rs` answers a routed
-//! query with it. `mdsa-remote` is the full-size backend (HTTP, retries, SSE).
+//! Its options are a serde struct read with `spec.options()` (the
+//! [`ModelSpec::options`] of mdsa-engine): values may be written as themselves
+//! (`"context_length": 2048`) or as strings, and an unknown key is an error
+//! that lists `args` and `context_length`.
+//!
+//! # Plugging it in
+//!
+//! - **In your own program**: register it beside the built-in local backend
+//!   with `mdsa::Mdsa::builder().backend(Arc::new(CommandBackend))` (or
+//!   `ModelManager::builder(..).backend(..)`); `examples/ask.rs` answers a
+//!   routed query with it.
+//! - **In the `mdsa` CLI**: a `main` of your own adds it to the CLI's
+//!   backends and runs the whole command line (`query`, `chat`, `serve`, ...);
+//!   `examples/mdsa_with_command.rs` is all of it:
+//!
+//!   ```ignore
+//!   let mut backends = mdsa_cli::default_backends();
+//!   backends.insert(Arc::new(CommandBackend));
+//!   mdsa_cli::run_with(backends)
+//!   ```
+//!
+//!   A backend that ships with mdsa may instead be a cargo feature of
+//!   mdsa-cli, as `remote` (mdsa-remote's `openai` backend) is.
+//!
+//! `mdsa-remote` is the full-size backend (HTTP, retries, SSE).
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -108,6 +128,17 @@ impl ModelBackend for CommandBackend {
     }
 }
 
+/// The options a `command` spec may set; any other key is an error.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandOptions {
+    /// The program's arguments, with placeholders.
+    #[serde(default)]
+    args: String,
+    /// Longest prompt plus answer, in tokens; the spec's `max_context` else.
+    context_length: Option<usize>,
+}
+
 /// Generates by running a program once per answer.
 #[derive(Debug, Clone)]
 pub struct CommandGenerator {
@@ -119,32 +150,15 @@ pub struct CommandGenerator {
 impl CommandGenerator {
     /// The generator a spec describes (see the crate docs for its options).
     pub fn new(spec: &ModelSpec) -> Result<Self, ModelError> {
-        let mut options: BTreeMap<&str, &str> = spec
-            .options
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        // Typed options: a wrong kind of value or an unknown key is an error
+        // naming the file, line, field path and model.
+        let options: CommandOptions = spec.options()?;
         let args = options
-            .remove("args")
-            .unwrap_or_default()
+            .args
             .split_whitespace()
             .map(str::to_string)
             .collect();
-        let context_length = match options.remove("context_length") {
-            Some(n) => n.parse().map_err(|_| {
-                backend_error(
-                    spec,
-                    &format!("options.context_length: expected a number of tokens, found {n:?}"),
-                )
-            })?,
-            None => spec.max_context.unwrap_or(4096),
-        };
-        if let Some(unknown) = options.keys().next() {
-            return Err(backend_error(
-                spec,
-                &format!("unknown option {unknown:?}; expected args, context_length"),
-            ));
-        }
+        let context_length = options.context_length.or(spec.max_context).unwrap_or(4096);
         let program = find_program(&spec.source).ok_or_else(|| {
             backend_error(
                 spec,
@@ -473,7 +487,7 @@ mod tests {
     fn spec(program: &str, args: &str) -> ModelSpec {
         let mut spec = ModelSpec::new("test", program, ModelRole::Generator);
         spec.backend = BACKEND_NAME.into();
-        spec.options.insert("args".into(), args.into());
+        spec.options.insert("args", args);
         spec
     }
 
@@ -541,5 +555,27 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("broken"), "{error}");
         assert!(CommandGenerator::new(&spec("no-such-program-xyz", "")).is_err());
+    }
+
+    #[test]
+    fn options_are_typed_and_checked() {
+        let mut with_context = spec("cat", "");
+        with_context.options.insert("context_length", 2048);
+        assert_eq!(
+            CommandGenerator::new(&with_context).unwrap().context_length,
+            2048
+        );
+        with_context.options.insert("context_length", "2048");
+        assert_eq!(
+            CommandGenerator::new(&with_context).unwrap().context_length,
+            2048
+        );
+        let mut typo = spec("cat", "");
+        typo.options.insert("arg", "x");
+        let m = CommandGenerator::new(&typo).unwrap_err().to_string();
+        assert!(
+            m.contains("options.arg: model \"test\": unknown field `arg`, expected `args` or `context_length`"),
+            "{m}"
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `mdsa embed`: sentence embeddings from any BERT-family encoder.
 
 use anyhow::Context;
-use mdsa::engine::{DEFAULT_ENCODER, Embedder, source::ModelRef, source::ResolveOptions};
-use mdsa::models::{BertEmbedder, EmbedderOptions};
+use mdsa::engine::{DEFAULT_ENCODER, Embedder, ModelRef, ResolveOptions};
+use mdsa::local::{BertEmbedder, EmbedderOptions};
 
 /// Arguments of `mdsa embed`.
 #[derive(Debug, clap::Args)]

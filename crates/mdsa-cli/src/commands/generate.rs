@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use anyhow::Context;
 use mdsa::engine::{ChatMessage, GenerationParams, SamplingParams, TextGenerator, WeightFormat};
-use mdsa::engine::{source::ModelRef, source::ResolveOptions};
-use mdsa::models::{generate::DecoderGenerator, generate::DecoderOptions};
+use mdsa::engine::{ModelRef, ResolveOptions};
+use mdsa::local::{DecoderGenerator, DecoderOptions};
 
 /// The default chat model (fetched by `cargo xtask fetch-models`).
 const DEFAULT_GENERATOR: &str =
@@ -58,7 +58,7 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let load_started = std::time::Instant::now();
     let options = DecoderOptions {
         format,
-        device: Some(mdsa::models::backend::burn_device(device)?),
+        device: Some(mdsa::local::burn_device(device)?),
         ..DecoderOptions::default()
     };
     let generator = DecoderGenerator::load(&model, &ResolveOptions::default(), &options)
@@ -127,7 +127,7 @@ fn choose_device(preference: &str) -> anyhow::Result<mdsa::hw::Device> {
     let request = DeviceRequest {
         need_bytes: 0,
         preference,
-        gpu_backend: mdsa::models::backend::has_gpu_backend(),
+        gpu_backend: mdsa::local::has_gpu_backend(),
     };
     Ok(choose_device(&profile, &budget, request)?.device)
 }

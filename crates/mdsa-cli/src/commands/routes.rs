@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use mdsa::domains::eval::write_thresholds;
+use mdsa::domains::write_thresholds;
 use mdsa::domains::{FitReport, evaluate, fit, read_jsonl};
 
 use super::system::SystemArgs;

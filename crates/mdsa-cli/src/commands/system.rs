@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mdsa::{Mdsa, QueryEvent, SystemConfig};
+use mdsa::{Backends, Mdsa, QueryEvent, SystemConfig};
 
 /// Options shared by every command that builds mdsa.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -18,6 +18,9 @@ pub(crate) struct SystemArgs {
     /// Domains file (RON) that replaces the configuration's domains.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) domains: Option<PathBuf>,
+    /// The model backends besides the local one (from the program's `main`).
+    #[arg(skip)]
+    pub(crate) backends: Backends,
 }
 
 /// Where the CLI keeps its request log when the configuration names none, so
@@ -50,12 +53,15 @@ impl SystemArgs {
     /// Builds mdsa (loads the router's encoder and embeds the domains).
     pub(crate) fn build(&self) -> anyhow::Result<Mdsa> {
         let config = self.load()?;
+        // A spec naming a backend this program lacks fails now, not at its
+        // first query.
+        self.backends
+            .check(&config.models)
+            .context(self.describe())?;
         let spinner = Spinner::start("loading the router");
-        // Models whose spec says `backend: "openai"` run on a remote
-        // OpenAI-compatible server (vLLM, Ollama, llama.cpp, another mdsa).
         let built = Mdsa::builder()
             .config(config)
-            .backend(std::sync::Arc::new(mdsa_remote::RemoteBackend::new()))
+            .backends(&self.backends)
             .build();
         spinner.finish();
         built.context(self.describe())

@@ -1,7 +1,7 @@
 //! Bare `mdsa`: what this is, what this machine has, which models are here,
 //! which domains route, and what to run next.
 
-use mdsa::engine::{source::ModelRef, source::ResolveOptions};
+use mdsa::engine::{ModelRef, ResolveOptions};
 use mdsa::hw::{HardwareDetector, format_bytes};
 
 use super::system::SystemArgs;

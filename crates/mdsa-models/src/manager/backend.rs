@@ -123,7 +123,7 @@ impl ModelBackend for LocalBackend {
                 let options = DecoderOptions {
                     format: spec.quantization,
                     device: Some(device),
-                    chat_template: spec.options.get("chat_template").cloned(),
+                    chat_template: crate::backend::LocalOptions::of(spec)?.chat_template,
                     max_context: spec.max_context,
                 };
                 let generator = DecoderGenerator::load(&model, &self.resolve, &options)?;

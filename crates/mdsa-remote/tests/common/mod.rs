@@ -204,9 +204,9 @@ impl Drop for Server {
 pub fn spec_for(base_url: &str, options: &[(&str, &str)]) -> ModelSpec {
     let mut spec = ModelSpec::new("remote-test", MODEL, ModelRole::Generator);
     spec.backend = mdsa_remote::BACKEND_NAME.into();
-    spec.options.insert("base_url".into(), base_url.into());
+    spec.options.insert("base_url", base_url);
     for (key, value) in options {
-        spec.options.insert(key.to_string(), value.to_string());
+        spec.options.insert(*key, *value);
     }
     spec
 }

@@ -56,7 +56,7 @@ fn resolve(state: &AppState, request: &ChatCompletionRequest) -> Result<Target, 
         return Ok(Target::Domain(name.to_string()));
     }
     match mdsa.manager().spec(name) {
-        Some(spec) if spec.role == mdsa::engine::spec::ModelRole::Generator => {
+        Some(spec) if spec.role == mdsa::engine::ModelRole::Generator => {
             Ok(Target::Model(name.to_string()))
         }
         _ => Err(unknown_model(state, "model", name)),
@@ -69,7 +69,7 @@ fn unknown_model(state: &AppState, param: &str, name: &str) -> ApiError {
         .manager()
         .specs()
         .into_iter()
-        .filter(|s| s.role == mdsa::engine::spec::ModelRole::Generator)
+        .filter(|s| s.role == mdsa::engine::ModelRole::Generator)
         .map(|s| s.id)
         .collect();
     let mut error = ApiError::new(

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use mdsa::engine::spec::ModelRole;
+use mdsa::engine::ModelRole;
 use serde_json::{Value, json};
 
 use super::JsonBody;

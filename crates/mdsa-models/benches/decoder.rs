@@ -13,7 +13,7 @@
 use std::ops::ControlFlow;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::chat::ChatMessage;
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator};
 use mdsa_models::source::{ModelRef, ResolveOptions};

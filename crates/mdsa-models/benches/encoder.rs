@@ -11,7 +11,7 @@
 #![allow(clippy::print_stderr)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::source::{ModelRef, ResolveOptions};
 use mdsa_models::{BertEmbedder, DEFAULT_ENCODER, Embedder, EmbedderOptions};
 

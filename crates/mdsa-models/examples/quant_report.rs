@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
 use mdsa_models::source::{ModelRef, ResolveOptions};
 use mdsa_models::{BertEmbedder, Embedder, EmbedderOptions, ModelError};

@@ -8,7 +8,7 @@
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::chat::ChatMessage;
 use mdsa_models::generate::{
     DecoderGenerator, DecoderOptions, FinishReason, GenerationParams, SamplingParams,

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::chat::ChatMessage;
 use mdsa_models::generate::{DecoderGenerator, DecoderOptions, GenerationParams, TextGenerator};
 use mdsa_models::gguf::GgufFile;

@@ -1,7 +1,7 @@
 //! The RON model registry: defaults, every field, and errors that point at the
 //! file, line and field.
 
-use mdsa_models::arch::llama::WeightFormat;
+use mdsa_engine::WeightFormat;
 use mdsa_models::registry::{ModelRegistry, ModelRole, ModelSpec, RegistryError};
 
 const GOOD: &str = r#"(

@@ -10,10 +10,10 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor};
+use mdsa_engine::WeightFormat;
 use serde::Deserialize;
 
 use crate::arch::linear::LinearWeight;
-use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::weights::SafetensorsWeights;
 

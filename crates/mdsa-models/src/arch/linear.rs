@@ -14,8 +14,8 @@
 
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
+use mdsa_engine::WeightFormat;
 
-use crate::arch::llama::WeightFormat;
 use crate::error::ModelError;
 use crate::quant::{BlockFormat, HalfKind, HalfMatrix, QuantMatrix};
 

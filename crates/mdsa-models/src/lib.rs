@@ -8,7 +8,9 @@
 //!   Q5_0/Q5_1 read at load; dense f16/bf16 matrices.
 //! - [`weights`]: safetensors through mmap, converted to the working dtype with
 //!   every tensor's shape checked against the configuration.
-//! - [`arch`]: architectures as burn modules, one file each.
+//! - [`arch`]: architectures as burn modules: the BERT encoder, and the decoder
+//!   families behind the [`arch::decoder::Decoder`] trait, one file per family
+//!   built from shared layers.
 //! - [`tokenizer`]: `tokenizer.json` with per-batch padding.
 //! - [`chat`]: a model's own chat template, rendered with minijinja in a sandbox.
 //! - [`generate`]: the decoder generator: sampling, stop conditions, UTF-8-safe

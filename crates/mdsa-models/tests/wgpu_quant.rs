@@ -15,11 +15,9 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use mdsa_engine::WeightFormat;
+use mdsa_models::arch::decoder::{self, Architecture, DecoderConfig, RopeScaling};
 use mdsa_models::arch::linear::Linear;
 use mdsa_models::weights::SafetensorsWeights;
-use mdsa_models::{
-    arch::llama::Architecture, arch::llama::DecoderConfig, arch::llama::DecoderModel,
-};
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::Dtype;
@@ -162,7 +160,7 @@ fn a_layer_that_does_not_fill_its_blocks_is_an_error() {
 
 fn tiny_config() -> DecoderConfig {
     DecoderConfig {
-        architecture: Architecture::Llama,
+        architecture: Architecture::named("llama").unwrap(),
         vocab_size: 256,
         hidden_size: 64,
         intermediate_size: 128,
@@ -172,7 +170,7 @@ fn tiny_config() -> DecoderConfig {
         head_dim: 16,
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
-        rope_scale: 1.0,
+        rope_scaling: RopeScaling::None,
         context_length: 64,
     }
 }
@@ -245,8 +243,7 @@ fn tiny_decoder_quantized_on_wgpu_matches_f32() {
     let weights = write_tiny_decoder(dir.path(), &config);
     let tokens = [1u32, 17, 42, 99, 3];
     let run = |format| {
-        let model =
-            DecoderModel::from_safetensors(config.clone(), &weights, format, &device).unwrap();
+        let model = decoder::load_safetensors(config.clone(), &weights, format, &device).unwrap();
         let mut cache = model.new_cache();
         let logits = model.forward(&tokens, &mut cache).unwrap();
         // One decode step on top of the cache, as generation does.
@@ -274,7 +271,7 @@ fn tiny_decoder_quantized_on_wgpu_matches_f32() {
 
     // The GPU's f32 path computes what the CPU's does.
     let cpu = mdsa_models::backend::burn_device(mdsa_hw::Device::Cpu).unwrap();
-    let model = DecoderModel::from_safetensors(config, &weights, WeightFormat::F32, &cpu).unwrap();
+    let model = decoder::load_safetensors(config, &weights, WeightFormat::F32, &cpu).unwrap();
     let on_cpu = model.forward(&tokens, &mut model.new_cache()).unwrap();
     assert!(relative_rms(&reference, &on_cpu) < 1e-4);
 }

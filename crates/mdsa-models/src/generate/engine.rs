@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::Device;
+use mdsa_engine::WeightFormat;
 
 use super::detokenize::IncrementalDecoder;
 use super::sampling::Sampler;
-use crate::arch::llama::{DecoderConfig, DecoderModel, WeightFormat};
+use crate::arch::decoder::{self, Decoder, DecoderConfig};
 use crate::chat::ChatTemplate;
 use crate::gguf::GgufFile;
 use crate::tokenizer::TextTokenizer;
@@ -40,7 +41,7 @@ pub struct DecoderOptions {
 /// A decoder language model with its tokenizer and chat template.
 #[derive(Debug)]
 pub struct DecoderGenerator {
-    model: DecoderModel,
+    model: Box<dyn Decoder>,
     tokenizer: TextTokenizer,
     template: Option<ChatTemplate>,
     eos_ids: HashSet<u32>,
@@ -81,8 +82,7 @@ impl DecoderGenerator {
                 let config = DecoderConfig::from_hf_file(&config)?;
                 let weights = SafetensorsWeights::open(&weights)?;
                 let device = device_of(options);
-                let model =
-                    DecoderModel::from_safetensors(config, &weights, options.format, &device)?;
+                let model = decoder::load_safetensors(config, &weights, options.format, &device)?;
                 let tokenizer = TextTokenizer::from_file(&tokenizer, None)?;
                 let special = match tokenizer_config {
                     Some(path) => HfTokenizerConfig::read(&path)?,
@@ -107,8 +107,7 @@ impl DecoderGenerator {
     pub fn from_gguf(path: &Path, options: &DecoderOptions) -> Result<Self, ModelError> {
         let file = Arc::new(GgufFile::open(path)?);
         let (tokenizer, info) = file.text_tokenizer()?;
-        let model =
-            DecoderModel::from_gguf(Arc::clone(&file), options.format, &device_of(options))?;
+        let model = decoder::load_gguf(Arc::clone(&file), options.format, &device_of(options))?;
         let parts = Parts {
             bos_id: info.bos_token_id,
             eos_id: info.eos_token_id,
@@ -121,7 +120,7 @@ impl DecoderGenerator {
     }
 
     fn assemble(
-        model: DecoderModel,
+        model: Box<dyn Decoder>,
         tokenizer: TextTokenizer,
         parts: Parts,
         options: &DecoderOptions,
@@ -161,8 +160,8 @@ impl DecoderGenerator {
     }
 
     /// The model underneath (configuration, resident bytes).
-    pub fn model(&self) -> &DecoderModel {
-        &self.model
+    pub fn model(&self) -> &dyn Decoder {
+        self.model.as_ref()
     }
 
     /// The tokenizer.

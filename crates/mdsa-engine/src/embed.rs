@@ -15,6 +15,7 @@ pub trait Embedder: Send + Sync {
 /// Dot product of two f32 vectors (the shorter length), summed in 8
 /// independent lanes so the compiler vectorises it: a plain `.sum()` is one
 /// dependent chain of adds, several times slower for embedding-sized vectors.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);

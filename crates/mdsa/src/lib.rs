@@ -115,10 +115,14 @@ pub mod hw {
     };
 }
 
-/// The message bus ([`Bus`]) and each request's workflow: its states
-/// ([`RequestState`]) and events ([`WorkflowEvent`]).
+/// The message bus ([`Bus`]): watch a running [`Mdsa`](crate::Mdsa) by
+/// subscribing to (or observing) each request's workflow ([`RequestState`],
+/// [`WorkflowEvent`]), its [`RequestEvent`](crate::RequestEvent)s and the
+/// model manager's [`ModelEvent`](crate::local::ModelEvent)s.
 pub mod bus {
-    pub use mdsa_bus::{Bus, RequestState, SubscribeOptions, Subscription, WorkflowEvent};
+    pub use mdsa_bus::{
+        Bus, Observer, OverflowPolicy, RequestState, SubscribeOptions, Subscription, WorkflowEvent,
+    };
 }
 
 /// The whole lower crates, for what the curated modules leave out. **Not

@@ -51,11 +51,12 @@ pub use telemetry::RequestEvent;
 
 pub use mdsa_engine::{Backends, UnknownBackend};
 
-/// Domains and routing: what a domain is ([`DomainConfig`]), the set the
-/// router chooses from ([`DomainRegistry`]), its decision ([`RouteDecision`]),
-/// the answer's validation ([`Verdict`]) and the router's evaluation on
-/// labelled queries ([`evaluate`], [`fit`]).
 pub mod domains {
+    //! Domains and routing: what a domain is ([`DomainConfig`]), the set the
+    //! router chooses from ([`DomainRegistry`]), its decision ([`RouteDecision`]),
+    //! the answer's validation ([`Verdict`]) and the router's evaluation on
+    //! labelled queries ([`evaluate`], [`fit`]).
+
     pub use mdsa_domains::config::GenerationSettings;
     pub use mdsa_domains::eval::write_thresholds;
     pub use mdsa_domains::{
@@ -65,12 +66,13 @@ pub mod domains {
     };
 }
 
-/// Models: specs ([`ModelSpec`]) and their backend options
-/// ([`SpecOptions`]), references ([`ModelRef`]), generation settings
-/// ([`GenerationParams`], [`ChatMessage`]), what an answer reports
-/// ([`Usage`], [`FinishReason`]), and the traits an engine or backend
-/// implements ([`TextGenerator`], [`Embedder`], [`ModelBackend`]).
 pub mod engine {
+    //! Models: specs ([`ModelSpec`]) and their backend options
+    //! ([`SpecOptions`]), references ([`ModelRef`]), generation settings
+    //! ([`GenerationParams`], [`ChatMessage`]), what an answer reports
+    //! ([`Usage`], [`FinishReason`]), and the traits an engine or backend
+    //! implements ([`TextGenerator`], [`Embedder`], [`ModelBackend`]).
+
     pub use mdsa_engine::{
         Backends, ChatMessage, ConfigError, DEFAULT_ENCODER, Embedder, FinishReason,
         GenerationOutput, GenerationParams, LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel,
@@ -81,10 +83,11 @@ pub mod engine {
     };
 }
 
-/// The model manager ([`ModelManager`], what [`Mdsa::manager`](crate::Mdsa::manager)
-/// returns) and the built-in local backend, to load an encoder
-/// ([`BertEmbedder`]) or a generator ([`DecoderGenerator`]) yourself.
 pub mod local {
+    //! The model manager ([`ModelManager`], what [`Mdsa::manager`](crate::Mdsa::manager)
+    //! returns) and the built-in local backend, to load an encoder
+    //! ([`BertEmbedder`]) or a generator ([`DecoderGenerator`]) yourself.
+
     pub use mdsa_models::backend::{burn_device, compiled_backends, has_gpu_backend};
     pub use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
     pub use mdsa_models::manager::{
@@ -94,10 +97,11 @@ pub mod local {
     pub use mdsa_models::{BertEmbedder, EmbedderOptions, Pooling};
 }
 
-/// The request log ([`RequestRecord`], read back with [`LogFilter`]) and the
-/// metrics ([`MetricsCollector`], [`MetricsSnapshot`]), with the metric kinds
-/// a service registers beside mdsa's ([`Gauge`], [`Counter`], [`LabelledCounter`]).
 pub mod monitor {
+    //! The request log ([`RequestRecord`], read back with [`LogFilter`]) and the
+    //! metrics ([`MetricsCollector`], [`MetricsSnapshot`]), with the metric kinds
+    //! a service registers beside mdsa's ([`Gauge`], [`Counter`], [`LabelledCounter`]).
+
     pub use mdsa_monitor::{
         Counter, ExportFormat, Gauge, GroupSnapshot, LabelledCounter, LatencyBreakdown,
         LatencySummary, LogFilter, MetricsCollector, MetricsSnapshot, ModelMetricsSnapshot,
@@ -106,30 +110,33 @@ pub mod monitor {
     };
 }
 
-/// The machine: hardware detection ([`HardwareDetector`]), devices
-/// ([`Device`], [`DevicePreference`]) and the memory budget ([`MemoryBudget`]).
 pub mod hw {
+    //! The machine: hardware detection ([`HardwareDetector`]), devices
+    //! ([`Device`], [`DevicePreference`]) and the memory budget ([`MemoryBudget`]).
+
     pub use mdsa_hw::{
         BudgetConfig, Device, DevicePreference, DeviceRequest, GpuProbe, HardwareDetector,
         HardwareProfile, HwError, MemoryBudget, choose_device, format_bytes,
     };
 }
 
-/// The message bus ([`Bus`]): watch a running [`Mdsa`](crate::Mdsa) by
-/// subscribing to (or observing) each request's workflow ([`RequestState`],
-/// [`WorkflowEvent`]), its [`RequestEvent`](crate::RequestEvent)s and the
-/// model manager's [`ModelEvent`](crate::local::ModelEvent)s.
 pub mod bus {
+    //! The message bus ([`Bus`]): watch a running [`Mdsa`](crate::Mdsa) by
+    //! subscribing to (or observing) each request's workflow ([`RequestState`],
+    //! [`WorkflowEvent`]), its [`RequestEvent`](crate::RequestEvent)s and the
+    //! model manager's [`ModelEvent`](crate::local::ModelEvent)s.
+
     pub use mdsa_bus::{
         Bus, Observer, OverflowPolicy, RequestState, SubscribeOptions, Subscription, WorkflowEvent,
     };
 }
 
-/// The whole lower crates, for what the curated modules leave out. **Not
-/// covered by semver**: anything here may change in a patch release. Needs
-/// the `unstable` feature.
 #[cfg(feature = "unstable")]
 pub mod unstable {
+    //! The whole lower crates, for what the curated modules leave out. **Not
+    //! covered by semver**: anything here may change in a patch release. Needs
+    //! the `unstable` feature.
+
     pub use mdsa_bus as bus;
     pub use mdsa_domains as domains;
     pub use mdsa_engine as engine;

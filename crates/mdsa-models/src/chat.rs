@@ -54,7 +54,31 @@ impl ChatTemplate {
 
     /// Renders a conversation; with `add_generation_prompt` the text ends where the
     /// assistant's answer begins.
+    ///
+    /// A template that refuses a system message (Gemma's raises "System role
+    /// not supported") gets it folded into the first user message instead,
+    /// as Gemma's own documentation advises, so a domain's system prompt still
+    /// reaches the model.
     pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        match self.render_as_given(messages, add_generation_prompt) {
+            Err(error) if Self::refuses_system(&error, messages) => match fold_system(messages) {
+                Some(folded) => self.render_as_given(&folded, add_generation_prompt),
+                None => Err(error),
+            },
+            rendered => rendered,
+        }
+    }
+
+    fn refuses_system(error: &ModelError, messages: &[ChatMessage]) -> bool {
+        let has_system = messages.first().is_some_and(|m| m.role == "system");
+        has_system && error.to_string().to_lowercase().contains("system")
+    }
+
+    fn render_as_given(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
@@ -72,6 +96,17 @@ impl ChatTemplate {
             })
             .map_err(|e| template_error(&self.origin, "rendering", &e))
     }
+}
+
+/// `messages` with a leading system message prepended to the first user
+/// message (separated by a blank line); `None` when there is no user message.
+fn fold_system(messages: &[ChatMessage]) -> Option<Vec<ChatMessage>> {
+    let (system, rest) = messages.split_first()?;
+    let first_user = rest.iter().position(|m| m.role == "user")?;
+    let mut folded = rest.to_vec();
+    let user = &mut folded[first_user];
+    user.content = format!("{}\n\n{}", system.content, user.content);
+    Some(folded)
 }
 
 fn template_error(origin: &str, doing: &str, error: &minijinja::Error) -> ModelError {
@@ -105,6 +140,31 @@ mod tests {
             text,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
         );
+    }
+
+    #[test]
+    fn a_template_without_a_system_role_gets_it_in_the_first_user_turn() {
+        // Gemma's template, as in its tokenizer_config.json.
+        let gemma = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
+        let template = ChatTemplate::new(gemma, "<bos>", "<eos>", "test").unwrap();
+        let text = template
+            .render(
+                &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+        );
+        // Other exceptions are not second-guessed.
+        let strict =
+            ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "", "t")
+                .unwrap();
+        let err = strict
+            .render(&[ChatMessage::system("s"), ChatMessage::user("u")], false)
+            .unwrap_err();
+        assert!(err.to_string().contains("alternate"), "{err}");
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl DecoderGenerator {
                 let parts = Parts {
                     bos_id: token_id(&special.bos_token),
                     eos_id: token_id(&special.eos_token),
+                    end_of_turn_ids: generation_config_eos_ids(
+                        &dir.join("generation_config.json"),
+                    )?,
                     add_bos: special.add_bos_token,
                     template: special.chat_template,
                     origin: format!("{}: tokenizer_config.json chat_template", dir.display()),
@@ -108,9 +111,16 @@ impl DecoderGenerator {
         let file = Arc::new(GgufFile::open(path)?);
         let (tokenizer, info) = file.text_tokenizer()?;
         let model = decoder::load_gguf(Arc::clone(&file), options.format, &device_of(options))?;
+        // llama.cpp's end-of-turn and end-of-message tokens (Llama 3's
+        // `<|eot_id|>`, `<|eom_id|>`) end an answer as EOS does.
+        let mut end_of_turn_ids = Vec::new();
+        for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+            end_of_turn_ids.extend(file.get_u32_opt(key)?);
+        }
         let parts = Parts {
             bos_id: info.bos_token_id,
             eos_id: info.eos_token_id,
+            end_of_turn_ids,
             add_bos: info.add_bos_token,
             template: info.chat_template,
             origin: format!("{}: tokenizer.chat_template", path.display()),
@@ -135,9 +145,11 @@ impl DecoderGenerator {
             (None, Some(source)) => Some(ChatTemplate::new(source, bos, eos, parts.origin)?),
             (None, None) => None,
         };
-        // Chat models end a turn with their own marker (`<|im_end|>`) as well as EOS.
+        // Chat models end a turn with their own marker (`<|im_end|>`) as well as
+        // EOS; files name some of them, the rest are known by their text.
         let mut eos_ids: HashSet<u32> = parts.eos_id.into_iter().collect();
-        for marker in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
+        eos_ids.extend(&parts.end_of_turn_ids);
+        for marker in END_OF_TURN_MARKERS {
             if let Some(id) = tokenizer.token_to_id(marker) {
                 eos_ids.insert(id);
             }
@@ -169,13 +181,16 @@ impl DecoderGenerator {
         &self.tokenizer
     }
 
-    /// Tokens of a rendered prompt, with BOS when the model wants it.
+    /// Tokens of a rendered prompt, with BOS when the model wants it and the
+    /// prompt does not already start with it (chat templates often write
+    /// `bos_token` themselves; llama.cpp strips the duplicate likewise).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, ModelError> {
-        let mut ids = Vec::new();
-        if self.add_bos {
+        let text = self.tokenizer.encode_plain(prompt)?;
+        let mut ids = Vec::with_capacity(text.len() + 1);
+        if self.add_bos && text.first() != self.bos_id.as_ref() {
             ids.extend(self.bos_id);
         }
-        ids.extend(self.tokenizer.encode_plain(prompt)?);
+        ids.extend(text);
         Ok(ids)
     }
 
@@ -312,10 +327,54 @@ impl TextGenerator for DecoderGenerator {
     }
 }
 
+/// Tokens that end a chat turn in the families mdsa runs (ChatML, Llama 3,
+/// Gemma, Phi-3, Llama 2 / Mistral), when the vocabulary has them.
+const END_OF_TURN_MARKERS: [&str; 7] = [
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<|endoftext|>",
+    "</s>",
+];
+
+/// The ids `generation_config.json` says end generation (`eos_token_id`: one
+/// id or a list); none when the file is absent.
+fn generation_config_eos_ids(path: &Path) -> Result<Vec<u32>, ModelError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ModelError::io(path, e)),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::config(path, "(json)", e.to_string()))?;
+    let ids = match json.get("eos_token_id") {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+    };
+    ids.into_iter()
+        .map(|id| {
+            id.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    ModelError::config(
+                        path,
+                        "eos_token_id",
+                        format!("expected token ids, found {id}"),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// What a model file says about its tokens and template, whatever its format.
 struct Parts {
     bos_id: Option<u32>,
     eos_id: Option<u32>,
+    /// Further ids that end an answer (end of turn / message).
+    end_of_turn_ids: Vec<u32>,
     add_bos: bool,
     template: Option<String>,
     origin: String,

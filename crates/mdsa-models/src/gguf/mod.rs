@@ -286,6 +286,11 @@ impl GgufFile {
         Ok(self.optional(key, Self::get_f32)?.unwrap_or(default))
     }
 
+    /// [`get_f32`](Self::get_f32), or `None` when the key is absent.
+    pub fn get_f32_opt(&self, key: &str) -> Result<Option<f32>, GgufError> {
+        self.optional(key, Self::get_f32)
+    }
+
     /// An `f64` (or `f32`) value.
     pub fn get_f64(&self, key: &str) -> Result<f64, GgufError> {
         self.typed(key, "f64", GgufValue::as_float)

@@ -235,6 +235,22 @@ impl QuantBytes {
         self.len
     }
 
+    /// The bytes `range` of these, sharing the owner (no copy).
+    pub fn slice(&self, range: Range<usize>) -> Result<Self, QuantError> {
+        if range.start > range.end || range.end > self.len {
+            return Err(QuantError::Range {
+                start: range.start,
+                end: range.end,
+                len: self.len,
+            });
+        }
+        Ok(Self {
+            owner: Arc::clone(&self.owner),
+            start: self.start + range.start,
+            len: range.end - range.start,
+        })
+    }
+
     /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -328,6 +344,15 @@ impl QuantMatrix {
             cols,
             data,
         })
+    }
+
+    /// Rows `rows` of this matrix as a matrix of their own, sharing the bytes.
+    pub fn row_range(&self, rows: Range<usize>) -> Result<Self, QuantError> {
+        let row_bytes = self.cols / self.format.block_size() * self.format.block_bytes();
+        let data = self
+            .data
+            .slice(rows.start * row_bytes..rows.end * row_bytes)?;
+        Self::new(self.format, rows.len(), self.cols, data)
     }
 
     /// [`QuantMatrix::new`] from a GGUF `ggml_type` id.

@@ -11,21 +11,51 @@ use mdsa_engine::ModelError;
 
 use super::Decoder;
 use super::config::DecoderConfig;
-use super::llama;
 use super::loader::Loader;
+use super::{gemma, llama};
 
 /// The architectures, as `general.architecture` names them.
-pub const SUPPORTED_ARCHITECTURES: &str = "llama, mistral, qwen2";
+pub const SUPPORTED_ARCHITECTURES: &str = "llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3";
 
 /// Every family, by name.
-const FAMILIES: &[Family] = &[llama::LLAMA, llama::MISTRAL, llama::QWEN2];
+const FAMILIES: &[Family] = &[
+    llama::LLAMA,
+    llama::MISTRAL,
+    llama::QWEN2,
+    llama::QWEN3,
+    llama::PHI3,
+    gemma::GEMMA2,
+    gemma::GEMMA3,
+];
 
 /// How one architecture is built.
 pub(crate) struct Family {
     /// The name files give it.
     pub(crate) name: &'static str,
+    /// Other names for it (a Hugging Face `model_type` that differs).
+    pub(crate) aliases: &'static [&'static str],
     /// Loads the model `config` describes.
     pub(crate) build: Build,
+    /// RMSNorm epsilon when `config.json` omits it.
+    pub(crate) default_rms_eps: f32,
+    /// Whether attention and final logits may be soft-capped (Gemma 2).
+    pub(crate) uses_softcap: bool,
+    /// Whether `query_pre_attn_scalar` sets the attention scale (Gemma).
+    pub(crate) uses_query_pre_attn_scalar: bool,
+}
+
+impl Family {
+    /// A family with llama's defaults for everything but its name and constructor.
+    pub(crate) const fn plain(name: &'static str, build: Build) -> Self {
+        Self {
+            name,
+            aliases: &[],
+            build,
+            default_rms_eps: 1e-6,
+            uses_softcap: false,
+            uses_query_pre_attn_scalar: false,
+        }
+    }
 }
 
 /// A family's constructor: the model a configuration describes, from a loader.
@@ -43,7 +73,7 @@ impl Architecture {
     pub fn named(name: &str) -> Option<Self> {
         FAMILIES
             .iter()
-            .find(|family| family.name == name)
+            .find(|family| family.name == name || family.aliases.contains(&name))
             .map(|family| Self { family })
     }
 

@@ -1,21 +1,24 @@
 //! The pieces decoder families are built from: token embedding, RMSNorm,
-//! rotary position embeddings, grouped-query attention with its causal mask,
-//! and the SwiGLU feed-forward layer.
+//! grouped-query attention with its causal (and sliding-window) mask, and the
+//! gated feed-forward layer (SwiGLU, GeGLU). RoPE is in [`super::rope`].
 //!
 //! Each piece loads its own tensors through the [`Loader`] and runs on burn
 //! tensors; a family's file only wires them into blocks. Variants a family
 //! needs (another RoPE scaling, a norm with an offset, another activation) are
 //! added to the piece here, so every family gets them.
 
-use burn::tensor::activation::{silu, softmax};
+use std::ops::Range;
+
+use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::arch::linear::{LinearWeight, Matrix, Packed};
 use mdsa_engine::ModelError;
 
 use super::cache::LayerKv;
-use super::config::{DecoderConfig, RopeScaling};
+use super::config::DecoderConfig;
 use super::loader::{Loader, Part};
+use super::rope::{Rope, RopeAt};
 
 /// The token embedding table, dense on the device or packed on the host (rows
 /// are dequantized on lookup).
@@ -24,6 +27,8 @@ pub(crate) struct Embedding {
     table: EmbeddingTable,
     vocab_size: usize,
     hidden_size: usize,
+    /// Rows are multiplied by this (Gemma: √hidden_size), else 1.
+    scale: f32,
     device: Device,
 }
 
@@ -53,12 +58,27 @@ impl Embedding {
             table,
             vocab_size,
             hidden_size,
+            scale: 1.0,
             device: device.clone(),
         })
     }
 
+    /// Multiplies every looked-up row by `scale`.
+    pub(crate) fn scaled(self, scale: f32) -> Self {
+        Self { scale, ..self }
+    }
+
     /// `[tokens, hidden_size]` rows of the table; an error for an id outside it.
     pub(crate) fn forward(&self, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
+        let rows = self.lookup(tokens)?;
+        Ok(if self.scale == 1.0 {
+            rows
+        } else {
+            rows * f64::from(self.scale)
+        })
+    }
+
+    fn lookup(&self, tokens: &[u32]) -> Result<Tensor<2>, ModelError> {
         let h = self.hidden_size;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.vocab_size) {
             return Err(ModelError::Backend(format!(
@@ -95,11 +115,22 @@ impl Embedding {
     }
 }
 
-/// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * weight`.
+/// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * weight`, where
+/// Gemma's checkpoints store `weight - 1` (its files on the Hub; llama.cpp's
+/// converter adds the 1 back).
 #[derive(Debug)]
 pub(crate) struct RmsNorm {
     weight: Tensor<1>,
     eps: f32,
+}
+
+/// What a stored norm weight is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NormWeight {
+    /// The weight itself.
+    Plain,
+    /// `1 + stored` (Gemma in Hugging Face files).
+    OnePlus,
 }
 
 impl RmsNorm {
@@ -109,11 +140,22 @@ impl RmsNorm {
         name: &str,
         len: usize,
         eps: f32,
+        stored: NormWeight,
     ) -> Result<Self, ModelError> {
+        let weight = loader.vector(&format!("{name}.weight"), len)?;
         Ok(Self {
-            weight: loader.vector(&format!("{name}.weight"), len)?,
+            weight: match stored {
+                NormWeight::Plain => weight,
+                NormWeight::OnePlus => weight + 1.0,
+            },
             eps,
         })
+    }
+
+    /// Normalizes each `[.., len]` row of a `[heads, n, len]` tensor.
+    pub(crate) fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
+        let [a, b, c] = x.dims();
+        self.forward(x.reshape([a * b, c])).reshape([a, b, c])
     }
 
     /// Normalizes each row of `[n, len]`.
@@ -130,95 +172,25 @@ impl RmsNorm {
     }
 }
 
-/// Which elements of a head RoPE rotates together.
+/// How a family's attention differs from plain llama's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RopeLayout {
-    /// Adjacent pairs `(x[2i], x[2i+1])`: llama.cpp's permuted Q/K weights.
-    Interleaved,
-    /// Halves `(x[i], x[i + hd/2])`: Hugging Face's `rotate_half`.
-    Halves,
+pub(crate) struct AttentionSpec {
+    /// Q, K and V projections have a bias (Qwen2).
+    pub(crate) qkv_bias: bool,
+    /// Q, K and V are one stored projection (Phi-3's `qkv_proj`).
+    pub(crate) fused_qkv: bool,
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3),
+    /// with how its weight is stored.
+    pub(crate) qk_norm: Option<NormWeight>,
 }
 
-/// Rotary position embeddings: `[context, head_dim / 2]` cos and sin tables
-/// for every position, computed once at load, and their application to
-/// queries and keys. The scaling variants ([`RopeScaling`]) change the tables
-/// only, in [`Rope::new`].
-#[derive(Debug)]
-pub(crate) struct Rope {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
-    layout: RopeLayout,
-}
-
-/// The cos and sin rows of the positions one forward pass covers.
-#[derive(Debug)]
-pub(crate) struct RopeAt {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
-}
-
-impl Rope {
-    /// Tables for `config.context_length` positions of `config.head_dim`.
-    pub(crate) fn new(config: &DecoderConfig, layout: RopeLayout, device: &Device) -> Self {
-        let half = config.head_dim / 2;
-        let positions = config.context_length;
-        let theta = f64::from(config.rope_theta);
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / config.head_dim as f64))
-            .collect();
-        let position_scale = match config.rope_scaling {
-            RopeScaling::None => 1.0,
-            RopeScaling::Linear { factor } => f64::from(factor),
-        };
-        let mut cos = Vec::with_capacity(positions * half);
-        let mut sin = Vec::with_capacity(positions * half);
-        for p in 0..positions {
-            let position = p as f64 / position_scale;
-            for freq in &inv_freq {
-                let angle = position * freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        Self {
-            cos: Tensor::from_data(TensorData::new(cos, [positions, half]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [positions, half]), device),
-            layout,
-        }
-    }
-
-    /// The table rows of positions `past..past + n`.
-    pub(crate) fn at(&self, past: usize, n: usize) -> RopeAt {
-        RopeAt {
-            cos: self.cos.clone().narrow(0, past, n),
-            sin: self.sin.clone().narrow(0, past, n),
-        }
-    }
-
-    /// Rotates `[heads, n, hd]` by the positions of `at`.
-    pub(crate) fn apply(&self, x: Tensor<3>, at: &RopeAt) -> Tensor<3> {
-        let [heads, n, hd] = x.dims();
-        let half = hd / 2;
-        let cos = at.cos.clone().reshape([1, n, half]);
-        let sin = at.sin.clone().reshape([1, n, half]);
-        match self.layout {
-            RopeLayout::Interleaved => {
-                let pairs = x.reshape([heads, n, half, 2]);
-                let a = pairs.clone().narrow(3, 0, 1).reshape([heads, n, half]);
-                let b = pairs.narrow(3, 1, 1).reshape([heads, n, half]);
-                let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
-                let rb = a * sin + b * cos;
-                Tensor::stack::<4>(vec![ra, rb], 3).reshape([heads, n, hd])
-            }
-            RopeLayout::Halves => {
-                let a = x.clone().narrow(2, 0, half);
-                let b = x.narrow(2, half, half);
-                let ra = a.clone() * cos.clone() - b.clone() * sin.clone();
-                let rb = a * sin + b * cos;
-                Tensor::cat(vec![ra, rb], 2)
-            }
-        }
-    }
+impl AttentionSpec {
+    /// Plain llama attention.
+    pub(crate) const PLAIN: Self = Self {
+        qkv_bias: false,
+        fused_qkv: false,
+        qk_norm: None,
+    };
 }
 
 /// Causal self-attention with grouped-query heads: `heads` query heads share
@@ -229,38 +201,68 @@ pub(crate) struct Attention {
     k: LinearWeight,
     v: LinearWeight,
     o: LinearWeight,
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    scale: f64,
+    softcap: Option<f64>,
 }
 
 impl Attention {
-    /// Loads block `layer`'s projections; `qkv_bias` reads a bias for Q, K and V.
+    /// Loads block `layer`'s projections as `spec` describes them.
     pub(crate) fn load(
         loader: &Loader<'_>,
         layer: usize,
         config: &DecoderConfig,
-        qkv_bias: bool,
+        spec: AttentionSpec,
     ) -> Result<Self, ModelError> {
         let names = loader.names();
         let n = |part: Part| names.layer(layer, part);
         let h = config.hidden_size;
         let (heads, kv_heads, head_dim) = (config.num_heads, config.num_kv_heads, config.head_dim);
         let (q_dim, kv_dim) = (heads * head_dim, kv_heads * head_dim);
+        let (q, k, v) = if spec.fused_qkv {
+            let rows = [
+                0..q_dim,
+                q_dim..q_dim + kv_dim,
+                q_dim + kv_dim..q_dim + 2 * kv_dim,
+            ];
+            let [q, k, v] = loader.linear_split(&n(Part::Qkv), h, rows)?;
+            (q, k, v)
+        } else {
+            let bias = spec.qkv_bias;
+            (
+                loader.linear(&n(Part::Q), h, q_dim, bias)?,
+                loader.linear(&n(Part::K), h, kv_dim, bias)?,
+                loader.linear(&n(Part::V), h, kv_dim, bias)?,
+            )
+        };
+        let eps = config.rms_norm_eps;
+        let qk_norm = match spec.qk_norm {
+            Some(stored) => Some((
+                RmsNorm::load(loader, &n(Part::QNorm), head_dim, eps, stored)?,
+                RmsNorm::load(loader, &n(Part::KNorm), head_dim, eps, stored)?,
+            )),
+            None => None,
+        };
         Ok(Self {
-            q: loader.linear(&n(Part::Q), h, q_dim, qkv_bias)?,
-            k: loader.linear(&n(Part::K), h, kv_dim, qkv_bias)?,
-            v: loader.linear(&n(Part::V), h, kv_dim, qkv_bias)?,
+            q,
+            k,
+            v,
             o: loader.linear(&n(Part::O), q_dim, h, false)?,
+            qk_norm,
             heads,
             kv_heads,
             head_dim,
+            scale: f64::from(config.attention_scale),
+            softcap: config.attn_logit_softcap.map(f64::from),
         })
     }
 
     /// Attends from the `[n, hidden]` (normed) new positions to everything in
     /// `cache` and to themselves, appending their keys and values to `cache`.
-    /// `mask` is [`causal_mask`]'s, for `n > 1`.
+    /// `mask` is [`attention_mask`]'s for this layer's kind.
     pub(crate) fn forward(
         &self,
         x: Tensor<2>,
@@ -274,14 +276,23 @@ impl Attention {
         let group = heads / kv_heads;
         // [n, heads * hd] → [heads, n, hd]
         let split = |t: Tensor<2>, h: usize| t.reshape([n, h, hd]).swap_dims(0, 1);
-        let q = rope.apply(split(self.q.forward(x.clone())?, heads), at);
-        let k = rope.apply(split(self.k.forward(x.clone())?, kv_heads), at);
+        let mut q = split(self.q.forward(x.clone())?, heads);
+        let mut k = split(self.k.forward(x.clone())?, kv_heads);
+        if let Some((q_norm, k_norm)) = &self.qk_norm {
+            q = q_norm.forward3(q);
+            k = k_norm.forward3(k);
+        }
+        let q = rope.apply(q, at);
+        let k = rope.apply(k, at);
         let v = split(self.v.forward(x)?, kv_heads);
         let (k, v) = cache.append(k, v);
         // Grouped-query attention without copying K/V: the `group` query heads
         // that share one KV head are stacked along the query axis.
         let q = q.reshape([kv_heads, group * n, hd]);
-        let mut scores = q.matmul(k.swap_dims(1, 2)) * (1.0 / (hd as f64).sqrt());
+        let mut scores = q.matmul(k.swap_dims(1, 2)) * self.scale;
+        if let Some(cap) = self.softcap {
+            scores = (scores / cap).tanh() * cap;
+        }
         if let Some(mask) = mask {
             scores = scores + mask.unsqueeze::<3>();
         }
@@ -293,61 +304,114 @@ impl Attention {
         self.o.forward(context)
     }
 
-    /// Bytes the projections hold.
+    /// Bytes the projections and norms hold.
     pub(crate) fn resident_bytes(&self) -> usize {
+        let norms = self
+            .qk_norm
+            .as_ref()
+            .map_or(0, |(q, k)| q.resident_bytes() + k.resident_bytes());
         [&self.q, &self.k, &self.v, &self.o]
             .iter()
             .map(|l| l.resident_bytes())
-            .sum()
+            .sum::<usize>()
+            + norms
     }
 }
 
 /// `[group * n, past + n]`: 0 where a query may look, -inf where it may not,
 /// for `n` new positions after `past` cached ones and `group` query heads per
 /// KV head (stacked along the query axis, as [`Attention::forward`] does).
-pub(crate) fn causal_mask(n: usize, past: usize, group: usize, device: &Device) -> Tensor<2> {
+/// A query sees earlier positions, or with a `window` only the last `window`
+/// of them (itself included). `None` when nothing is hidden.
+pub(crate) fn attention_mask(
+    n: usize,
+    past: usize,
+    group: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Option<Tensor<2>> {
     let total = past + n;
+    let window = window.filter(|&w| w < total);
+    if n == 1 && window.is_none() {
+        return None;
+    }
     let mut mask = vec![0.0f32; group * n * total];
     for g in 0..group {
         for i in 0..n {
             let row = (g * n + i) * total;
-            for j in (past + i + 1)..total {
-                mask[row + j] = f32::NEG_INFINITY;
+            let position = past + i;
+            let first = window.map_or(0, |w| (position + 1).saturating_sub(w));
+            for (j, value) in mask[row..row + total].iter_mut().enumerate() {
+                if j > position || j < first {
+                    *value = f32::NEG_INFINITY;
+                }
             }
         }
     }
-    Tensor::from_data(TensorData::new(mask, [group * n, total]), device)
+    Some(Tensor::from_data(
+        TensorData::new(mask, [group * n, total]),
+        device,
+    ))
 }
 
-/// The SwiGLU feed-forward layer: `down(silu(gate(x)) * up(x))`.
+/// The activation of a gated feed-forward layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// SiLU (SwiGLU: llama, qwen, phi3).
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma).
+    GeluTanh,
+}
+
+/// The gated feed-forward layer: `down(act(gate(x)) * up(x))`.
 #[derive(Debug)]
 pub(crate) struct Mlp {
     gate: LinearWeight,
     up: LinearWeight,
     down: LinearWeight,
+    activation: Activation,
 }
 
 impl Mlp {
-    /// Loads block `layer`'s `[hidden → ffn → hidden]` projections.
+    /// Loads block `layer`'s `[hidden → ffn → hidden]` projections; `fused`
+    /// reads gate and up from one stored `[2 · ffn, hidden]` projection (gate
+    /// first, as Phi-3 stores it).
     pub(crate) fn load(
         loader: &Loader<'_>,
         layer: usize,
-        hidden: usize,
-        ffn: usize,
+        config: &DecoderConfig,
+        activation: Activation,
+        fused: bool,
     ) -> Result<Self, ModelError> {
         let names = loader.names();
         let n = |part: Part| names.layer(layer, part);
+        let (hidden, ffn) = (config.hidden_size, config.intermediate_size);
+        let (gate, up) = if fused {
+            let rows: [Range<usize>; 2] = [0..ffn, ffn..2 * ffn];
+            let [gate, up] = loader.linear_split(&n(Part::GateUp), hidden, rows)?;
+            (gate, up)
+        } else {
+            (
+                loader.linear(&n(Part::Gate), hidden, ffn, false)?,
+                loader.linear(&n(Part::Up), hidden, ffn, false)?,
+            )
+        };
         Ok(Self {
-            gate: loader.linear(&n(Part::Gate), hidden, ffn, false)?,
-            up: loader.linear(&n(Part::Up), hidden, ffn, false)?,
+            gate,
+            up,
             down: loader.linear(&n(Part::Down), ffn, hidden, false)?,
+            activation,
         })
     }
 
     /// Runs `[n, hidden]` through the layer.
     pub(crate) fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        let gated = silu(self.gate.forward(x.clone())?) * self.up.forward(x)?;
-        self.down.forward(gated)
+        let gate = self.gate.forward(x.clone())?;
+        let gate = match self.activation {
+            Activation::Silu => silu(gate),
+            Activation::GeluTanh => gelu_approximate(gate),
+        };
+        self.down.forward(gate * self.up.forward(x)?)
     }
 
     /// Bytes the projections hold.

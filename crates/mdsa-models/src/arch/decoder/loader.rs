@@ -7,6 +7,7 @@
 //! Every family loads through one [`Loader`]; a family with tensors of its own
 //! adds a [`Part`] and its two names.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -69,10 +70,23 @@ pub(crate) enum Part {
     Q,
     K,
     V,
+    /// Q, K and V in one projection (Phi-3).
+    Qkv,
     O,
+    /// Per-head query and key norms (Qwen3, Gemma 3).
+    QNorm,
+    KNorm,
+    /// The norm after attention, before the residual add (Gemma 2/3).
+    PostAttnNorm,
     FfnNorm,
+    /// The norm before the feed-forward layer when the block has four (Gemma 2/3).
+    PreFfnNorm,
+    /// The norm after the feed-forward layer, before the residual add (Gemma 2/3).
+    PostFfnNorm,
     Gate,
     Up,
+    /// Gate and up in one projection (Phi-3).
+    GateUp,
     Down,
 }
 
@@ -91,10 +105,17 @@ impl Names {
             Part::Q => ("attn_q", "self_attn.q_proj"),
             Part::K => ("attn_k", "self_attn.k_proj"),
             Part::V => ("attn_v", "self_attn.v_proj"),
+            Part::Qkv => ("attn_qkv", "self_attn.qkv_proj"),
             Part::O => ("attn_output", "self_attn.o_proj"),
+            Part::QNorm => ("attn_q_norm", "self_attn.q_norm"),
+            Part::KNorm => ("attn_k_norm", "self_attn.k_norm"),
+            Part::PostAttnNorm => ("post_attention_norm", "post_attention_layernorm"),
             Part::FfnNorm => ("ffn_norm", "post_attention_layernorm"),
+            Part::PreFfnNorm => ("ffn_norm", "pre_feedforward_layernorm"),
+            Part::PostFfnNorm => ("post_ffw_norm", "post_feedforward_layernorm"),
             Part::Gate => ("ffn_gate", "mlp.gate_proj"),
             Part::Up => ("ffn_up", "mlp.up_proj"),
+            Part::GateUp => ("ffn_up", "mlp.gate_up_proj"),
             Part::Down => ("ffn_down", "mlp.down_proj"),
         };
         match self {
@@ -293,6 +314,52 @@ impl<'a> Loader<'a> {
             Resolved::Values(format, values) => (format, values),
         };
         LinearWeight::from_f32(format, values, d_in, d_out, bias, self.device)
+    }
+
+    /// Linear layers (no bias) from row ranges of one stored `[rows, d_in]`
+    /// projection, `rows` being the end of the last range: a fused QKV or
+    /// gate-up weight split as the model uses it. Quantized blocks are split
+    /// without copying (rows are whole blocks).
+    pub(crate) fn linear_split<const N: usize>(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        ranges: [Range<usize>; N],
+    ) -> Result<[LinearWeight; N], ModelError> {
+        let rows = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        let name = format!("{prefix}.weight");
+        let resolved = self.resolve(&name, rows, d_in)?;
+        let mut out = Vec::with_capacity(N);
+        for range in ranges {
+            let d_out = range.len();
+            let weight = match &resolved {
+                Resolved::Kept(m) => {
+                    let part = m.row_range(range).map_err(ModelError::from)?;
+                    if uses_block_kernels(self.device) {
+                        let matrix = Matrix::Packed(Packed::Blocks(part));
+                        LinearWeight::new(matrix, d_in, d_out, None, self.device)
+                    } else {
+                        let format = gpu_format(part.format());
+                        LinearWeight::from_f32(
+                            format,
+                            part.dequantize(),
+                            d_in,
+                            d_out,
+                            None,
+                            self.device,
+                        )?
+                    }
+                }
+                Resolved::Values(format, values) => {
+                    let part = values[range.start * d_in..range.end * d_in].to_vec();
+                    LinearWeight::from_f32(*format, part, d_in, d_out, None, self.device)?
+                }
+            };
+            out.push(weight);
+        }
+        out.try_into().map_err(|_| {
+            ModelError::Backend(format!("{name}: split into the wrong number of parts"))
+        })
     }
 
     /// An unquantized vector of `len` values, on the device.

@@ -5,15 +5,20 @@
 //!   described by, from GGUF metadata or a Hugging Face `config.json`.
 //! - `families`: the table from an architecture name to its family
 //!   ([`Architecture`], [`SUPPORTED_ARCHITECTURES`]).
-//! - `layers`: embedding, RMSNorm, RoPE, grouped-query attention, SwiGLU.
+//! - `layers`: embedding, RMSNorm, grouped-query attention with its masks,
+//!   gated feed-forward layers.
+//! - `rope`: rotary position embeddings and every [`RopeScaling`].
+//! - `stack`: what all families share around their blocks (embedding, RoPE,
+//!   masks, final norm, output head) and the `Block` trait.
 //! - `cache`: the [`KvCache`].
 //! - `loader`: tensor names in GGUF and safetensors, and how a stored tensor
 //!   becomes a weight in the requested format.
-//! - `llama`: the llama family (llama, mistral, qwen2).
+//! - `llama`: the llama family (llama, mistral, qwen2, qwen3, phi3).
+//! - `gemma`: the Gemma family (gemma2, gemma3).
 //!
-//! A new family is a file beside `llama.rs` with a type implementing
-//! [`Decoder`] and a `Family` constant, one line in the `families` table, and
-//! its settings in [`DecoderConfig`] and its parsing.
+//! A new family is a file beside `llama.rs` with a `Block` and a `Family`
+//! constant, one line in the `families` table, and its settings in
+//! [`DecoderConfig`] and its parsing.
 //!
 //! Linear layers are dense burn tensors (the working dtype on any device) or
 //! GGUF blocks kept as stored and multiplied by the quantized kernels in
@@ -22,9 +27,12 @@
 mod cache;
 mod config;
 mod families;
+mod gemma;
 mod layers;
 mod llama;
 mod loader;
+mod rope;
+mod stack;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -37,7 +45,7 @@ use crate::weights::SafetensorsWeights;
 use mdsa_engine::ModelError;
 
 pub use cache::KvCache;
-pub use config::{DecoderConfig, RopeScaling};
+pub use config::{AttentionKind, DecoderConfig, RopeScaling};
 pub use families::{Architecture, SUPPORTED_ARCHITECTURES};
 
 use loader::Loader;

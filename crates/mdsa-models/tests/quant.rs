@@ -81,13 +81,18 @@ fn random_matrix(format: BlockFormat, rows: usize, cols: usize, rng: &mut Rng) -
             let values: Vec<f32> = (0..rows * cols).map(|_| rng.unit() * 0.1).collect();
             QuantMatrix::quantize(format, rows, cols, &values).expect("quantize")
         }
-        BlockFormat::Q4_K | BlockFormat::Q5_K | BlockFormat::Q6_K => {
+        // Random bits with small scales: every weight pattern the layout allows.
+        BlockFormat::Q5_0
+        | BlockFormat::Q5_1
+        | BlockFormat::Q4_K
+        | BlockFormat::Q5_K
+        | BlockFormat::Q6_K => {
             let bb = format.block_bytes();
             let mut bytes = rng.bytes(rows * cols / format.block_size() * bb);
-            let scale_at: &[usize] = if format == BlockFormat::Q6_K {
-                &[208]
-            } else {
-                &[0, 2]
+            let scale_at: &[usize] = match format {
+                BlockFormat::Q6_K => &[208],
+                BlockFormat::Q5_0 => &[0],
+                _ => &[0, 2],
             };
             for blk in bytes.chunks_exact_mut(bb) {
                 for &at in scale_at {
@@ -456,8 +461,8 @@ fn malformed_input_is_an_error_not_a_panic() {
         QuantMatrix::new(Q8_0, usize::MAX, 64, Vec::new()),
         Err(QuantError::TooLarge { .. })
     ));
-    // Unknown ggml types (F32, F16, Q5_0, IQ4_NL, garbage).
-    for id in [0, 1, 6, 20, 99, u32::MAX] {
+    // Unknown ggml types (F32, F16, Q8_1, IQ4_NL, garbage).
+    for id in [0, 1, 9, 20, 99, u32::MAX] {
         assert_eq!(
             QuantMatrix::from_ggml(id, 1, 32, vec![0u8; 34]).unwrap_err(),
             QuantError::UnsupportedType(id)

@@ -12,6 +12,8 @@
 //! | Q8_0 | 32 | 34 | `d: f16, qs: [i8; 32]`, w = d·q |
 //! | Q4_0 | 32 | 18 | `d: f16, qs: [u8; 16]`, w = d·(q − 8); low nibbles are weights 0–15, high 16–31 |
 //! | Q4_1 | 32 | 20 | `d: f16, m: f16, qs: [u8; 16]`, w = d·q + m |
+//! | Q5_0 | 32 | 22 | `d: f16, qh: u32, qs: [u8; 16]`, w = d·(q − 16); bit i of qh is weight i's fifth bit |
+//! | Q5_1 | 32 | 24 | `d: f16, m: f16, qh: u32, qs: [u8; 16]`, w = d·q + m |
 //! | Q4_K | 256 | 144 | `d, dmin: f16, scales: [u8; 12], qs: [u8; 128]`: 8 sub-blocks of 32 with 6-bit scale and min, w = d·sc·q − dmin·m |
 //! | Q5_K | 256 | 176 | as Q4_K plus `qh: [u8; 32]` (the fifth bit) before `qs` |
 //! | Q6_K | 256 | 210 | `ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16`: 16 sub-blocks of 16, w = d·sc·(q − 32) |
@@ -41,6 +43,10 @@ pub enum BlockFormat {
     Q4_0,
     /// 4-bit with an f16 scale and an f16 minimum, blocks of 32 (ggml type 3).
     Q4_1,
+    /// 5-bit symmetric, blocks of 32 with an f16 scale (ggml type 6).
+    Q5_0,
+    /// 5-bit with an f16 scale and an f16 minimum, blocks of 32 (ggml type 7).
+    Q5_1,
     /// 4-bit K-quant: super-blocks of 256 in 8 sub-blocks with 6-bit scales and mins (ggml type 12).
     Q4_K,
     /// 5-bit K-quant: Q4_K plus one high bit per weight (ggml type 13).
@@ -51,10 +57,12 @@ pub enum BlockFormat {
 
 impl BlockFormat {
     /// Every supported format, for iteration in tests and tools.
-    pub const ALL: [BlockFormat; 6] = [
+    pub const ALL: [BlockFormat; 8] = [
         BlockFormat::Q8_0,
         BlockFormat::Q4_0,
         BlockFormat::Q4_1,
+        BlockFormat::Q5_0,
+        BlockFormat::Q5_1,
         BlockFormat::Q4_K,
         BlockFormat::Q5_K,
         BlockFormat::Q6_K,
@@ -63,17 +71,23 @@ impl BlockFormat {
     /// Weights per block: 32, or 256 for the K-quants.
     pub const fn block_size(self) -> usize {
         match self {
-            BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1 => QK,
+            BlockFormat::Q8_0
+            | BlockFormat::Q4_0
+            | BlockFormat::Q4_1
+            | BlockFormat::Q5_0
+            | BlockFormat::Q5_1 => QK,
             BlockFormat::Q4_K | BlockFormat::Q5_K | BlockFormat::Q6_K => QK_K,
         }
     }
 
-    /// Bytes per block: 34, 18, 20, 144, 176, 210.
+    /// Bytes per block: 34, 18, 20, 22, 24, 144, 176, 210.
     pub const fn block_bytes(self) -> usize {
         match self {
             BlockFormat::Q8_0 => 34,
             BlockFormat::Q4_0 => 18,
             BlockFormat::Q4_1 => 20,
+            BlockFormat::Q5_0 => 22,
+            BlockFormat::Q5_1 => 24,
             BlockFormat::Q4_K => 144,
             BlockFormat::Q5_K => 176,
             BlockFormat::Q6_K => 210,
@@ -85,6 +99,8 @@ impl BlockFormat {
         match self {
             BlockFormat::Q4_0 => 2,
             BlockFormat::Q4_1 => 3,
+            BlockFormat::Q5_0 => 6,
+            BlockFormat::Q5_1 => 7,
             BlockFormat::Q8_0 => 8,
             BlockFormat::Q4_K => 12,
             BlockFormat::Q5_K => 13,
@@ -93,11 +109,13 @@ impl BlockFormat {
     }
 
     /// The format for a GGUF `ggml_type` id, or `None` for types this module
-    /// does not compute on (F32, F16, Q5_0, IQ*, ...).
+    /// does not compute on (F32, F16, Q8_1, IQ*, ...).
     pub const fn from_ggml_id(id: u32) -> Option<Self> {
         match id {
             2 => Some(BlockFormat::Q4_0),
             3 => Some(BlockFormat::Q4_1),
+            6 => Some(BlockFormat::Q5_0),
+            7 => Some(BlockFormat::Q5_1),
             8 => Some(BlockFormat::Q8_0),
             12 => Some(BlockFormat::Q4_K),
             13 => Some(BlockFormat::Q5_K),
@@ -112,13 +130,15 @@ impl BlockFormat {
             BlockFormat::Q8_0 => "Q8_0",
             BlockFormat::Q4_0 => "Q4_0",
             BlockFormat::Q4_1 => "Q4_1",
+            BlockFormat::Q5_0 => "Q5_0",
+            BlockFormat::Q5_1 => "Q5_1",
             BlockFormat::Q4_K => "Q4_K",
             BlockFormat::Q5_K => "Q5_K",
             BlockFormat::Q6_K => "Q6_K",
         }
     }
 
-    /// Storage cost in bits per weight (8.5, 4.5, 5, 4.5, 5.5, 6.5625).
+    /// Storage cost in bits per weight (8.5, 4.5, 5, 5.5, 6, 4.5, 5.5, 6.5625).
     pub fn bits_per_weight(self) -> f64 {
         (self.block_bytes() * 8) as f64 / self.block_size() as f64
     }
@@ -190,6 +210,8 @@ pub fn dequantize_row(
             BlockFormat::Q8_0 => dequant_q8_0(blk, y),
             BlockFormat::Q4_0 => dequant_q4_0(blk, y),
             BlockFormat::Q4_1 => dequant_q4_1(blk, y),
+            BlockFormat::Q5_0 => dequant_q5(blk, 0.0, &blk[2..], y),
+            BlockFormat::Q5_1 => dequant_q5(blk, f16_at(blk, 2), &blk[4..], y),
             BlockFormat::Q4_K => dequant_q4_k(blk, y),
             BlockFormat::Q5_K => dequant_q5_k(blk, y),
             BlockFormat::Q6_K => dequant_q6_k(blk, y),
@@ -222,6 +244,33 @@ fn dequant_q4_1(b: &[u8], y: &mut [f32]) {
         lo[j] = d * (q & 0xF) as f32 + m;
         hi[j] = d * (q >> 4) as f32 + m;
     }
+}
+
+/// Q5_0 (`m` = 0, offset −16) and Q5_1 (`m` from the block, no offset);
+/// `rest` is the block after its f16 header(s): `qh` then `qs`.
+fn dequant_q5(b: &[u8], m: f32, rest: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let offset = if b.len() == 22 { 16 } else { 0 };
+    let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    for (j, &q) in rest[4..20].iter().enumerate() {
+        let high0 = ((qh >> j) & 1) << 4;
+        let high1 = ((qh >> (j + 16)) & 1) << 4;
+        y[j] = (((q & 0xF) as u32 | high0) as i32 - offset) as f32 * d + m;
+        y[j + 16] = (((q >> 4) as u32 | high1) as i32 - offset) as f32 * d + m;
+    }
+}
+
+/// The 32 five-bit values of a Q5_0 / Q5_1 block (`rest`: `qh` then `qs`),
+/// before offset and scale.
+#[inline(always)]
+pub(crate) fn q5_values(rest: &[u8]) -> [u8; 32] {
+    let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let mut out = [0u8; 32];
+    for (j, &q) in rest[4..20].iter().enumerate() {
+        out[j] = (q & 0xF) | ((((qh >> j) & 1) as u8) << 4);
+        out[j + 16] = (q >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+    }
+    out
 }
 
 fn dequant_q4_k(b: &[u8], y: &mut [f32]) {
@@ -376,8 +425,8 @@ mod tests {
             assert_eq!(BlockFormat::from_ggml_id(f.ggml_id()), Some(f));
         }
         let bytes: Vec<_> = BlockFormat::ALL.iter().map(|f| f.block_bytes()).collect();
-        assert_eq!(bytes, [34, 18, 20, 144, 176, 210]);
-        for id in [0, 1, 6, 7, 9, 10, 11, 15, 16, 30, 1000] {
+        assert_eq!(bytes, [34, 18, 20, 22, 24, 144, 176, 210]);
+        for id in [0, 1, 9, 10, 11, 15, 16, 30, 1000] {
             assert_eq!(BlockFormat::from_ggml_id(id), None, "id {id}");
         }
     }
@@ -391,6 +440,32 @@ mod tests {
         for (a, b) in x.iter().zip(&y) {
             assert!((a - b).abs() <= 1.0 / 254.0 + 1e-3, "{a} vs {b}");
         }
+    }
+
+    /// One Q5_0 block by hand: d = 1, every low nibble 0..15 repeated, high bits
+    /// set for weights 0 and 17 only.
+    #[test]
+    fn q5_0_and_q5_1_decode_by_the_ggml_layout() {
+        let mut block = Vec::new();
+        block.extend_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        block.extend_from_slice(&(1u32 | 1 << 17).to_le_bytes());
+        block.extend((0u8..16).map(|j| j | (15 - j) << 4));
+        let mut out = [0.0f32; 32];
+        dequantize_row(BlockFormat::Q5_0, &block, &mut out).unwrap();
+        assert_eq!(out[0], 0.0, "0 | 16 − 16");
+        assert_eq!(out[1], 1.0 - 16.0);
+        assert_eq!(out[16], 15.0 - 16.0);
+        assert_eq!(out[17], 14.0);
+        assert_eq!(out[31], 0.0 - 16.0);
+
+        let mut q51 = Vec::new();
+        q51.extend_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        q51.extend_from_slice(&f16::from_f32(-1.0).to_le_bytes());
+        q51.extend_from_slice(&block[2..]);
+        dequantize_row(BlockFormat::Q5_1, &q51, &mut out).unwrap();
+        assert_eq!(out[0], 16.0 * 0.5 - 1.0);
+        assert_eq!(out[1], 0.5 - 1.0);
+        assert!(dequantize_row(BlockFormat::Q5_0, &block[..10], &mut out).is_err());
     }
 
     #[test]

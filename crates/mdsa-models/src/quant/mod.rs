@@ -17,7 +17,6 @@
 mod act;
 mod formats;
 mod half;
-mod legacy;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -32,7 +31,6 @@ pub use formats::{
     BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
 };
 pub use half::{HalfKind, HalfMatrix};
-pub use legacy::{GGML_Q5_0, GGML_Q5_1, dequantize_legacy};
 
 /// What can go wrong building or using a [`QuantMatrix`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -396,7 +394,11 @@ impl QuantMatrix {
             BlockFormat::Q8_0 => quantize_row_q8_0(values)?,
             BlockFormat::Q4_0 => quantize_row_q4_0(values)?,
             BlockFormat::Q4_1 => quantize_row_q4_1(values)?,
-            BlockFormat::Q4_K | BlockFormat::Q5_K | BlockFormat::Q6_K => {
+            BlockFormat::Q5_0
+            | BlockFormat::Q5_1
+            | BlockFormat::Q4_K
+            | BlockFormat::Q5_K
+            | BlockFormat::Q6_K => {
                 return Err(QuantError::UnsupportedType(format.ggml_id()));
             }
         };

@@ -5,7 +5,7 @@
 //! (so they agree exactly), and only the order of the f32 accumulation differs.
 
 use super::act::{ActBlocks, Activations, BlockQ8, BlockQ8K};
-use super::formats::{BlockFormat, f16_at, scale_min_k4};
+use super::formats::{BlockFormat, f16_at, q5_values, scale_min_k4};
 
 /// out[r · n + i] = ⟨weight row r, activation row i⟩ for every whole row in `w`.
 ///
@@ -55,6 +55,14 @@ pub(crate) fn dot_q8(format: BlockFormat, row: &[u8], act: &[BlockQ8]) -> f32 {
             BlockFormat::Q4_1 => {
                 f16_at(b, 0) * a.d * nibble_dot(&b[4..20], &a.qs) as f32 + f16_at(b, 2) * a.s
             }
+            BlockFormat::Q5_0 => {
+                let d = f16_at(b, 0);
+                d * a.d * byte_dot(&q5_values(&b[2..]), &a.qs) as f32 - 16.0 * d * a.s
+            }
+            BlockFormat::Q5_1 => {
+                f16_at(b, 0) * a.d * byte_dot(&q5_values(&b[4..]), &a.qs) as f32
+                    + f16_at(b, 2) * a.s
+            }
             // K-quants never pair with 32-blocks (the dispatcher picks Q8K for them).
             BlockFormat::Q4_K | BlockFormat::Q5_K | BlockFormat::Q6_K => 0.0,
         };
@@ -72,6 +80,12 @@ fn nibble_dot(qs: &[u8], x: &[i8; 32]) -> i32 {
     s
 }
 
+/// Σ q·x over 32 unsigned values.
+#[inline(always)]
+fn byte_dot(q: &[u8; 32], x: &[i8; 32]) -> i32 {
+    q.iter().zip(x).map(|(&q, &x)| q as i32 * x as i32).sum()
+}
+
 /// One weight row of a K-quant format against one activation row.
 pub(crate) fn dot_q8k(format: BlockFormat, row: &[u8], act: &[BlockQ8K]) -> f32 {
     let bb = format.block_bytes();
@@ -81,7 +95,11 @@ pub(crate) fn dot_q8k(format: BlockFormat, row: &[u8], act: &[BlockQ8K]) -> f32 
             BlockFormat::Q4_K => dot_q4_k(b, a),
             BlockFormat::Q5_K => dot_q5_k(b, a),
             BlockFormat::Q6_K => dot_q6_k(b, a),
-            BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1 => 0.0,
+            BlockFormat::Q8_0
+            | BlockFormat::Q4_0
+            | BlockFormat::Q4_1
+            | BlockFormat::Q5_0
+            | BlockFormat::Q5_1 => 0.0,
         };
     }
     acc

@@ -92,6 +92,8 @@ macro_rules! kernels {
         const Q4_K: u8 = 3;
         const Q5_K: u8 = 4;
         const Q6_K: u8 = 5;
+        const Q5_0: u8 = 6;
+        const Q5_1: u8 = 7;
 
         #[target_feature(enable = $features)]
         fn rows_impl(format: BlockFormat, w: &[u8], row_bytes: usize, acts: &Activations, out: &mut [f32]) {
@@ -105,6 +107,12 @@ macro_rules! kernels {
                 }
                 (BlockFormat::Q4_1, ActBlocks::Q8(a)) => {
                     rows_q8::<Q4_1, 20>(w, row_bytes, a, n, per_row, out)
+                }
+                (BlockFormat::Q5_0, ActBlocks::Q8(a)) => {
+                    rows_q8::<Q5_0, 22>(w, row_bytes, a, n, per_row, out)
+                }
+                (BlockFormat::Q5_1, ActBlocks::Q8(a)) => {
+                    rows_q8::<Q5_1, 24>(w, row_bytes, a, n, per_row, out)
                 }
                 (BlockFormat::Q4_K, ActBlocks::Q8K(a)) => {
                     rows_k::<Q4_K, 144>(w, row_bytes, a, n, per_row, out)
@@ -233,8 +241,8 @@ macro_rules! kernels {
         }
 
         /// A 32-weight block as 32 bytes and its f16 header as f32 lanes: [d, m, ..]
-        /// for Q4_1, [d, d, ..] for Q4_0 (the caller scales lane 1 by −8 at the end),
-        /// [d, ..] for Q8_0.
+        /// for Q4_1 / Q5_1, [d, d, ..] for Q4_0 / Q5_0 (the caller scales lane 1
+        /// by −8 / −16 at the end), [d, ..] for Q8_0.
         #[inline]
         #[target_feature(enable = $features)]
         fn unpack32<const F: u8, const BB: usize>(blk: &[u8; BB]) -> (__m256i, __m128) {
@@ -244,14 +252,42 @@ macro_rules! kernels {
             if F == Q8_0 {
                 return (load256(&blk[2..]), dm);
             }
-            if F == Q4_0 {
+            if F == Q4_0 || F == Q5_0 {
                 dm = _mm_moveldup_ps(dm);
             }
+            // Where the nibbles start: after d (and m), and the Q5 formats' qh.
+            let qs_at = match F {
+                Q4_0 => 2,
+                Q4_1 => 4,
+                Q5_0 => 6,
+                _ => 8,
+            };
             // Low nibbles are weights 0–15, high nibbles 16–31: load the 16 bytes into
             // both 128-bit lanes, shift the upper lane right by 4, keep 4 bits.
-            let q = _mm256_broadcastsi128_si256(load128(&blk[if F == Q4_1 { 4 } else { 2 }..]));
+            let q = _mm256_broadcastsi128_si256(load128(&blk[qs_at..]));
             let q = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-            (_mm256_and_si256(q, _mm256_set1_epi8(0x0F)), dm)
+            let q = _mm256_and_si256(q, _mm256_set1_epi8(0x0F));
+            if F == Q5_0 || F == Q5_1 {
+                let qh = &blk[qs_at - 4..qs_at];
+                let high = bytes_from_bits(u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]));
+                return (_mm256_or_si256(q, _mm256_and_si256(high, _mm256_set1_epi8(0x10))), dm);
+            }
+            (q, dm)
+        }
+
+        /// 32 bytes, byte i 0xFF where bit i of `bits` is set, else 0 (ggml's
+        /// `bytes_from_bits_32`).
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn bytes_from_bits(bits: u32) -> __m256i {
+            // Byte i takes byte i / 8 of `bits`...
+            let spread = _mm256_shuffle_epi8(
+                _mm256_set1_epi32(bits as i32),
+                _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
+            );
+            // ...then every bit but bit i % 8 is forced on: all ones iff bit i is set.
+            let forced = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+            _mm256_cmpeq_epi8(forced, _mm256_set1_epi64x(-1))
         }
 
         /// Σ x·y over 32 bytes as 8 i32 lanes (x signed for Q8_0, else unsigned).
@@ -330,7 +366,8 @@ macro_rules! kernels {
                 out[k] = hsum_ps(acc[k])
                     + match F {
                         Q4_0 => -8.0 * m,
-                        Q4_1 => m,
+                        Q5_0 => -16.0 * m,
+                        Q4_1 | Q5_1 => m,
                         _ => 0.0,
                     };
             }

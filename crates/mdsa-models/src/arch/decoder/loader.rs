@@ -15,7 +15,7 @@ use mdsa_engine::WeightFormat;
 
 use crate::arch::linear::{LinearWeight, Matrix, Packed, uses_block_kernels};
 use crate::gguf::{GgmlType, GgufFile};
-use crate::quant::{BlockFormat, QuantBytes, QuantMatrix, dequantize_legacy};
+use crate::quant::{BlockFormat, QuantBytes, QuantMatrix};
 use crate::weights::SafetensorsWeights;
 use mdsa_engine::ModelError;
 
@@ -26,14 +26,6 @@ impl AsRef<[u8]> for GgufBytes {
     fn as_ref(&self) -> &[u8] {
         self.0.bytes()
     }
-}
-
-/// A quantized tensor as read from a GGUF file.
-enum Stored {
-    /// Blocks the quantized kernels multiply directly.
-    Blocks(QuantMatrix),
-    /// Dequantized values of a format without kernels.
-    Values(Vec<f32>),
 }
 
 /// A tensor as the loader resolved it, before a device representation is chosen.
@@ -50,7 +42,11 @@ enum Resolved {
 fn gpu_format(format: BlockFormat) -> WeightFormat {
     match format {
         BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q4_K => WeightFormat::Int4,
-        BlockFormat::Q8_0 | BlockFormat::Q5_K | BlockFormat::Q6_K => WeightFormat::Int8,
+        BlockFormat::Q8_0
+        | BlockFormat::Q5_0
+        | BlockFormat::Q5_1
+        | BlockFormat::Q5_K
+        | BlockFormat::Q6_K => WeightFormat::Int8,
     }
 }
 
@@ -221,9 +217,14 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// A quantized GGUF tensor as stored: blocks the kernels multiply, or values
-    /// of a format without kernels; `None` for unquantized tensors and safetensors.
-    fn stored(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Stored>, ModelError> {
+    /// A quantized GGUF tensor as the blocks the kernels multiply; `None` for
+    /// unquantized tensors and safetensors.
+    fn stored(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<QuantMatrix>, ModelError> {
         let Source::Gguf { file, bytes } = &self.source else {
             return Ok(None);
         };
@@ -243,13 +244,7 @@ impl<'a> Loader<'a> {
         }
         if let Some(format) = BlockFormat::from_ggml_id(ty.id()) {
             let data = QuantBytes::from_shared(Arc::clone(bytes), info.data_range())?;
-            return Ok(Some(Stored::Blocks(QuantMatrix::new(
-                format, rows, cols, data,
-            )?)));
-        }
-        let mut values = vec![0.0f32; rows * cols];
-        if dequantize_legacy(ty.id(), file.tensor_data(info), &mut values)? {
-            return Ok(Some(Stored::Values(values)));
+            return Ok(Some(QuantMatrix::new(format, rows, cols, data)?));
         }
         Err(ModelError::config(
             file.path(),
@@ -267,11 +262,8 @@ impl<'a> Loader<'a> {
         let stored = self.stored(name, rows, cols)?;
         let keep = self.format == WeightFormat::Stored;
         Ok(match stored {
-            Some(Stored::Blocks(m)) if keep => Resolved::Kept(m),
-            Some(Stored::Blocks(m)) => Resolved::Values(self.format, m.dequantize()),
-            // No kernels for this format: Q8_0 keeps its 5 bits and stays compact.
-            Some(Stored::Values(values)) if keep => Resolved::Values(WeightFormat::Int8, values),
-            Some(Stored::Values(values)) => Resolved::Values(self.format, values),
+            Some(m) if keep => Resolved::Kept(m),
+            Some(m) => Resolved::Values(self.format, m.dequantize()),
             None => Resolved::Values(self.format, self.read_dense(name, &[rows, cols])?),
         })
     }

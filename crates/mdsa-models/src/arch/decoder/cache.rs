@@ -11,7 +11,9 @@ use burn::tensor::Tensor;
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<LayerKv>,
-    len: usize,
+    /// The tokens cached, in order (a model whose RoPE changes with the
+    /// sequence length re-runs them).
+    tokens: Vec<u32>,
 }
 
 impl KvCache {
@@ -19,18 +21,31 @@ impl KvCache {
     pub(crate) fn new(num_layers: usize) -> Self {
         Self {
             layers: (0..num_layers).map(|_| LayerKv(None)).collect(),
-            len: 0,
+            tokens: Vec::new(),
         }
     }
 
     /// Number of positions cached.
     pub fn len(&self) -> usize {
-        self.len
+        self.tokens.len()
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.tokens.is_empty()
+    }
+
+    /// The tokens cached, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets everything cached.
+    pub(crate) fn clear(&mut self) {
+        self.tokens.clear();
+        for layer in &mut self.layers {
+            layer.0 = None;
+        }
     }
 
     /// The layers' caches, in order, for one forward pass.
@@ -38,9 +53,9 @@ impl KvCache {
         &mut self.layers
     }
 
-    /// Records that a forward pass cached `n` more positions.
-    pub(crate) fn advance(&mut self, n: usize) {
-        self.len += n;
+    /// Records that a forward pass cached `tokens`.
+    pub(crate) fn advance(&mut self, tokens: &[u32]) {
+        self.tokens.extend_from_slice(tokens);
     }
 }
 

@@ -434,7 +434,16 @@ impl HfConfig<'_> {
                 ));
             }
         };
-        let partial = self.f32_opt(hf, "partial_rotary_factor")?.unwrap_or(1.0);
+        // transformers 5 moved it into `rope_parameters`.
+        let partial = match self.f32_opt(hf, "partial_rotary_factor")? {
+            Some(p) => p,
+            None => match hf.get("rope_parameters").and_then(Value::as_object) {
+                Some(params) => self
+                    .f32_opt(params, "partial_rotary_factor")?
+                    .unwrap_or(1.0),
+                None => 1.0,
+            },
+        };
         let rotary_dim = (head_dim as f32 * partial) as usize;
         if rotary_dim == 0 || rotary_dim > head_dim || !rotary_dim.is_multiple_of(2) {
             return Err(self.error(
@@ -442,7 +451,7 @@ impl HfConfig<'_> {
                 format!("{partial} of head_dim {head_dim} gives {rotary_dim} rotary dimensions; expected an even number in 2..={head_dim}"),
             ));
         }
-        let context_length = self
+        let max_positions = self
             .usize_opt(hf, "max_position_embeddings")?
             .unwrap_or(2048);
         let num_layers = self.usize("num_hidden_layers")?;
@@ -468,8 +477,16 @@ impl HfConfig<'_> {
             None => self.f32_opt(hf, "rope_theta")?.unwrap_or(10_000.0),
         };
         let rope_scaling = match global {
-            Some(obj) => self.rope_scaling(obj, context_length, rotary_dim)?,
+            Some(obj) => self.rope_scaling(obj, max_positions, rotary_dim)?,
             None => RopeScaling::None,
+        };
+        // Dynamic NTK exists to run past `max_position_embeddings`: allow the
+        // `factor` times longer context it is configured for.
+        let context_length = match &rope_scaling {
+            RopeScaling::DynamicNtk { factor, .. } if *factor > 1.0 => {
+                (max_positions as f32 * factor) as usize
+            }
+            _ => max_positions,
         };
         let rope_local_theta = match theta_of(local)? {
             Some(t) => Some(t),

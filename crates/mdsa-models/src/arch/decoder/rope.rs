@@ -29,11 +29,30 @@ struct Tables {
 /// RoPE for one kind of layer.
 #[derive(Debug)]
 pub(crate) struct Rope {
-    /// The tables; LongRoPE has a second, used past `long_after` positions.
+    /// The tables of sequences within the original context.
     short: Tables,
-    long: Option<(Tables, usize)>,
+    /// What longer sequences use, if it differs.
+    beyond: Beyond,
     rotary_dim: usize,
     layout: RopeLayout,
+    device: Device,
+}
+
+/// How a scaling treats a sequence longer than its original context, the
+/// same way for every position of a pass (as transformers does: keys already
+/// cached keep the rotation they were given).
+#[derive(Debug)]
+enum Beyond {
+    /// No change.
+    Same,
+    /// LongRoPE: the tables of the long factors.
+    Long { tables: Tables, original: usize },
+    /// Dynamic NTK: frequencies from a base grown with the sequence length.
+    Dynamic {
+        theta: f32,
+        factor: f32,
+        original: usize,
+    },
 }
 
 /// The cos and sin rows of the positions one forward pass covers.
@@ -55,8 +74,7 @@ fn base_frequencies(theta: f32, dim: usize) -> Vec<f32> {
 fn frequencies(theta: f32, dim: usize, scaling: &RopeScaling, long: bool) -> (Vec<f32>, f32) {
     let base = base_frequencies(theta, dim);
     match scaling {
-        // Dynamic NTK changes the base only past the trained context, which a
-        // sequence here never exceeds (generation stops at the context).
+        // Dynamic NTK changes nothing within the original context.
         RopeScaling::None | RopeScaling::DynamicNtk { .. } => (base, 1.0),
         RopeScaling::Linear { factor } => (base.iter().map(|f| f / factor).collect(), 1.0),
         RopeScaling::Divisors(divisors) => (
@@ -145,11 +163,28 @@ fn frequencies(theta: f32, dim: usize, scaling: &RopeScaling, long: bool) -> (Ve
     }
 }
 
+/// transformers' dynamic-NTK base for a sequence of `len` positions.
+fn dynamic_base(theta: f32, factor: f32, original: usize, len: usize, dim: usize) -> f32 {
+    let (factor, ratio) = (f64::from(factor), len as f64 / original as f64);
+    let exponent = dim as f64 / (dim as f64 - 2.0);
+    (f64::from(theta) * (factor * ratio - (factor - 1.0)).powf(exponent)) as f32
+}
+
 fn tables(freqs: &[f32], scale: f32, positions: usize, device: &Device) -> Tables {
-    let half = freqs.len();
-    let mut cos = Vec::with_capacity(positions * half);
-    let mut sin = Vec::with_capacity(positions * half);
-    for p in 0..positions {
+    tables_from(freqs, scale, 0..positions, device)
+}
+
+/// Tables of `positions` only (row 0 is the first of them).
+fn tables_from(
+    freqs: &[f32],
+    scale: f32,
+    positions: std::ops::Range<usize>,
+    device: &Device,
+) -> Tables {
+    let (half, count) = (freqs.len(), positions.len());
+    let mut cos = Vec::with_capacity(count * half);
+    let mut sin = Vec::with_capacity(count * half);
+    for p in positions {
         for &f in freqs {
             let angle = p as f32 * f;
             cos.push(angle.cos() * scale);
@@ -157,8 +192,8 @@ fn tables(freqs: &[f32], scale: f32, positions: usize, device: &Device) -> Table
         }
     }
     Tables {
-        cos: Tensor::from_data(TensorData::new(cos, [positions, half]), device),
-        sin: Tensor::from_data(TensorData::new(sin, [positions, half]), device),
+        cos: Tensor::from_data(TensorData::new(cos, [count, half]), device),
+        sin: Tensor::from_data(TensorData::new(sin, [count, half]), device),
     }
 }
 
@@ -175,34 +210,68 @@ impl Rope {
         let (dim, positions) = (config.rotary_dim, config.context_length);
         let (freqs, scale) = frequencies(theta, dim, scaling, false);
         let short = tables(&freqs, scale, positions, device);
-        let long = match scaling {
+        let beyond = match scaling {
             RopeScaling::LongRope {
                 original_context, ..
             } => {
                 let (freqs, scale) = frequencies(theta, dim, scaling, true);
-                Some((tables(&freqs, scale, positions, device), *original_context))
+                Beyond::Long {
+                    tables: tables(&freqs, scale, positions, device),
+                    original: *original_context,
+                }
             }
-            _ => None,
+            RopeScaling::DynamicNtk {
+                factor,
+                original_context,
+            } => Beyond::Dynamic {
+                theta,
+                factor: *factor,
+                original: *original_context,
+            },
+            _ => Beyond::Same,
         };
         Self {
             short,
-            long,
+            beyond,
             rotary_dim: dim,
             layout,
+            device: device.clone(),
         }
     }
 
-    /// The table rows of positions `past..past + n`. LongRoPE, as
-    /// transformers, switches to its long factors for a pass that reaches
-    /// beyond the original context.
+    /// The table rows of positions `past..past + n`. A pass that reaches
+    /// beyond the original context uses LongRoPE's long factors, or dynamic
+    /// NTK's grown base, for all its positions.
     pub(crate) fn at(&self, past: usize, n: usize) -> RopeAt {
-        let tables = match &self.long {
-            Some((long, original)) if past + n > *original => long,
+        let len = past + n;
+        let tables = match &self.beyond {
+            Beyond::Long { tables, original } if len > *original => tables,
+            Beyond::Dynamic {
+                theta,
+                factor,
+                original,
+            } if len > *original => {
+                let base = dynamic_base(*theta, *factor, *original, len, self.rotary_dim);
+                let freqs = base_frequencies(base, self.rotary_dim);
+                let Tables { cos, sin } = tables_from(&freqs, 1.0, past..len, &self.device);
+                return RopeAt { cos, sin };
+            }
             _ => &self.short,
         };
         RopeAt {
             cos: tables.cos.clone().narrow(0, past, n),
             sin: tables.sin.clone().narrow(0, past, n),
+        }
+    }
+
+    /// Whether a pass of `n` positions after `past` cached ones must re-run
+    /// the cached ones: LongRoPE's switch to its long factors, as transformers'
+    /// Phi-3 does (it drops its cache there), so that every key is rotated
+    /// with the factors of the sequence's length.
+    pub(crate) fn crosses_switch(&self, past: usize, n: usize) -> bool {
+        match &self.beyond {
+            Beyond::Long { original, .. } => past > 0 && past <= *original && past + n > *original,
+            _ => false,
         }
     }
 

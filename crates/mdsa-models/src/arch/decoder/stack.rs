@@ -179,6 +179,11 @@ impl<B: Block> Decoder for Stack<B> {
         let n = tokens.len();
         let past = cache.len();
         check_positions(config, past, n)?;
+        if self.rope.crosses_switch(past, n) {
+            let all = [cache.tokens(), tokens].concat();
+            cache.clear();
+            return self.forward(&all, cache);
+        }
         let mut x = self.embedding.forward(tokens)?;
         let group = config.num_heads / config.num_kv_heads;
         let at = self.rope.at(past, n);
@@ -205,7 +210,7 @@ impl<B: Block> Decoder for Stack<B> {
             };
             x = block.forward(x, LayerPass { rope, at, mask }, layer_cache)?;
         }
-        cache.advance(n);
+        cache.advance(tokens);
         let last = x.narrow(0, n - 1, 1);
         let mut logits = self.head.forward(self.norm.forward(last))?;
         if let Some(cap) = config.final_logit_softcap {

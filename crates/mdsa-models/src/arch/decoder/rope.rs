@@ -46,7 +46,7 @@ enum Beyond {
     /// No change.
     Same,
     /// LongRoPE: the tables of the long factors.
-    Long { tables: Tables, original: usize },
+    Long { tables: Box<Tables>, original: usize },
     /// Dynamic NTK: frequencies from a base grown with the sequence length.
     Dynamic {
         theta: f32,
@@ -216,7 +216,7 @@ impl Rope {
             } => {
                 let (freqs, scale) = frequencies(theta, dim, scaling, true);
                 Beyond::Long {
-                    tables: tables(&freqs, scale, positions, device),
+                    tables: Box::new(tables(&freqs, scale, positions, device)),
                     original: *original_context,
                 }
             }

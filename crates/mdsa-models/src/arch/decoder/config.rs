@@ -281,8 +281,12 @@ impl DecoderConfig {
             rms_norm_eps: file.get_f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-5)?,
             rope_theta: file.get_f32_or(&key("rope.freq_base"), 10_000.0)?,
             rope_scaling,
-            // llama.cpp fixes Gemma 3's local base rather than storing it.
-            rope_local_theta: (name == "gemma3").then_some(10_000.0),
+            // Newer converters store the sliding layers' base; llama.cpp
+            // assumes Gemma 3's 10,000 where they do not.
+            rope_local_theta: match file.get_f32_opt(&key("rope.freq_base_swa"))? {
+                Some(theta) => Some(theta),
+                None => (name == "gemma3").then_some(10_000.0),
+            },
             context_length,
             sliding_window,
             layer_kinds,

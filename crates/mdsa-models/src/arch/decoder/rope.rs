@@ -46,7 +46,10 @@ enum Beyond {
     /// No change.
     Same,
     /// LongRoPE: the tables of the long factors.
-    Long { tables: Box<Tables>, original: usize },
+    Long {
+        tables: Box<Tables>,
+        original: usize,
+    },
     /// Dynamic NTK: frequencies from a base grown with the sequence length.
     Dynamic {
         theta: f32,

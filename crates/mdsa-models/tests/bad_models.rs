@@ -68,3 +68,24 @@ fn a_missing_tokenizer_says_so() {
     assert!(error.contains(&path), "{error}");
     assert!(error.contains("tokenizer.ggml.tokens"), "{error}");
 }
+
+#[test]
+fn a_tensor_type_without_kernels_names_it_and_the_supported_ones() {
+    let (error, path) = load(Flaw::UnsupportedType);
+    assert!(error.contains(&path), "{error}");
+    assert!(error.contains("blk.0.ffn_gate.weight"), "{error}");
+    assert!(error.contains("IQ4_NL"), "{error}");
+    assert!(error.contains("Q5_1") && error.contains("Q6_K"), "{error}");
+    assert_eq!(error.lines().count(), 1, "{error}");
+}
+
+#[test]
+fn an_unknown_rope_scaling_names_it_and_the_supported_ones() {
+    let (error, path) = load(Flaw::RopeScaling("su2"));
+    assert!(error.contains(&path), "{error}");
+    assert!(error.contains("\"su2\""), "{error}");
+    assert!(
+        error.contains("llama3") && error.contains("longrope"),
+        "{error}"
+    );
+}

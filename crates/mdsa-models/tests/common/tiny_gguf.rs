@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use mdsa_models::gguf::{GgufArray, GgufWriter};
+use mdsa_models::gguf::{GgmlType, GgufArray, GgufWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,6 +50,10 @@ pub(crate) enum Flaw {
     MissingTensor,
     /// No `tokenizer.ggml.tokens`.
     NoTokenizer,
+    /// `blk.0.ffn_gate.weight` is stored as IQ4_NL, a type without kernels.
+    UnsupportedType,
+    /// `llama.rope.scaling.type` names a scaling mdsa does not know.
+    RopeScaling(&'static str),
 }
 
 /// A tiny decoder's file contents, with `flaw`.
@@ -80,6 +84,9 @@ pub(crate) fn tiny_decoder(seed: u64, flaw: Flaw) -> GgufWriter {
         .add("tokenizer.ggml.token_type", GgufArray::I32(types))
         .add("tokenizer.ggml.merges", GgufArray::String(Vec::new()))
         .add("tokenizer.ggml.eos_token_id", (vocab - 1) as u32);
+    if let Flaw::RopeScaling(kind) = flaw {
+        writer.add("llama.rope.scaling.type", kind);
+    }
     if flaw != Flaw::NoTokenizer {
         writer.add("tokenizer.ggml.tokens", GgufArray::String(tokens));
     }
@@ -107,6 +114,12 @@ pub(crate) fn tiny_decoder(seed: u64, flaw: Flaw) -> GgufWriter {
         }
         if flaw == Flaw::ShortTensor && name == "blk.0.attn_q.weight" {
             rows -= 1;
+        }
+        if flaw == Flaw::UnsupportedType && name == "blk.0.ffn_gate.weight" {
+            // IQ4_NL blocks: 32 weights in 18 bytes.
+            let bytes = vec![0u8; cols * rows / 32 * 18];
+            writer.add_tensor(name, &[cols as u64, rows as u64], GgmlType::IQ4_NL, bytes);
+            continue;
         }
         writer.add_f32(name, &[cols as u64, rows as u64], &random(cols * rows));
     }

@@ -692,3 +692,99 @@ impl HfConfig<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: serde_json::Value) -> Result<DecoderConfig, ModelError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        DecoderConfig::from_hf_file(&path)
+    }
+
+    fn base(model_type: &str) -> serde_json::Value {
+        serde_json::json!({
+            "model_type": model_type,
+            "vocab_size": 100,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 256,
+        })
+    }
+
+    #[test]
+    fn both_generations_of_rope_settings_are_read() {
+        let mut old = base("llama");
+        old["rope_theta"] = 500_000.0.into();
+        old["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 2.0});
+        let mut new = base("llama");
+        new["rope_parameters"] =
+            serde_json::json!({"rope_theta": 500000.0, "rope_type": "linear", "factor": 2.0});
+        for json in [old, new] {
+            let config = read(json).unwrap();
+            assert_eq!(config.rope_theta, 500_000.0);
+            assert_eq!(config.rope_scaling, RopeScaling::Linear { factor: 2.0 });
+        }
+    }
+
+    #[test]
+    fn gemma3_reads_a_rope_per_attention_kind_and_its_layer_types() {
+        let mut json = base("gemma3_text");
+        json["head_dim"] = 32.into();
+        json["sliding_window"] = 6.into();
+        json["query_pre_attn_scalar"] = 32.into();
+        json["layer_types"] =
+            serde_json::json!(["sliding_attention", "sliding_attention", "full_attention"]);
+        json["rope_parameters"] = serde_json::json!({
+            "full_attention": {"rope_theta": 1000000.0, "rope_type": "default"},
+            "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"},
+        });
+        let config = read(json).unwrap();
+        assert_eq!(config.architecture.name(), "gemma3");
+        assert_eq!(config.head_dim, 32);
+        assert_eq!(config.rope_theta, 1e6);
+        assert_eq!(config.rope_local_theta, Some(1e4));
+        assert_eq!(
+            config.layer_kinds,
+            [
+                AttentionKind::Sliding,
+                AttentionKind::Sliding,
+                AttentionKind::Full
+            ]
+        );
+        assert_eq!(config.attention_scale, 1.0 / 32f32.sqrt());
+    }
+
+    #[test]
+    fn bad_rope_settings_name_the_field() {
+        let mut json = base("phi3");
+        json["rope_scaling"] = serde_json::json!({
+            "type": "longrope", "short_factor": [1.0, 1.0], "long_factor": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        });
+        let error = read(json).unwrap_err().to_string();
+        assert!(error.contains("rope_scaling.short_factor"), "{error}");
+        assert!(error.contains("2 values for 8"), "{error}");
+
+        let mut json = base("llama");
+        json["rope_scaling"] = serde_json::json!({"rope_type": "su2", "factor": 2.0});
+        let error = read(json).unwrap_err().to_string();
+        assert!(
+            error.contains("\"su2\"") && error.contains("yarn"),
+            "{error}"
+        );
+
+        let mut json = base("llama");
+        json["layer_types"] = serde_json::json!(["full_attention"]);
+        json["sliding_window"] = 4.into();
+        let error = read(json).unwrap_err().to_string();
+        assert!(
+            error.contains("layer_types") && error.contains("1 entries for 3"),
+            "{error}"
+        );
+    }
+}

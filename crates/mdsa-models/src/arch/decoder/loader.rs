@@ -250,8 +250,9 @@ impl<'a> Loader<'a> {
             file.path(),
             name,
             format!(
-                "GGUF type {} is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
-                ty.name()
+                "GGUF type {} is not supported; supported: F32, F16, BF16, {}",
+                ty.name(),
+                BlockFormat::ALL.map(BlockFormat::name).join(", ")
             ),
         ))
     }

@@ -35,6 +35,17 @@ struct Reference {
     eos_token_id: Option<EosIds>,
 }
 
+impl Reference {
+    /// The ids transformers stops generating at.
+    fn eos_ids(&self) -> Vec<u32> {
+        match &self.eos_token_id {
+            Some(EosIds::One(id)) => vec![*id],
+            Some(EosIds::Many(ids)) => ids.clone(),
+            None => Vec::new(),
+        }
+    }
+}
+
 /// One id or several (`generation_config.json` style).
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -237,6 +248,10 @@ fn top1_agreement(fixture: &Fixture, model: &dyn Decoder) -> f64 {
 /// greedy generation gives transformers' tokens up to its end-of-turn token,
 /// where it stops.
 fn assert_chat_parity(fixture: &Fixture, generator: &DecoderGenerator, what: &str) {
+    let stops = generator.stop_token_ids();
+    for id in fixture.reference.eos_ids() {
+        assert!(stops.contains(&id), "{what}: {id} does not end an answer ({stops:?})");
+    }
     let sample = &fixture.reference.chat_sample;
     let rendered = generator
         .render_chat(&sample.messages)
@@ -259,11 +274,7 @@ fn assert_chat_parity(fixture: &Fixture, generator: &DecoderGenerator, what: &st
             std::ops::ControlFlow::Continue(())
         })
         .expect("generate");
-    let eos: Vec<u32> = match &fixture.reference.eos_token_id {
-        Some(EosIds::One(id)) => vec![*id],
-        Some(EosIds::Many(ids)) => ids.clone(),
-        None => Vec::new(),
-    };
+    let eos = fixture.reference.eos_ids();
     let until_eos: Vec<u32> = prompt
         .greedy
         .iter()

@@ -37,6 +37,9 @@ fn domain(id: &str, model: &Path) -> DomainConfig {
     DomainConfig::new(id, format!("Questions for the {id} test model"))
         .examples([format!("a question for {id}")])
         .model(model.to_str().expect("utf-8 path"))
+        // Gemma's template has no system role: the prompt is folded into the
+        // user turn rather than failing.
+        .system_prompt("Answer in one short sentence.")
         .validation(ValidationRules {
             min_chars: 0,
             repetition_ngram: 0,

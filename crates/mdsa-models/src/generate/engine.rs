@@ -176,6 +176,13 @@ impl DecoderGenerator {
         self.model.as_ref()
     }
 
+    /// The token ids that end an answer (EOS and the end-of-turn markers), sorted.
+    pub fn stop_token_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos_ids.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer

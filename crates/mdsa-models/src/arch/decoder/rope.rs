@@ -1,6 +1,10 @@
-//! Rotary position embeddings: cos/sin tables for every position, computed
-//! once at load from the base, the rotary width and the [`RopeScaling`], and
-//! their application to queries and keys.
+//! Rotary position embeddings: frequencies computed once at load from the
+//! base, the rotary width and the [`RopeScaling`]; the cos/sin rows of the
+//! positions of each forward pass; their application to queries and keys.
+//!
+//! Rows are computed per pass rather than tabled for the whole context: a
+//! 128k-token context would hold tens of megabytes of tables per model, while
+//! a decode step needs `rotary_dim / 2` cosines.
 //!
 //! Frequencies and angles are computed in f32 the way transformers computes
 //! them (`1 / base^(2i/d)`, then `position · freq`), so the tables agree with
@@ -19,18 +23,18 @@ pub(crate) enum RopeLayout {
     Halves,
 }
 
-/// `[context, rotary_dim / 2]` cos and sin of one set of frequencies.
-#[derive(Debug)]
-struct Tables {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+/// Frequencies and the factor cos/sin are multiplied by.
+#[derive(Debug, Clone)]
+struct Frequencies {
+    freqs: Vec<f32>,
+    scale: f32,
 }
 
 /// RoPE for one kind of layer.
 #[derive(Debug)]
 pub(crate) struct Rope {
-    /// The tables of sequences within the original context.
-    short: Tables,
+    /// The frequencies of sequences within the original context.
+    short: Frequencies,
     /// What longer sequences use, if it differs.
     beyond: Beyond,
     rotary_dim: usize,
@@ -45,9 +49,9 @@ pub(crate) struct Rope {
 enum Beyond {
     /// No change.
     Same,
-    /// LongRoPE: the tables of the long factors.
+    /// LongRoPE: the long factors' frequencies.
     Long {
-        tables: Box<Tables>,
+        frequencies: Frequencies,
         original: usize,
     },
     /// Dynamic NTK: frequencies from a base grown with the sequence length.
@@ -173,17 +177,8 @@ fn dynamic_base(theta: f32, factor: f32, original: usize, len: usize, dim: usize
     (f64::from(theta) * (factor * ratio - (factor - 1.0)).powf(exponent)) as f32
 }
 
-fn tables(freqs: &[f32], scale: f32, positions: usize, device: &Device) -> Tables {
-    tables_from(freqs, scale, 0..positions, device)
-}
-
-/// Tables of `positions` only (row 0 is the first of them).
-fn tables_from(
-    freqs: &[f32],
-    scale: f32,
-    positions: std::ops::Range<usize>,
-    device: &Device,
-) -> Tables {
+/// The `[positions, freqs]` cos and sin rows of `positions`.
+fn rows(freqs: &[f32], scale: f32, positions: std::ops::Range<usize>, device: &Device) -> RopeAt {
     let (half, count) = (freqs.len(), positions.len());
     let mut cos = Vec::with_capacity(count * half);
     let mut sin = Vec::with_capacity(count * half);
@@ -194,15 +189,14 @@ fn tables_from(
             sin.push(angle.sin() * scale);
         }
     }
-    Tables {
+    RopeAt {
         cos: Tensor::from_data(TensorData::new(cos, [count, half]), device),
         sin: Tensor::from_data(TensorData::new(sin, [count, half]), device),
     }
 }
 
 impl Rope {
-    /// Tables for `config.context_length` positions of `config.rotary_dim`,
-    /// with base `theta` and `scaling`.
+    /// RoPE over `config.rotary_dim` dimensions with base `theta` and `scaling`.
     pub(crate) fn new(
         config: &DecoderConfig,
         theta: f32,
@@ -210,19 +204,18 @@ impl Rope {
         layout: RopeLayout,
         device: &Device,
     ) -> Self {
-        let (dim, positions) = (config.rotary_dim, config.context_length);
-        let (freqs, scale) = frequencies(theta, dim, scaling, false);
-        let short = tables(&freqs, scale, positions, device);
+        let dim = config.rotary_dim;
+        let at = |long: bool| {
+            let (freqs, scale) = frequencies(theta, dim, scaling, long);
+            Frequencies { freqs, scale }
+        };
         let beyond = match scaling {
             RopeScaling::LongRope {
                 original_context, ..
-            } => {
-                let (freqs, scale) = frequencies(theta, dim, scaling, true);
-                Beyond::Long {
-                    tables: Box::new(tables(&freqs, scale, positions, device)),
-                    original: *original_context,
-                }
-            }
+            } => Beyond::Long {
+                frequencies: at(true),
+                original: *original_context,
+            },
             RopeScaling::DynamicNtk {
                 factor,
                 original_context,
@@ -234,7 +227,7 @@ impl Rope {
             _ => Beyond::Same,
         };
         Self {
-            short,
+            short: at(false),
             beyond,
             rotary_dim: dim,
             layout,
@@ -242,13 +235,16 @@ impl Rope {
         }
     }
 
-    /// The table rows of positions `past..past + n`. A pass that reaches
+    /// The cos and sin rows of positions `past..past + n`. A pass that reaches
     /// beyond the original context uses LongRoPE's long factors, or dynamic
     /// NTK's grown base, for all its positions.
     pub(crate) fn at(&self, past: usize, n: usize) -> RopeAt {
         let len = past + n;
-        let tables = match &self.beyond {
-            Beyond::Long { tables, original } if len > *original => tables,
+        let Frequencies { freqs, scale } = match &self.beyond {
+            Beyond::Long {
+                frequencies,
+                original,
+            } if len > *original => frequencies,
             Beyond::Dynamic {
                 theta,
                 factor,
@@ -256,15 +252,11 @@ impl Rope {
             } if len > *original => {
                 let base = dynamic_base(*theta, *factor, *original, len, self.rotary_dim);
                 let freqs = base_frequencies(base, self.rotary_dim);
-                let Tables { cos, sin } = tables_from(&freqs, 1.0, past..len, &self.device);
-                return RopeAt { cos, sin };
+                return rows(&freqs, 1.0, past..len, &self.device);
             }
             _ => &self.short,
         };
-        RopeAt {
-            cos: tables.cos.clone().narrow(0, past, n),
-            sin: tables.sin.clone().narrow(0, past, n),
-        }
+        rows(freqs, *scale, past..len, &self.device)
     }
 
     /// Whether a pass of `n` positions after `past` cached ones must re-run

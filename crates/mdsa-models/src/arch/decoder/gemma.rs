@@ -21,7 +21,7 @@ use super::cache::LayerKv;
 use super::config::DecoderConfig;
 use super::families::Family;
 use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNorm};
-use super::loader::{Loader, Names, Part};
+use super::loader::{Loader, Part};
 use super::rope::RopeLayout;
 use super::stack::{Block, LayerPass, Stack, StackSpec};
 
@@ -88,10 +88,7 @@ impl Block for GemmaBlock {
         spec: GemmaSpec,
     ) -> Result<Self, ModelError> {
         let names = loader.names();
-        let stored = match names {
-            Names::Gguf => NormWeight::Plain,
-            Names::HuggingFace => NormWeight::OnePlus,
-        };
+        let stored = STACK.norm(loader);
         let (h, eps) = (config.hidden_size, config.rms_norm_eps);
         let norm = |part| RmsNorm::load(loader, &names.layer(layer, part), h, eps, stored);
         let attention = AttentionSpec {

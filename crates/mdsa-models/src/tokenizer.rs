@@ -171,13 +171,16 @@ impl TextTokenizer {
     /// Decodes ids back into text; special tokens are dropped when `skip_special`.
     ///
     /// A GGUF tokenizer decodes as llama.cpp's `llama_detokenize(ids,
-    /// remove_special = skip_special, unparse_special = !skip_special)`; text
-    /// that ends inside a character ends with U+FFFD.
+    /// remove_special = skip_special, unparse_special = !skip_special)` but
+    /// never tidies spaces before punctuation (see
+    /// [`GgufTokenizer::detokenize_untidied`]: generated text keeps what the
+    /// model wrote, and streamed pieces add up to it); text that ends inside a
+    /// character ends with U+FFFD.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
         let decoded = match &self.inner {
             Inner::Hf(t) => t.decode(ids, skip_special).map_err(|e| e.to_string()),
             Inner::Gguf(t) => t
-                .decode(ids, skip_special, !skip_special)
+                .decode_untidied(ids, skip_special, !skip_special)
                 .map_err(|e| e.to_string()),
         };
         decoded.map_err(|e| ModelError::Tokenizer {

@@ -159,6 +159,24 @@ impl GgufTokenizer {
         remove_special: bool,
         unparse_special: bool,
     ) -> Result<Vec<u8>, TokenIdError> {
+        let mut text = self.detokenize_untidied(ids, remove_special, unparse_special)?;
+        if self.clean_spaces {
+            clean_spaces(&mut text);
+        }
+        Ok(text)
+    }
+
+    /// [`detokenize`](Self::detokenize) without the space tidying some BPE
+    /// vocabularies ask for (`" ."` → `"."`, `" 's"` → `"'s"`): generated text
+    /// is the tokens' pieces as llama.cpp's server streams them. Tidying would
+    /// rewrite code (`y != 2` → `y!= 2`) and could take back text a streaming
+    /// decoder has already emitted.
+    pub fn detokenize_untidied(
+        &self,
+        ids: &[u32],
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> Result<Vec<u8>, TokenIdError> {
         let mut ids = ids;
         let mut remove_space = self.add_space_prefix;
         if remove_special && self.add_bos && ids.first().is_some_and(|&id| Some(id) == self.bos) {
@@ -177,9 +195,6 @@ impl GgufTokenizer {
             remove_space = false;
             text.extend_from_slice(piece);
         }
-        if self.clean_spaces {
-            clean_spaces(&mut text);
-        }
         Ok(text)
     }
 
@@ -191,11 +206,32 @@ impl GgufTokenizer {
         remove_special: bool,
         unparse_special: bool,
     ) -> Result<String, TokenIdError> {
-        let bytes = self.detokenize(ids, remove_special, unparse_special)?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        Ok(lossy(self.detokenize(
+            ids,
+            remove_special,
+            unparse_special,
+        )?))
+    }
+
+    /// [`detokenize_untidied`](Self::detokenize_untidied) as a string, as
+    /// [`decode`](Self::decode).
+    pub fn decode_untidied(
+        &self,
+        ids: &[u32],
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> Result<String, TokenIdError> {
+        Ok(lossy(self.detokenize_untidied(
+            ids,
+            remove_special,
+            unparse_special,
+        )?))
+    }
+
+    /// Whether [`detokenize`](Self::detokenize) tidies spaces (llama.cpp's
+    /// `clean_spaces`: the "default", "gpt-2" and "llama-bpe" pre-tokenizers).
+    pub fn cleans_spaces(&self) -> bool {
+        self.clean_spaces
     }
 
     /// What one token decodes to (`llama_token_to_piece`); control and unknown
@@ -264,6 +300,14 @@ impl GgufTokenizer {
     /// The file the tokenizer came from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// UTF-8 text, with U+FFFD for invalid bytes.
+fn lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 

@@ -43,6 +43,7 @@
 
 mod bpe;
 pub mod hf;
+mod load;
 mod special;
 mod split;
 mod spm;

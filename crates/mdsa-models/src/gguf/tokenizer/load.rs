@@ -109,7 +109,8 @@ impl GgufFile {
         };
 
         // Special ids: the file's, else llama.cpp's defaults for the model
-        // when they fall inside the vocabulary.
+        // (SentencePiece 1 and 2; BPE 11 for both, Falcon's) when they fall
+        // inside the vocabulary.
         let default = |id: u32| (id < n as u32).then_some(id);
         let (bos, eos) = match pre {
             None => (

@@ -52,8 +52,9 @@ pub struct TokenIdError {
 
 /// A GGUF file's embedded tokenizer, producing the ids llama.cpp produces.
 ///
-/// Built by [`GgufFile::gguf_tokenizer`](crate::gguf::GgufFile::gguf_tokenizer); see the [module docs](super) for
-/// what is supported and how it follows llama.cpp.
+/// Built by [`GgufFile::gguf_tokenizer`](crate::gguf::GgufFile::gguf_tokenizer);
+/// see the [module docs](super) for what is supported and how it follows
+/// llama.cpp.
 pub struct GgufTokenizer {
     pub(super) path: PathBuf,
     pub(super) vocab: Vocab,

@@ -26,8 +26,8 @@ CI never runs this; the Rust test reads the committed JSON.
 
 Without arguments it uses the family fixtures under
 crates/mdsa-models/tests/fixtures/families/ (scripts/reference/families.py),
-Mistral's real v1 and v3 SentencePiece vocabularies
-(scripts/reference/mistral_vocab_gguf.py) and the SmolLM2 and Qwen2.5-Coder
+Mistral's real v1 and v3 SentencePiece vocabularies and the phi3 fixture's
+vocabulary named as Phi-3 (scripts/reference/vocab_ggufs.py) and the SmolLM2 and Qwen2.5-Coder
 GGUFs in the Hugging Face cache.
 """
 
@@ -47,10 +47,11 @@ OUT = CRATE / "tests/fixtures/tokenizer_parity"
 PLAIN_EVERY = 4
 
 FAMILIES = ["llama2", "mistral", "gemma2", "gemma3", "phi3", "llama3", "qwen3", "phi4"]
-# Real vocabularies committed beside the fixtures (scripts/reference/mistral_vocab_gguf.py).
+# Vocabulary-only files committed beside the references (scripts/reference/vocab_ggufs.py).
 REAL = {
     "mistral_v1": "tests/fixtures/tokenizer_parity/mistral-v1.vocab.gguf",
     "mistral_v3": "tests/fixtures/tokenizer_parity/mistral-v3.vocab.gguf",
+    "phi3_named": "tests/fixtures/tokenizer_parity/phi3-named.vocab.gguf",
 }
 HUB = {
     "smollm2": (
@@ -255,6 +256,17 @@ def corpus() -> list:
         "<<s>>",
         "<|im_start",
         "im_start|>",
+        # whitespace after special tokens (Phi-3 strips it) and before them
+        "<|user|> hi",
+        "<|user|>\n\n  hi<|end|>  \n<|assistant|>\t ok",
+        "<|end|>\n",
+        "</s>  after",
+        "<s> after",
+        "<unk> after",
+        "<|endoftext|> after",
+        "before <|end|> after",
+        "[INST] spaced [/INST]  reply",
+        "<start_of_turn> x <end_of_turn> y",
     ]
     # Variations that stress spacing and digit grouping.
     extra = []

@@ -9,7 +9,8 @@
 //! gemma2, gemma3, phi3; BPE: llama3 `llama-bpe`, qwen3 `qwen2`, phi4
 //! `gpt-4o`), Mistral's real v1 and v3 SentencePiece vocabularies (from the
 //! `mistral-common` wheel, converted by llama.cpp's converter with
-//! `--vocab-only`), and the real SmolLM2 (`smollm`) file from the Hugging Face cache
+//! `--vocab-only`), the phi3 vocabulary named as Phi-3 (llama.cpp's
+//! whitespace stripping after special tokens), and the real SmolLM2 (`smollm`) file from the Hugging Face cache
 //! (`cargo xtask fetch-models`); Qwen2.5-Coder (`qwen2`, ignored by default:
 //! `cargo xtask fetch-models --all`, then `--ignored`).
 
@@ -270,6 +271,13 @@ fn mistral_v1_real_spm_matches_llama_cpp() {
 #[test]
 fn mistral_v3_real_spm_matches_llama_cpp() {
     check("mistral_v3");
+}
+
+/// The phi3 fixture's vocabulary under the name "Phi-3 mini": llama.cpp then
+/// drops the whitespace after special tokens.
+#[test]
+fn phi3_named_spm_strips_after_special_tokens_as_llama_cpp() {
+    check("phi3_named");
 }
 
 #[test]

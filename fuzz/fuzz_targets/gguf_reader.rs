@@ -29,4 +29,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = file.architecture();
     let _ = file.tokenizer();
+    if let Ok((tokenizer, _)) = file.gguf_tokenizer() {
+        let ids = tokenizer.encode("Hello <s>wörld 🎉 12345\n\t", true, true);
+        let _ = tokenizer.decode(&ids, true, false);
+        let _ = tokenizer.decode(&ids, false, true);
+    }
 });

@@ -1,18 +1,32 @@
-//! Tokenizers through the `tokenizers` crate, with truncation set by the caller
-//! and padding done per batch (to the longest input), never the file's fixed padding.
+//! Text tokenizers: `tokenizer.json` files through the `tokenizers` crate, and
+//! GGUF files' embedded vocabularies through [`GgufTokenizer`] (which encodes
+//! and decodes as llama.cpp). Truncation is set by the caller and padding done
+//! per batch (to the longest input), never the file's fixed padding.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use mdsa_engine::ModelError;
 
-/// A tokenizer loaded from `tokenizer.json`.
+use crate::gguf::GgufTokenizer;
+
+/// A tokenizer loaded from `tokenizer.json` or embedded in a GGUF file.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     path: PathBuf,
     pad_id: u32,
+}
+
+/// The implementation behind a [`TextTokenizer`].
+#[derive(Debug, Clone)]
+enum Inner {
+    /// `tokenizers`' tokenizer (`tokenizer.json`, or one built in code).
+    Hf(Box<Tokenizer>),
+    /// A GGUF vocabulary, encoded as llama.cpp does; shared, it is large.
+    Gguf(Arc<GgufTokenizer>),
 }
 
 /// Token ids of a batch, padded to its longest member.
@@ -65,7 +79,7 @@ impl TextTokenizer {
             .with_truncation(truncation)
             .map_err(|e| error(format!("invalid truncation: {e}")))?;
         Ok(Self {
-            inner,
+            inner: Inner::Hf(Box::new(inner)),
             path: path.to_path_buf(),
             pad_id,
         })
@@ -76,9 +90,47 @@ impl TextTokenizer {
     pub fn from_tokenizer(mut inner: Tokenizer, path: PathBuf, pad_id: u32) -> Self {
         inner.with_padding(None);
         Self {
-            inner,
+            inner: Inner::Hf(Box::new(inner)),
             path,
             pad_id,
+        }
+    }
+
+    /// Wraps a GGUF file's tokenizer: no truncation, batches padded with `pad_id`.
+    /// Encoding adds BOS/EOS as the file asks and matches special tokens in the
+    /// text; decoding is llama.cpp's `llama_detokenize`.
+    pub fn from_gguf(inner: Arc<GgufTokenizer>, pad_id: u32) -> Self {
+        Self {
+            path: inner.path().to_path_buf(),
+            inner: Inner::Gguf(inner),
+            pad_id,
+        }
+    }
+
+    /// The GGUF tokenizer behind this one, if it came from a GGUF file.
+    pub fn gguf(&self) -> Option<&GgufTokenizer> {
+        match &self.inner {
+            Inner::Gguf(t) => Some(t),
+            Inner::Hf(_) => None,
+        }
+    }
+
+    /// Ids of one text, with special tokens added when `add_special`.
+    fn encode_one(&self, text: &str, add_special: bool) -> Result<Vec<u32>, String> {
+        match &self.inner {
+            Inner::Hf(t) => {
+                let encoding = if add_special {
+                    t.encode(text, true)
+                } else {
+                    t.encode_fast(text, false)
+                };
+                encoding
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| e.to_string())
+            }
+            // Special tokens written in the text are always matched, as in a
+            // rendered chat prompt.
+            Inner::Gguf(t) => Ok(t.encode(text, add_special, true)),
         }
     }
 
@@ -93,20 +145,15 @@ impl TextTokenizer {
             .iter()
             .enumerate()
             .map(|(index, text)| {
-                self.inner
-                    .encode(*text, true)
-                    .map_err(|e| ModelError::Encode {
-                        index,
-                        reason: e.to_string(),
-                    })
+                self.encode_one(text, true)
+                    .map_err(|reason| ModelError::Encode { index, reason })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let lengths: Vec<usize> = encodings.iter().map(|e| e.get_ids().len()).collect();
+        let lengths: Vec<usize> = encodings.iter().map(Vec::len).collect();
         let seq = lengths.iter().copied().max().unwrap_or(0);
         let mut ids = Vec::with_capacity(texts.len() * seq);
         let mut mask = Vec::with_capacity(texts.len() * seq);
-        for encoding in &encodings {
-            let real = encoding.get_ids();
+        for real in &encodings {
             ids.extend_from_slice(real);
             ids.extend(std::iter::repeat_n(self.pad_id, seq - real.len()));
             mask.extend(std::iter::repeat_n(1u8, real.len()));
@@ -122,40 +169,55 @@ impl TextTokenizer {
     }
 
     /// Decodes ids back into text; special tokens are dropped when `skip_special`.
+    ///
+    /// A GGUF tokenizer decodes as llama.cpp's `llama_detokenize(ids,
+    /// remove_special = skip_special, unparse_special = !skip_special)` but
+    /// never tidies spaces before punctuation (see
+    /// [`GgufTokenizer::detokenize_untidied`]: generated text keeps what the
+    /// model wrote, and streamed pieces add up to it); text that ends inside a
+    /// character ends with U+FFFD.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
-        self.inner
-            .decode(ids, skip_special)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                reason: format!("decoding {} ids: {e}", ids.len()),
-            })
+        let decoded = match &self.inner {
+            Inner::Hf(t) => t.decode(ids, skip_special).map_err(|e| e.to_string()),
+            Inner::Gguf(t) => t
+                .decode_untidied(ids, skip_special, !skip_special)
+                .map_err(|e| e.to_string()),
+        };
+        decoded.map_err(|e| ModelError::Tokenizer {
+            path: self.path.clone(),
+            reason: format!("decoding {} ids: {e}", ids.len()),
+        })
     }
 
     /// Encodes text without adding special tokens (a rendered chat prompt already
     /// has them) and without truncation.
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        self.inner
-            .encode_fast(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| ModelError::Encode {
-                index: 0,
-                reason: e.to_string(),
-            })
+        self.encode_one(text, false)
+            .map_err(|reason| ModelError::Encode { index: 0, reason })
     }
 
     /// The token string of an id, if it is in the vocabulary.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
+        match &self.inner {
+            Inner::Hf(t) => t.id_to_token(id),
+            Inner::Gguf(t) => t.id_to_token(id).map(str::to_string),
+        }
     }
 
     /// The id of a token string such as `<|im_end|>`, if it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.inner {
+            Inner::Hf(t) => t.token_to_id(token),
+            Inner::Gguf(t) => t.token_to_id(token),
+        }
     }
 
     /// Number of tokens in the vocabulary, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.inner {
+            Inner::Hf(t) => t.get_vocab_size(true),
+            Inner::Gguf(t) => t.vocab_size(),
+        }
     }
 
     /// Encodes one text into ids (with special tokens, truncated as configured).

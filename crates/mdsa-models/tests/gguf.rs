@@ -931,6 +931,12 @@ fn mutate_and_read(valid: &[u8], seed: u64, iterations: usize) -> usize {
                 );
             }
             let _ = file.tokenizer();
+            if let Ok((tokenizer, _)) = file.gguf_tokenizer() {
+                for text in ["hello world<|end|><tool>", "naïve 🎉 12345\n\t x", ""] {
+                    let ids = tokenizer.encode(text, true, true);
+                    let _ = tokenizer.decode(&ids, true, false);
+                }
+            }
         }
     }
     ok
@@ -940,9 +946,11 @@ fn mutate_and_read(valid: &[u8], seed: u64, iterations: usize) -> usize {
 fn mutated_files_never_panic() {
     let sample = sample_writer().to_bytes();
     assert!(mutate_and_read(&sample, 0x9e37_79b9_7f4a_7c15, 20_000) > 0);
-    // Mutated vocabularies and merges reach the tokenizer builder.
+    // Mutated vocabularies and merges reach the tokenizer builders.
     let toy = toy_tokenizer("smollm", |_| {}).bytes().to_vec();
     assert!(mutate_and_read(&toy, 0x2545_f491_4f6c_dd1d, 1_000) > 0);
+    let toy = toy_spm(|_| {}).bytes().to_vec();
+    assert!(mutate_and_read(&toy, 0x1234_5678_9abc_def1, 1_000) > 0);
 }
 
 #[test]
@@ -953,6 +961,7 @@ fn mutation_soak() {
     for seed in 1..=8u64 {
         mutate_and_read(&sample, seed * 0x9e37_79b9, 250_000);
         mutate_and_read(&toy, seed * 0x2545_f491, 5_000);
+        mutate_and_read(toy_spm(|_| {}).bytes(), seed * 0x1234_5679, 5_000);
     }
 }
 
@@ -1160,4 +1169,279 @@ fn unsupported_or_inconsistent_tokenizers_are_errors() {
         matches!(&err, GgufError::WrongType { key, expected: "array of string", .. } if key == "tokenizer.ggml.tokens"),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The llama.cpp-compatible tokenizer (`gguf_tokenizer`) on synthetic files;
+// tests/tokenizer_parity.rs compares it with llama.cpp on real vocabularies.
+// ---------------------------------------------------------------------------
+
+/// A toy SentencePiece vocabulary: `<unk>`, `<s>`, `</s>`, a control token,
+/// the 256 byte tokens, and pieces spelling "▁hello" and "▁world" whose
+/// scores favour the longer merges.
+fn toy_spm(edit: impl FnOnce(&mut GgufWriter)) -> GgufFile {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<|user|>"]
+        .map(String::from)
+        .to_vec();
+    let mut types = vec![2, 3, 3, 3];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    types.extend([6; 256]);
+    // Each word is reachable by pairwise merges: he + ll, hell + o, ▁ + hello.
+    let pieces = [
+        "▁", "h", "e", "l", "o", "w", "r", "d", "he", "ll", "hell", "hello", "▁hello", "or", "ld",
+        "orld", "world", "▁world",
+    ];
+    tokens.extend(pieces.map(String::from));
+    types.extend(vec![1; pieces.len()]);
+    // Longer pieces score higher, so merges build whole words.
+    let scores: Vec<f32> = tokens
+        .iter()
+        .map(|t| {
+            if t.starts_with('<') {
+                0.0
+            } else {
+                t.chars().count() as f32
+            }
+        })
+        .collect();
+    let mut writer = GgufWriter::new();
+    writer
+        .add("general.architecture", "llama")
+        .add("tokenizer.ggml.model", "llama")
+        .add("tokenizer.ggml.tokens", GgufArray::String(tokens))
+        .add("tokenizer.ggml.scores", GgufArray::F32(scores))
+        .add("tokenizer.ggml.token_type", GgufArray::I32(types))
+        .add("tokenizer.ggml.bos_token_id", 1u32)
+        .add("tokenizer.ggml.eos_token_id", 2u32)
+        .add("tokenizer.ggml.unknown_token_id", 0u32);
+    edit(&mut writer);
+    open_bytes(writer.to_bytes()).unwrap()
+}
+
+#[test]
+fn sentencepiece_merges_by_score_and_falls_back_to_bytes() {
+    let file = toy_spm(|_| {});
+    let (tokenizer, info) = file.gguf_tokenizer().unwrap();
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+    // No add_bos_token key: llama.cpp's default for SentencePiece is to add BOS.
+    assert!(info.add_bos_token && tokenizer.add_bos() && !tokenizer.add_eos());
+    assert_eq!(
+        tokenizer.encode("hello world", true, true),
+        [id("<s>"), id("▁hello"), id("▁world")]
+    );
+    // "é" is not a piece: its two UTF-8 bytes are.
+    assert_eq!(
+        tokenizer.encode("hé", false, true),
+        [id("▁"), id("h"), id("<0xC3>"), id("<0xA9>")]
+    );
+    // The space prefix comes back after every special token, as in llama.cpp.
+    assert_eq!(
+        tokenizer.encode("<|user|>hello", false, true),
+        [id("<|user|>"), id("▁hello")]
+    );
+    // Without special parsing the control token is text.
+    assert_eq!(tokenizer.encode("<|user|>", false, false)[0], id("▁"));
+    // Decoding: the leading space goes unless a dropped BOS came first.
+    let ids = tokenizer.encode("hello world", true, true);
+    assert_eq!(tokenizer.decode(&ids, true, false).unwrap(), " hello world");
+    assert_eq!(
+        tokenizer.decode(&ids[1..], true, false).unwrap(),
+        "hello world"
+    );
+    assert_eq!(
+        tokenizer.decode(&ids, false, true).unwrap(),
+        "<s> hello world"
+    );
+    assert_eq!(
+        tokenizer.decode(&[id("<0xC3>")], true, false).unwrap(),
+        "\u{FFFD}"
+    );
+    assert!(tokenizer.decode(&[100_000], true, false).is_err());
+
+    let (text, _) = file.text_tokenizer().unwrap();
+    assert_eq!(text.encode("hello").unwrap(), [id("<s>"), id("▁hello")]);
+    assert_eq!(text.encode_plain("hello").unwrap(), [id("▁hello")]);
+    assert_eq!(text.decode(&ids, true).unwrap(), " hello world");
+    assert_eq!(text.vocab_size(), tokenizer.vocab_size());
+    assert_eq!(text.id_to_token(id("▁world")).as_deref(), Some("▁world"));
+}
+
+#[test]
+fn sentencepiece_flags_come_from_the_file() {
+    let file = toy_spm(|w| {
+        w.add("tokenizer.ggml.add_bos_token", false)
+            .add("tokenizer.ggml.add_eos_token", true)
+            .add("tokenizer.ggml.add_space_prefix", false);
+    });
+    let (tokenizer, _) = file.gguf_tokenizer().unwrap();
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+    assert_eq!(
+        tokenizer.encode("hello", true, true),
+        [id("hello"), id("</s>")]
+    );
+}
+
+#[test]
+fn phi3_special_tokens_swallow_the_whitespace_after_them() {
+    // llama.cpp picks this by general.name.
+    let file = toy_spm(|w| {
+        w.add("general.name", "Phi-3 Mini");
+    });
+    let (tokenizer, _) = file.gguf_tokenizer().unwrap();
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+    assert_eq!(
+        tokenizer.encode("<|user|>\n hello", false, true),
+        [id("<|user|>"), id("▁hello")]
+    );
+    let (plain, _) = toy_spm(|_| {}).gguf_tokenizer().unwrap();
+    assert_ne!(plain.encode("<|user|>\n hello", false, true).len(), 2);
+}
+
+#[test]
+fn llama_cpp_bpe_matches_added_tokens_and_parses_special_ones_on_request() {
+    let file = toy_tokenizer("gpt2", |_| {});
+    let (tokenizer, _) = file.gguf_tokenizer().unwrap();
+    let id = |t: &str| tokenizer.token_to_id(t).unwrap();
+    assert_eq!(
+        tokenizer.encode("hello world<|end|><tool>!", true, true),
+        [
+            id("hello"),
+            id("Ġworld"),
+            id("<|end|>"),
+            id("<tool>"),
+            id("!")
+        ]
+    );
+    // Without special parsing the control token is spelled out; the
+    // user-defined one is still matched.
+    let ids = tokenizer.encode("<|end|><tool>", false, false);
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    assert_eq!(ids.last(), Some(&id("<tool>")));
+    for text in ["hello world", "naïve 🎉 12345\n\t x", ""] {
+        let ids = tokenizer.encode(text, false, true);
+        assert_eq!(tokenizer.decode(&ids, false, false).unwrap(), text);
+    }
+}
+
+#[test]
+fn llama_cpp_pre_tokenizers_split_digits_their_way() {
+    // llama.cpp's "default" splits digit runs into threes, "gpt2" keeps them
+    // whole, "smollm"/"qwen2" split every digit and "llama-bpe" groups by three.
+    for (pre, expected) in [
+        ("default", 4),
+        ("gpt2", 4),
+        ("gpt-2", 4),
+        ("smollm", 5),
+        ("qwen2", 5),
+        ("llama-bpe", 4),
+        ("gpt-4o", 4),
+    ] {
+        let (tokenizer, _) = toy_tokenizer(pre, |_| {}).gguf_tokenizer().unwrap();
+        let ids = tokenizer.encode("12345", false, true);
+        assert_eq!(ids.len(), expected, "{pre}: {ids:?}");
+    }
+}
+
+#[test]
+fn gguf_tokenizer_errors_name_the_file_and_the_problem() {
+    let err = toy_tokenizer("klingon", |_| {})
+        .gguf_tokenizer()
+        .unwrap_err();
+    assert!(matches!(&err, GgufError::UnsupportedPreTokenizer { pre, .. } if pre == "klingon"));
+    let message = err.to_string();
+    assert!(
+        message.contains("synthetic.gguf") && message.contains("llama-bpe"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    let mut writer = GgufWriter::new();
+    writer.add("tokenizer.ggml.model", "t5").add(
+        "tokenizer.ggml.tokens",
+        GgufArray::String(vec!["<unk>".into()]),
+    );
+    let err = open_bytes(writer.to_bytes())
+        .unwrap()
+        .gguf_tokenizer()
+        .unwrap_err();
+    assert!(matches!(&err, GgufError::UnsupportedTokenizer { model, .. } if model == "t5"));
+    assert!(
+        err.to_string().contains("\"llama\" (SentencePiece)"),
+        "{err}"
+    );
+
+    let spm_error = |edit: &dyn Fn(&mut Entries)| {
+        let file = toy_spm(|_| {});
+        let mut entries: Entries = file
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        edit(&mut entries);
+        let mut writer = GgufWriter::new();
+        for (k, v) in entries {
+            writer.add(k, v);
+        }
+        let err = open_bytes(writer.to_bytes())
+            .unwrap()
+            .gguf_tokenizer()
+            .unwrap_err();
+        assert!(matches!(err, GgufError::Tokenizer { .. }), "{err}");
+        assert!(err.to_string().contains("synthetic.gguf"), "{err}");
+        err.to_string()
+    };
+    let map = |key: &'static str, f: fn(&mut GgufValue)| {
+        move |entries: &mut Entries| {
+            for (k, v) in entries.iter_mut() {
+                if k == key {
+                    f(v);
+                }
+            }
+        }
+    };
+    let err = spm_error(&|e: &mut Entries| e.retain(|(k, _)| k != "tokenizer.ggml.scores"));
+    assert!(err.contains("tokenizer.ggml.scores is missing"), "{err}");
+    let err = spm_error(&map("tokenizer.ggml.scores", |v| {
+        *v = GgufArray::F32(vec![0.0; 3]).into();
+    }));
+    assert!(err.contains("tokenizer.ggml.scores has 3 entries"), "{err}");
+    let err = spm_error(&map("tokenizer.ggml.scores", |v| {
+        if let GgufValue::Array(GgufArray::F32(s)) = v {
+            s[7] = f32::NAN;
+        }
+    }));
+    assert!(err.contains("scores[7] is NaN"), "{err}");
+    let err = spm_error(&|e: &mut Entries| {
+        for (k, v) in e.iter_mut() {
+            match (k.as_str(), v) {
+                ("tokenizer.ggml.tokens", GgufValue::Array(GgufArray::String(t))) => {
+                    t[4 + 0x41] = "A?".into();
+                }
+                ("tokenizer.ggml.token_type", GgufValue::Array(GgufArray::I32(t))) => {
+                    t[4 + 0x41] = 1;
+                }
+                _ => {}
+            }
+        }
+    });
+    assert!(err.contains("no byte token <0x41>"), "{err}");
+    let err = spm_error(&map("tokenizer.ggml.tokens", |v| {
+        if let GgufValue::Array(GgufArray::String(t)) = v {
+            t[4 + 0x80] = "<0xZZ>".into();
+        }
+    }));
+    assert!(err.contains("<0xNN>"), "{err}");
+    let err = spm_error(&map("tokenizer.ggml.token_type", |v| {
+        *v = GgufArray::I32(vec![1; 2]).into();
+    }));
+    assert!(err.contains("token_type has 2 entries"), "{err}");
+    let err = spm_error(&|e: &mut Entries| {
+        e.retain(|(k, _)| !k.ends_with(".bos_token_id") && !k.ends_with(".eos_token_id"));
+        for (k, v) in e.iter_mut() {
+            if k == "tokenizer.ggml.tokens" {
+                *v = GgufArray::String(vec!["<unk>".into()]).into();
+            }
+        }
+    });
+    assert!(err.contains("no BOS token"), "{err}");
 }

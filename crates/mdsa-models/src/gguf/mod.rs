@@ -10,8 +10,9 @@
 //!   [`TensorInfo::shape_row_major`] for burn's order), [`GgmlType`], and the
 //!   tensor's bytes ([`GgufFile::tensor_data`]). F32/F16/BF16 convert with
 //!   [`GgufFile::read_f32`]; block-quantized types are `crate::quant`'s.
-//! - [`tokenizer`]: the embedded byte-level BPE tokenizer as a
-//!   `tokenizers::Tokenizer` (and so as a [`TextTokenizer`](crate::tokenizer::TextTokenizer)).
+//! - [`tokenizer`]: the embedded tokenizer (SentencePiece or byte-level BPE),
+//!   encoding and decoding as llama.cpp ([`GgufTokenizer`], and so a
+//!   [`TextTokenizer`](crate::tokenizer::TextTokenizer)).
 //! - [`GgufWriter`]: writes valid files, for tests and tools.
 //!
 //! A malformed file is an error naming the byte offset and what was being read,
@@ -36,7 +37,7 @@ pub use reader::{
     MAX_DIMS, ParseError, ParseErrorKind, parse,
 };
 pub use tensor::TensorInfo;
-pub use tokenizer::GgufTokenizerInfo;
+pub use tokenizer::{GgufTokenizer, GgufTokenizerInfo};
 pub use types::GgmlType;
 pub use value::{GgufArray, GgufValue, GgufValueType};
 pub use writer::GgufWriter;
@@ -107,12 +108,14 @@ pub enum GgufError {
         reason: &'static str,
     },
     /// The embedded tokenizer uses a model this crate does not build.
-    #[error("{}: tokenizer model {model:?} (tokenizer.ggml.model) is not supported; supported: \"gpt2\" (byte-level BPE)", .path.display())]
+    #[error("{}: tokenizer model {model:?} (tokenizer.ggml.model) is not supported; supported: {supported}", .path.display())]
     UnsupportedTokenizer {
         /// The file.
         path: PathBuf,
         /// The value of `tokenizer.ggml.model`.
         model: String,
+        /// The supported values.
+        supported: &'static str,
     },
     /// The embedded tokenizer's pre-tokenizer is not one this crate knows.
     #[error("{}: pre-tokenizer {pre:?} (tokenizer.ggml.pre) is not supported; supported: {supported}", .path.display())]

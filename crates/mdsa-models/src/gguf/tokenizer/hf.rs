@@ -1,32 +1,18 @@
-//! The tokenizer a GGUF file embeds, built into a `tokenizers::Tokenizer` — the
-//! same type `tokenizer.json` files load into — so the rest of mdsa handles both
-//! alike ([`TextTokenizer`]).
-//!
-//! Supported: `tokenizer.ggml.model = "gpt2"`, byte-level BPE (GPT-2, SmolLM,
-//! Qwen2, Llama 3 style vocabularies):
+//! The byte-level BPE vocabulary of a GGUF file as a `tokenizers::Tokenizer`
+//! ([`GgufFile::tokenizer`]), for writing it out as a `tokenizer.json`:
 //!
 //! - vocabulary from `tokenizer.ggml.tokens` (id = position), merges from
-//!   `tokenizer.ggml.merges` (`"left right"`), no normalizer, byte-level decoder;
-//! - the pre-tokenizer from `tokenizer.ggml.pre`, following llama.cpp's
-//!   `llama-vocab.cpp`: `"gpt2"`/`"gpt-2"`/`"default"` (or absent) split with the
-//!   GPT-2 regex; `"smollm"` first splits every digit on its own, then applies the
-//!   GPT-2 regex (llama.cpp groups it with StarCoder; SmolLM2's `tokenizer.json`
-//!   has `Digits(individual_digits)` before `ByteLevel`); `"qwen2"` uses Qwen2's
-//!   regex (`tokenizer.json`'s form, case-insensitive contractions, lone digits).
-//!   llama.cpp's own `"default"` adds punctuation and digit-run splits older
-//!   conversions did not have; here it means plain GPT-2;
-//! - tokens whose `tokenizer.ggml.token_type` is 3 (control) become special added
-//!   tokens and 4 (user-defined) non-special added tokens: both are matched whole
-//!   in text, so `<|im_start|>` is one id; special ones are dropped by
-//!   `decode(ids, true)`;
-//! - `tokenizer.ggml.add_bos_token`/`add_eos_token` (default false) become a
-//!   template post-processor, applied when encoding with special tokens.
-//!
-//! SentencePiece vocabularies (`"llama"`), WordPiece (`"bert"`) and the others
-//! are an [`GgufError::UnsupportedTokenizer`] naming the model.
-//!
-//! As in llama.cpp and transformers, a token string listed twice maps to its
-//! last id when encoding.
+//!   `tokenizer.ggml.merges` (`"left right"`, each checked: the `tokenizers`
+//!   builder panics on a merge whose result is not a token), no normalizer,
+//!   byte-level decoder;
+//! - the pre-tokenizer from `tokenizer.ggml.pre`: `"gpt2"`/`"gpt-2"`/`"default"`
+//!   (or absent) split with the GPT-2 regex (llama.cpp's `"default"` adds
+//!   punctuation and digit splits; [`GgufTokenizer`](super::GgufTokenizer)
+//!   has them); `"smollm"` splits every digit, then GPT-2; `"qwen2"` uses
+//!   Qwen2's regex;
+//! - control tokens become special added tokens, user-defined ones
+//!   non-special added tokens;
+//! - `add_bos_token`/`add_eos_token` become a template post-processor.
 
 use std::collections::HashMap;
 
@@ -40,56 +26,16 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::{Template, TemplateProcessing};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-use super::{GgufError, GgufFile};
-use crate::tokenizer::TextTokenizer;
-
-/// `tokenizer.ggml.token_type` of a normal token.
-pub const TOKEN_TYPE_NORMAL: i32 = 1;
-/// `tokenizer.ggml.token_type` of an unknown-token placeholder.
-pub const TOKEN_TYPE_UNKNOWN: i32 = 2;
-/// `tokenizer.ggml.token_type` of a control (special) token such as `<|im_end|>`.
-pub const TOKEN_TYPE_CONTROL: i32 = 3;
-/// `tokenizer.ggml.token_type` of a user-defined token, matched whole in text.
-pub const TOKEN_TYPE_USER_DEFINED: i32 = 4;
-/// `tokenizer.ggml.token_type` of an unused slot.
-pub const TOKEN_TYPE_UNUSED: i32 = 5;
-/// `tokenizer.ggml.token_type` of a byte token (`<0x0A>`, SentencePiece).
-pub const TOKEN_TYPE_BYTE: i32 = 6;
-
-/// The `tokenizer.ggml.pre` values this module builds.
-pub const SUPPORTED_PRE_TOKENIZERS: &str =
-    "\"gpt2\", \"gpt-2\", \"default\", \"smollm\", \"qwen2\"";
+use super::{GgufTokenizerInfo, TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED};
+use crate::gguf::{GgufError, GgufFile};
 
 /// GPT-2's split (`tokenizers`' `ByteLevel` applies it with `use_regex`).
 pub const GPT2_REGEX: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// The `tokenizer.ggml.pre` values [`GgufFile::tokenizer`] builds.
+pub const HF_PRE_TOKENIZERS: &str = "\"gpt2\", \"gpt-2\", \"default\", \"smollm\", \"qwen2\"";
 /// Qwen2's split, as in its `tokenizer.json`.
 pub const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// What a GGUF says about its tokenizer besides the vocabulary.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GgufTokenizerInfo {
-    /// `tokenizer.ggml.model` (`"gpt2"`, `"llama"`, ...).
-    pub model: String,
-    /// `tokenizer.ggml.pre`, if present.
-    pub pre: Option<String>,
-    /// Number of tokens in `tokenizer.ggml.tokens`.
-    pub vocab_size: usize,
-    /// `tokenizer.ggml.bos_token_id`.
-    pub bos_token_id: Option<u32>,
-    /// `tokenizer.ggml.eos_token_id`.
-    pub eos_token_id: Option<u32>,
-    /// `tokenizer.ggml.padding_token_id`.
-    pub padding_token_id: Option<u32>,
-    /// `tokenizer.ggml.unknown_token_id`.
-    pub unknown_token_id: Option<u32>,
-    /// `tokenizer.ggml.add_bos_token` (false when absent).
-    pub add_bos_token: bool,
-    /// `tokenizer.ggml.add_eos_token` (false when absent).
-    pub add_eos_token: bool,
-    /// `tokenizer.chat_template` (a Jinja template), if present.
-    pub chat_template: Option<String>,
-}
 
 /// How text is split before BPE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,49 +79,28 @@ impl PreTokenizerKind {
 }
 
 impl GgufFile {
-    /// The tokenizer facts (special ids, flags, chat template), with every id
-    /// checked against the vocabulary size.
-    pub fn tokenizer_info(&self) -> Result<GgufTokenizerInfo, GgufError> {
-        let vocab_size = self.get_str_array("tokenizer.ggml.tokens")?.len();
-        let id = |key: &str| -> Result<Option<u32>, GgufError> {
-            let id = self.get_u32_opt(key)?;
-            match id {
-                Some(id) if id as usize >= vocab_size => Err(self.tokenizer_error(format!(
-                    "{key} is {id}, outside the vocabulary of {vocab_size} tokens"
-                ))),
-                id => Ok(id),
-            }
-        };
-        Ok(GgufTokenizerInfo {
-            model: self.get_str("tokenizer.ggml.model")?.to_string(),
-            pre: self.get_str_opt("tokenizer.ggml.pre")?.map(str::to_string),
-            vocab_size,
-            bos_token_id: id("tokenizer.ggml.bos_token_id")?,
-            eos_token_id: id("tokenizer.ggml.eos_token_id")?,
-            padding_token_id: id("tokenizer.ggml.padding_token_id")?,
-            unknown_token_id: id("tokenizer.ggml.unknown_token_id")?,
-            add_bos_token: self.get_bool_or("tokenizer.ggml.add_bos_token", false)?,
-            add_eos_token: self.get_bool_or("tokenizer.ggml.add_eos_token", false)?,
-            chat_template: self
-                .get_str_opt("tokenizer.chat_template")?
-                .map(str::to_string),
-        })
-    }
-
-    /// Builds the embedded tokenizer (see the [module docs](self)).
+    /// The embedded byte-level BPE vocabulary as a `tokenizers::Tokenizer`, the
+    /// type `tokenizer.json` files load into (to export it as one).
+    ///
+    /// mdsa itself encodes with [`gguf_tokenizer`](Self::gguf_tokenizer), which
+    /// follows llama.cpp exactly; this builds on the `tokenizers` crate's regex
+    /// engine and Unicode tables, and supports `"gpt2"` vocabularies with the
+    /// pre-tokenizers listed in [`HF_PRE_TOKENIZERS`] only.
     pub fn tokenizer(&self) -> Result<(Tokenizer, GgufTokenizerInfo), GgufError> {
         let info = self.tokenizer_info()?;
         if info.model != "gpt2" {
             return Err(GgufError::UnsupportedTokenizer {
                 path: self.path().to_path_buf(),
                 model: info.model,
+                supported: "\"gpt2\" (byte-level BPE; SentencePiece vocabularies have no \
+                            tokenizers::Tokenizer form here)",
             });
         }
         let pre = PreTokenizerKind::from_pre(info.pre.as_deref()).ok_or_else(|| {
             GgufError::UnsupportedPreTokenizer {
                 path: self.path().to_path_buf(),
                 pre: info.pre.clone().unwrap_or_default(),
-                supported: SUPPORTED_PRE_TOKENIZERS,
+                supported: HF_PRE_TOKENIZERS,
             }
         })?;
         let tokens = self.get_str_array("tokenizer.ggml.tokens")?;
@@ -245,15 +170,6 @@ impl GgufFile {
             tokenizer.with_post_processor(Some(processor));
         }
         Ok((tokenizer, info))
-    }
-
-    /// The embedded tokenizer as a [`TextTokenizer`]: no truncation, batches padded
-    /// with `padding_token_id` (else `eos_token_id`, else 0).
-    pub fn text_tokenizer(&self) -> Result<(TextTokenizer, GgufTokenizerInfo), GgufError> {
-        let (tokenizer, info) = self.tokenizer()?;
-        let pad_id = info.padding_token_id.or(info.eos_token_id).unwrap_or(0);
-        let text = TextTokenizer::from_tokenizer(tokenizer, self.path().to_path_buf(), pad_id);
-        Ok((text, info))
     }
 
     /// Splits `"left right"` merges and checks that both parts and their
@@ -331,12 +247,5 @@ impl GgufFile {
             .special_tokens(specials)
             .build()
             .map_err(|e| error(e.to_string()))
-    }
-
-    fn tokenizer_error(&self, reason: String) -> GgufError {
-        GgufError::Tokenizer {
-            path: self.path().to_path_buf(),
-            reason,
-        }
     }
 }

@@ -31,6 +31,10 @@ struct Reference {
     family: String,
     prompts: Vec<Prompt>,
     chat_sample: ChatSample,
+    /// The chat prompt as llama.cpp tokenizes it, and transformers' greedy
+    /// answer to those ids (`scripts/reference/families_gguf_chat.py`).
+    #[serde(default)]
+    gguf_chat: Option<ExpectedChat>,
     #[serde(default)]
     eos_token_id: Option<EosIds>,
 }
@@ -52,6 +56,13 @@ impl Reference {
 enum EosIds {
     One(u32),
     Many(Vec<u32>),
+}
+
+/// A chat prompt's ids and the greedy tokens that follow them.
+#[derive(Deserialize, Clone)]
+struct ExpectedChat {
+    ids: Vec<u32>,
+    greedy: Vec<u32>,
 }
 
 /// transformers' `apply_chat_template` of one user message.
@@ -244,32 +255,29 @@ fn top1_agreement(fixture: &Fixture, model: &dyn Decoder) -> f64 {
 }
 
 /// The whole generator of each file: the model's own chat template renders
-/// what transformers rendered, the prompt tokenizes to transformers' ids, and
-/// greedy generation gives transformers' tokens up to its end-of-turn token,
-/// where it stops.
-fn assert_chat_parity(fixture: &Fixture, generator: &DecoderGenerator, what: &str) {
-    let stops = generator.stop_token_ids();
-    for id in fixture.reference.eos_ids() {
-        assert!(
-            stops.contains(&id),
-            "{what}: {id} does not end an answer ({stops:?})"
-        );
-    }
+/// what transformers rendered, the prompt tokenizes to `expected`'s ids, and
+/// greedy generation gives `expected`'s tokens up to the first id that ends
+/// an answer, where it stops (when the answer fits the `horizon` the file
+/// can describe, see [`assert_f32_parity`]).
+fn assert_chat_parity(
+    fixture: &Fixture,
+    generator: &DecoderGenerator,
+    expected: &ExpectedChat,
+    what: &str,
+    horizon: usize,
+) {
     let sample = &fixture.reference.chat_sample;
     let rendered = generator
         .render_chat(&sample.messages)
         .expect("chat template");
     assert_eq!(rendered, sample.rendered, "{what}: rendered chat");
-    let prompt = fixture
-        .reference
-        .prompts
-        .iter()
-        .find(|p| p.kind == "chat" && p.text == sample.rendered)
-        .expect("a reference prompt of the rendered chat");
     let ids = generator.encode_prompt(&rendered).expect("encode");
-    assert_eq!(ids, prompt.ids, "{what}: chat prompt ids");
+    assert_eq!(ids, expected.ids, "{what}: chat prompt ids");
+    if ids.len() + expected.greedy.len() > horizon {
+        return;
+    }
     let params = GenerationParams {
-        max_tokens: prompt.greedy.len(),
+        max_tokens: expected.greedy.len(),
         ..GenerationParams::default()
     };
     let output = generator
@@ -278,13 +286,28 @@ fn assert_chat_parity(fixture: &Fixture, generator: &DecoderGenerator, what: &st
         })
         .expect("generate");
     let eos = fixture.reference.eos_ids();
-    let until_eos: Vec<u32> = prompt
+    let until_eos: Vec<u32> = expected
         .greedy
         .iter()
         .copied()
         .take_while(|id| !eos.contains(id))
         .collect();
     assert_eq!(output.token_ids, until_eos, "{what}: greedy chat answer");
+}
+
+/// transformers' chat prompt: its ids and greedy answer.
+fn transformers_chat(fixture: &Fixture) -> ExpectedChat {
+    let rendered = &fixture.reference.chat_sample.rendered;
+    let prompt = fixture
+        .reference
+        .prompts
+        .iter()
+        .find(|p| p.kind == "chat" && &p.text == rendered)
+        .expect("a reference prompt of the rendered chat");
+    ExpectedChat {
+        ids: prompt.ids.clone(),
+        greedy: prompt.greedy.clone(),
+    }
 }
 
 fn check_family(name: &str) {
@@ -296,14 +319,14 @@ fn check_family(name: &str) {
         &format!("{name} safetensors"),
         usize::MAX,
     );
+    // llama.cpp's converter drops Mistral's sliding window (llama.cpp ignores
+    // it too): such a file matches transformers within the window.
+    let mut horizon = usize::MAX;
     if let Some(file) = fixture.unquantized_gguf() {
         let gguf = fixture.gguf(file, WeightFormat::F32);
-        // llama.cpp's converter drops Mistral's sliding window (llama.cpp
-        // ignores it too): such a file matches transformers within the window.
-        let horizon = match (hf.config().sliding_window, gguf.config().sliding_window) {
-            (Some(window), None) => window,
-            _ => usize::MAX,
-        };
+        if let (Some(window), None) = (hf.config().sliding_window, gguf.config().sliding_window) {
+            horizon = window;
+        }
         assert_f32_parity(&fixture, gguf.as_ref(), &format!("{name} GGUF"), horizon);
     }
     let mut quantized: Vec<String> = std::fs::read_dir(&fixture.dir)
@@ -329,12 +352,38 @@ fn check_family(name: &str) {
     let hf_ref = ModelRef::LocalDir(fixture.dir.join("hf"));
     let generator = DecoderGenerator::load(&hf_ref, &ResolveOptions::offline(), &options)
         .unwrap_or_else(|e| panic!("{name} safetensors: {e}"));
-    assert_chat_parity(&fixture, &generator, &format!("{name} safetensors"));
+    // Every id generation_config.json names ends an answer.
+    let stops = generator.stop_token_ids();
+    for id in fixture.reference.eos_ids() {
+        assert!(
+            stops.contains(&id),
+            "{name}: {id} does not end an answer ({stops:?})"
+        );
+    }
+    let expected = transformers_chat(&fixture);
+    assert_chat_parity(
+        &fixture,
+        &generator,
+        &expected,
+        &format!("{name} safetensors"),
+        usize::MAX,
+    );
     if let Some(gguf) = fixture.unquantized_gguf() {
         let gguf = fixture.dir.join(gguf);
         let generator = DecoderGenerator::from_gguf(&gguf, &options)
             .unwrap_or_else(|e| panic!("{name} GGUF: {e}"));
-        assert_chat_parity(&fixture, &generator, &format!("{name} GGUF"));
+        let expected = fixture
+            .reference
+            .gguf_chat
+            .clone()
+            .expect("gguf_chat (scripts/reference/families_gguf_chat.py)");
+        assert_chat_parity(
+            &fixture,
+            &generator,
+            &expected,
+            &format!("{name} GGUF"),
+            horizon,
+        );
     }
 }
 

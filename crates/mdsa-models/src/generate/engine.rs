@@ -336,10 +336,11 @@ impl TextGenerator for DecoderGenerator {
 
 /// Tokens that end a chat turn in the families mdsa runs (ChatML, Llama 3,
 /// Gemma, Phi-3, Llama 2 / Mistral), when the vocabulary has them.
-const END_OF_TURN_MARKERS: [&str; 7] = [
+const END_OF_TURN_MARKERS: [&str; 8] = [
     "<|im_end|>",
     "<|eot_id|>",
     "<|eom_id|>",
+    "<|end_of_text|>",
     "<end_of_turn>",
     "<|end|>",
     "<|endoftext|>",

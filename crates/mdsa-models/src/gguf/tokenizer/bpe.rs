@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use super::split::{GPT2, LLAMA3, QWEN2, Splitter, split_words};
+use super::symbols::{Symbol, characters};
 use super::vocab::Vocab;
 
 /// Phi-4-mini's regex ("gpt-4o") as llama.cpp writes it: each `\p{Lu}…`
@@ -162,20 +163,8 @@ impl Bpe {
         }
         // Symbols are byte ranges of `word`, linked as in llama.cpp; a merged-away
         // symbol has length 0.
-        let mut symbols: Vec<Symbol> = word
-            .char_indices()
-            .map(|(start, c)| Symbol {
-                start,
-                len: c.len_utf8(),
-                prev: None,
-                next: None,
-            })
-            .collect();
+        let mut symbols = characters(word);
         let count = symbols.len();
-        for (i, symbol) in symbols.iter_mut().enumerate() {
-            symbol.prev = i.checked_sub(1);
-            symbol.next = (i + 1 < count).then_some(i + 1);
-        }
         let text = |s: &Symbol| &word[s.start..s.start + s.len];
         let mut queue = BinaryHeap::new();
         let push = |queue: &mut BinaryHeap<Bigram>,
@@ -234,14 +223,6 @@ impl Bpe {
             }
         }
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
 }
 
 /// A mergeable pair; the heap pops the lowest rank, then the leftmost.

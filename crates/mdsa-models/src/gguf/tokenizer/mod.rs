@@ -47,6 +47,7 @@ mod load;
 mod special;
 mod split;
 mod spm;
+mod symbols;
 mod unicode;
 mod unicode_data;
 mod vocab;

@@ -6,24 +6,13 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use super::symbols::{Symbol, characters};
 use super::vocab::Vocab;
 
 /// Appends the ids of `text` (spaces already turned into `▁`).
 pub(super) fn tokenize(vocab: &Vocab, byte_ids: &[u32; 256], text: &str, out: &mut Vec<u32>) {
-    let mut symbols: Vec<Symbol> = text
-        .char_indices()
-        .map(|(start, c)| Symbol {
-            start,
-            len: c.len_utf8(),
-            prev: None,
-            next: None,
-        })
-        .collect();
+    let mut symbols = characters(text);
     let count = symbols.len();
-    for (i, symbol) in symbols.iter_mut().enumerate() {
-        symbol.prev = i.checked_sub(1);
-        symbol.next = (i + 1 < count).then_some(i + 1);
-    }
     let piece = |s: &Symbol| &text[s.start..s.start + s.len];
     let mut queue = BinaryHeap::new();
     let push = |queue: &mut BinaryHeap<Bigram>,
@@ -78,14 +67,6 @@ pub(super) fn tokenize(vocab: &Vocab, byte_ids: &[u32; 256], text: &str, out: &m
         }
         at = symbol.next;
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
 }
 
 /// A mergeable pair; the heap pops the highest score, then the leftmost.

@@ -151,6 +151,22 @@ impl Words<'_> {
     }
 }
 
+/// The alternatives both custom splitters end with, at `pos` followed by
+/// `spaces` whitespace characters: `\s+(?!\S)` (all but the last space when
+/// text follows), else `\s+`, else one unmatched character. Returns where
+/// the word ends.
+fn whitespace_or_one(p: &Piece<'_>, words: &mut Words<'_>, pos: usize, spaces: usize) -> usize {
+    let end = if spaces > 1 && p.char(pos + spaces).is_some() {
+        pos + spaces - 1
+    } else if spaces > 0 {
+        pos + spaces
+    } else {
+        pos + 1
+    };
+    words.add(end);
+    end
+}
+
 /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 /// (port of `unicode_regex_split_custom_gpt2`).
 fn gpt2(chars: &[char], out: &mut Vec<usize>) {
@@ -220,21 +236,7 @@ fn gpt2(chars: &[char], out: &mut Vec<usize>) {
         while p.flags(pos + spaces).is_whitespace() {
             spaces += 1;
         }
-        // \s+(?!\S)
-        if spaces > 1 && p.char(pos + spaces).is_some() {
-            pos += spaces - 1;
-            words.add(pos);
-            continue;
-        }
-        // \s+
-        if spaces > 0 {
-            pos += spaces;
-            words.add(pos);
-            continue;
-        }
-        // no match
-        pos += 1;
-        words.add(pos);
+        pos = whitespace_or_one(&p, &mut words, pos, spaces);
     }
 }
 
@@ -333,21 +335,7 @@ fn llama3(chars: &[char], max_digits: usize, out: &mut Vec<usize>) {
             words.add(pos);
             continue;
         }
-        // \s+(?!\S)
-        if spaces > 1 && p.char(pos + spaces).is_some() {
-            pos += spaces - 1;
-            words.add(pos);
-            continue;
-        }
-        // \s+
-        if spaces > 0 {
-            pos += spaces;
-            words.add(pos);
-            continue;
-        }
-        // no match
-        pos += 1;
-        words.add(pos);
+        pos = whitespace_or_one(&p, &mut words, pos, spaces);
     }
 }
 

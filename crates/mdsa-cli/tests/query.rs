@@ -35,6 +35,10 @@ fn a_json_answer_is_logged_and_measured() {
     assert!((1..=24).contains(&tokens), "{tokens} tokens");
     assert_eq!(answer["verdict"]["passed"], true, "{answer:#}");
     assert_eq!(answer["model"], "smollm2");
+    // Where it ran, and why (the CPU here: no GPU backend or GPU).
+    assert_eq!(answer["device"], "cpu", "{answer:#}");
+    let reason = answer["device_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("auto: "), "{answer:#}");
     assert!(answer["timings"]["total_ms"].as_f64().unwrap() > 0.0);
     let id = answer["request_id"].as_str().unwrap();
     assert!(!id.is_empty());

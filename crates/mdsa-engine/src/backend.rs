@@ -56,6 +56,9 @@ impl LoadedModel {
 pub struct LoadPlan {
     /// Device label, as in [`LoadedModel::device`].
     pub device: String,
+    /// Why that device, in one sentence a person can read (shown by `mdsa
+    /// query --json`, `/v1/models` and the load event).
+    pub device_reason: String,
     /// Bytes to reserve before the first load; the manager uses the measured
     /// size from then on.
     pub estimated_bytes: u64,
@@ -75,6 +78,7 @@ pub trait ModelBackend: Send + Sync {
         let _ = spec;
         Ok(LoadPlan {
             device: "cpu".into(),
+            device_reason: "the backend does not say".into(),
             estimated_bytes: 0,
         })
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::MemoryBudget;
 use crate::error::HwError;
-use crate::profile::{GpuDeviceType, GpuInfo, HardwareProfile, format_bytes};
+use crate::profile::{GpuDeviceType, GpuInfo, GpuProbe, HardwareProfile, format_bytes};
 
 /// Where a model may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -228,7 +228,9 @@ fn choose_automatically(
     } else if !profile.gpus.is_empty() {
         tried.push("GPUs were found but this build has no GPU backend".to_string());
     }
-    let why_cpu = if profile.gpus.is_empty() {
+    let why_cpu = if profile.gpu_probe == GpuProbe::NotCompiled {
+        "auto: GPUs not probed (build with --features gpu)".to_string()
+    } else if profile.gpus.is_empty() {
         "auto: no GPU".to_string()
     } else {
         format!("auto: no GPU can take it ({})", tried.join("; "))
@@ -315,6 +317,21 @@ mod tests {
         let choice = choose(&profile, GIB, "auto", true).unwrap();
         assert_eq!(choice.device, Device::Cpu);
         assert!(choice.reason.contains("no GPU"), "{}", choice.reason);
+    }
+
+    #[test]
+    fn auto_says_when_gpus_were_never_probed() {
+        let mut profile = profile_with(Some(10 * GIB), &[]);
+        profile.gpu_probe = GpuProbe::NotCompiled;
+        let choice = choose(&profile, GIB, "auto", false).unwrap();
+        assert_eq!(choice.device, Device::Cpu);
+        assert!(
+            choice
+                .reason
+                .contains("GPUs not probed (build with --features gpu)"),
+            "{}",
+            choice.reason
+        );
     }
 
     #[test]

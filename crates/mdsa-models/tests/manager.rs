@@ -778,3 +778,34 @@ fn real_minilm_and_smollm2_swap_in_a_budget_for_one() {
     assert_eq!(resident_ids(&manager), ["chat"]);
     assert_eq!(manager.stats().evictions, 1);
 }
+
+#[test]
+fn the_local_backend_chooses_a_device_by_size_and_says_why() {
+    let fx = fixture(1);
+    let mut auto = spec("auto", &fx.paths[0], "local");
+    auto.device = "auto".into();
+    let manager = ModelManager::builder(registry([auto.clone()])).build();
+    let handle = manager.get("auto").unwrap();
+    assert_eq!(handle.device(), "cpu");
+    // Without a usable GPU the reason says why the CPU, and its budget.
+    assert!(
+        handle.device_reason().starts_with("auto: "),
+        "{}",
+        handle.device_reason()
+    );
+    let listed = manager.resident();
+    assert_eq!(listed[0].device_reason, handle.device_reason());
+    drop(handle);
+
+    // A machine whose budget cannot hold the model: the plan fails, naming it.
+    let tiny = mdsa_hw::MemoryBudget {
+        cpu_bytes: Some(1024),
+        gpu_bytes: Vec::new(),
+    };
+    let backend = LocalBackend::default().with_hardware(mdsa_hw::HardwareDetector::detect(), tiny);
+    let error = backend.plan(&auto).unwrap_err().to_string();
+    assert!(
+        error.contains("\"auto\"") && error.contains("1.0 KiB"),
+        "{error}"
+    );
+}

@@ -35,6 +35,7 @@ impl ModelBackend for RemoteBackend {
     fn plan(&self, _spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
         Ok(LoadPlan {
             device: REMOTE_DEVICE.into(),
+            device_reason: "the model runs on the remote server".into(),
             estimated_bytes: 0,
         })
     }

@@ -337,6 +337,23 @@ fn models_route_and_embeddings() {
         !ids.contains(&"minilm"),
         "encoders are not chat models: {ids:?}"
     );
+    // A resident generator says where it runs and why.
+    let _ = post_json(
+        &server.url("/v1/chat/completions"),
+        &chat("smollm2", "Say hello.", 2),
+    );
+    let models = get(&server.url("/v1/models")).json();
+    let smollm2 = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "smollm2")
+        .unwrap();
+    assert_eq!(smollm2["mdsa"]["detail"]["device"], "cpu", "{smollm2}");
+    let reason = smollm2["mdsa"]["detail"]["device_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.starts_with("auto: "), "{smollm2}");
 
     let route = post_json(
         &server.url("/v1/route"),

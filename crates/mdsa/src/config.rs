@@ -89,6 +89,8 @@ pub struct BudgetSettings {
     pub ram_bytes: Option<u64>,
     /// Fraction of each GPU's memory, in (0, 1].
     pub vram_fraction: f64,
+    /// Exact budget in bytes for every GPU; overrides `vram_fraction`.
+    pub vram_bytes: Option<u64>,
     /// Most models resident at once; `None`: only bytes limit.
     pub max_models: Option<usize>,
     /// When models in use block a load, wait this many seconds for their release.
@@ -102,6 +104,7 @@ impl Default for BudgetSettings {
             ram_fraction: hw.ram_fraction,
             ram_bytes: None,
             vram_fraction: hw.vram_fraction,
+            vram_bytes: None,
             max_models: None,
             wait_for_release_secs: Some(30.0),
         }

@@ -16,7 +16,7 @@ use mdsa_domains::executor::DomainExecutor;
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
 use mdsa_engine::{ChatMessage, ModelBackend};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
-use mdsa_models::{manager::ManagerConfig, manager::ModelHandle, manager::ModelManager};
+use mdsa_models::manager::{LocalBackend, ManagerConfig, ModelHandle, ModelManager};
 use mdsa_monitor::{LoggerConfig, MetricsCollector, RequestLogger, SinkConfig};
 
 use crate::config::SystemConfig;
@@ -198,20 +198,29 @@ impl MdsaBuilder {
                 .insert(spec.clone())
                 .map_err(ManagerErrorFrom::from)?;
         }
-        let mut manager_config = ManagerConfig::from_hardware(&mdsa_hw::BudgetConfig {
-            ram_fraction: config.budget.ram_fraction,
-            vram_fraction: config.budget.vram_fraction,
-            ram_bytes: config.budget.ram_bytes,
-            vram_bytes: None,
-        })?;
+        // The machine is detected once: the manager's byte budgets and the
+        // local backend's device choice use the same figures.
+        let profile = mdsa_hw::HardwareDetector::detect();
+        let budget = mdsa_hw::MemoryBudget::from_profile(
+            &profile,
+            &mdsa_hw::BudgetConfig {
+                ram_fraction: config.budget.ram_fraction,
+                vram_fraction: config.budget.vram_fraction,
+                ram_bytes: config.budget.ram_bytes,
+                vram_bytes: config.budget.vram_bytes,
+            },
+        )?;
+        let mut manager_config = ManagerConfig::from_budget(&budget);
         manager_config.max_models = config.budget.max_models;
         manager_config.wait_for_release = config
             .budget
             .wait_for_release_secs
             .map(Duration::from_secs_f64);
+        let local = LocalBackend::default().with_hardware(profile, budget);
         let mut builder = ModelManager::builder(registry)
             .config(manager_config)
-            .bus(bus.clone());
+            .bus(bus.clone())
+            .backend(Arc::new(local));
         for backend in self.backends {
             builder = builder.backend(backend);
         }

@@ -88,6 +88,11 @@ pub struct QueryResponse {
     pub route: RouteDecision,
     /// The model that answered.
     pub model: Option<String>,
+    /// The device it ran on (`cpu`, `gpu:0`, `remote`, ...).
+    pub device: Option<String>,
+    /// Why it ran there: the backend's one-sentence reason (for the local
+    /// backend, `mdsa_hw::choose_device`'s).
+    pub device_reason: Option<String>,
     /// The last attempt's validation verdict.
     pub verdict: Option<Verdict>,
     /// Generation attempts (1 unless validation asked for retries).

@@ -105,6 +105,7 @@ impl ModelBackend for CommandBackend {
     fn plan(&self, _spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
         Ok(LoadPlan {
             device: DEVICE.into(),
+            device_reason: "the program runs as its own process".into(),
             estimated_bytes: 0,
         })
     }

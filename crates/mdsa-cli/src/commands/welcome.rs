@@ -2,7 +2,7 @@
 //! which domains route, and what to run next.
 
 use mdsa::engine::{ModelRef, ResolveOptions};
-use mdsa::hw::{HardwareDetector, format_bytes};
+use mdsa::hw::{GpuProbe, HardwareDetector, format_bytes};
 
 use super::system::SystemArgs;
 
@@ -14,7 +14,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
     let profile = HardwareDetector::detect();
     let cpu = &profile.cpu;
     outln!(
-        "hardware  {} · {} cores ({} threads) · SIMD {} · RAM {} available of {} · {} GPU(s)",
+        "hardware  {} · {} cores ({} threads) · SIMD {} · RAM {} available of {} · {}",
         cpu.brand.as_deref().unwrap_or("unknown CPU"),
         cpu.physical_cores
             .map_or_else(|| "?".to_string(), |c| c.to_string()),
@@ -28,7 +28,10 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             .memory
             .total_bytes
             .map_or_else(|| "?".into(), format_bytes),
-        profile.gpus.len(),
+        match profile.gpu_probe {
+            GpuProbe::NotCompiled => "GPUs not probed (build with --features gpu)".to_string(),
+            GpuProbe::Enumerated => format!("{} GPU(s)", profile.gpus.len()),
+        },
     );
     let config = system.load()?;
     outln!("\nmodels");

@@ -1,22 +1,41 @@
 //! The built-in [`LocalBackend`]: burn models from local files or the HF cache,
 //! behind the [`ModelBackend`] interface of `mdsa-engine`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mdsa_engine::source::{ResolveOptions, ResolvedModel};
 use mdsa_engine::{
     LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, ModelBackend, ModelError, ModelRole,
     ModelSpec, TextGenerator, WeightFormat, device_label,
 };
+use mdsa_hw::{
+    BudgetConfig, DeviceChoice, DeviceRequest, HardwareDetector, HardwareProfile, MemoryBudget,
+};
 
 use crate::embedder::{BertEmbedder, EmbedderOptions};
 use crate::generate::{DecoderGenerator, DecoderOptions};
 
 /// Loads [`BertEmbedder`]s and [`DecoderGenerator`]s on the devices this build has.
+///
+/// Each model's device is chosen at plan time by [`mdsa_hw::choose_device`]
+/// from the spec's preference (`auto`: a hardware GPU whose budget fits the
+/// model's estimated bytes, else the CPU), with a reason the manager keeps.
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     resolve: ResolveOptions,
     kv_sequences: usize,
+    /// The machine and its budgets: given, or detected on first use.
+    hardware: Arc<OnceLock<Hardware>>,
+    /// The device each model's plan chose, for its load.
+    placed: Arc<Mutex<HashMap<String, mdsa_hw::Device>>>,
+}
+
+/// What device choice needs to know about the machine.
+#[derive(Debug)]
+struct Hardware {
+    profile: HardwareProfile,
+    budget: MemoryBudget,
 }
 
 impl Default for LocalBackend {
@@ -32,6 +51,66 @@ impl LocalBackend {
         Self {
             resolve,
             kv_sequences: 1,
+            hardware: Arc::new(OnceLock::new()),
+            placed: Arc::default(),
+        }
+    }
+
+    /// Chooses devices on this machine with these budgets (the facade passes
+    /// what it detected once, with the configured fractions and byte
+    /// limits); without it the machine is detected on first use with the
+    /// default budgets.
+    pub fn with_hardware(self, profile: HardwareProfile, budget: MemoryBudget) -> Self {
+        let hardware = OnceLock::new();
+        let _ = hardware.set(Hardware { profile, budget });
+        Self {
+            hardware: Arc::new(hardware),
+            ..self
+        }
+    }
+
+    fn hardware(&self) -> &Hardware {
+        self.hardware.get_or_init(|| {
+            let profile = HardwareDetector::detect();
+            // The default fractions are valid, so this cannot fail; an unknown
+            // budget (no limit) is the safe fallback anyway.
+            let budget = MemoryBudget::from_profile(&profile, &BudgetConfig::default()).unwrap_or(
+                MemoryBudget {
+                    cpu_bytes: None,
+                    gpu_bytes: Vec::new(),
+                },
+            );
+            Hardware { profile, budget }
+        })
+    }
+
+    /// The device for `spec` needing `need_bytes`, and why.
+    fn choose(&self, spec: &ModelSpec, need_bytes: u64) -> Result<DeviceChoice, ModelError> {
+        let preference = spec
+            .device_preference()
+            .map_err(|e| ModelError::Backend(e.to_string()))?;
+        let hardware = self.hardware();
+        let request = DeviceRequest {
+            need_bytes,
+            preference,
+            gpu_backend: crate::backend::has_gpu_backend(),
+        };
+        mdsa_hw::choose_device(&hardware.profile, &hardware.budget, request)
+            .map_err(|e| ModelError::Backend(format!("no device for model {:?}: {e}", spec.id)))
+    }
+
+    /// The device `plan` chose for `spec`, or a fresh choice for a load
+    /// without a plan.
+    fn device(&self, spec: &ModelSpec) -> Result<mdsa_hw::Device, ModelError> {
+        let placed = self
+            .placed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&spec.id)
+            .copied();
+        match placed {
+            Some(device) => Ok(device),
+            None => Ok(self.choose(spec, 0)?.device),
         }
     }
 
@@ -41,20 +120,6 @@ impl LocalBackend {
         self.kv_sequences = n;
         self
     }
-
-    fn device(spec: &ModelSpec) -> Result<mdsa_hw::Device, ModelError> {
-        let preference = spec
-            .device_preference()
-            .map_err(|e| ModelError::Backend(e.to_string()))?;
-        Ok(match preference {
-            mdsa_hw::DevicePreference::Cpu => mdsa_hw::Device::Cpu,
-            mdsa_hw::DevicePreference::Gpu(index) => mdsa_hw::Device::Gpu { index },
-            mdsa_hw::DevicePreference::Auto if crate::backend::has_gpu_backend() => {
-                mdsa_hw::Device::Gpu { index: 0 }
-            }
-            mdsa_hw::DevicePreference::Auto => mdsa_hw::Device::Cpu,
-        })
-    }
 }
 
 impl ModelBackend for LocalBackend {
@@ -63,7 +128,6 @@ impl ModelBackend for LocalBackend {
     }
 
     fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
-        let device = device_label(Self::device(spec)?);
         let model = spec
             .model_ref()
             .map_err(|e| ModelError::Backend(e.to_string()))?;
@@ -91,14 +155,21 @@ impl ModelBackend for LocalBackend {
             (WeightFormat::Int8, false) => 0.27,
             (WeightFormat::Int4, false) => 0.15,
         };
+        let estimated_bytes = (stored as f64 * factor) as u64;
+        let choice = self.choose(spec, estimated_bytes)?;
+        self.placed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(spec.id.clone(), choice.device);
         Ok(LoadPlan {
-            device,
-            estimated_bytes: (stored as f64 * factor) as u64,
+            device: device_label(choice.device),
+            device_reason: choice.reason,
+            estimated_bytes,
         })
     }
 
     fn load(&self, spec: &ModelSpec) -> Result<LoadedModel, ModelError> {
-        let hw_device = Self::device(spec)?;
+        let hw_device = self.device(spec)?;
         let device = crate::backend::burn_device(hw_device)?;
         let model = spec
             .model_ref()

@@ -45,6 +45,8 @@ pub enum ModelEvent {
         id: String,
         /// The device it is loading onto.
         device: String,
+        /// Why the backend chose that device.
+        device_reason: String,
         /// Bytes reserved for it before loading (measured earlier, or estimated).
         reserved_bytes: u64,
     },

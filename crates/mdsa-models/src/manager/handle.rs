@@ -15,6 +15,8 @@ pub struct ResidentModel {
     pub id: String,
     /// Device label.
     pub device: String,
+    /// Why the backend chose that device.
+    pub device_reason: String,
     /// Weights plus KV reservation.
     pub bytes: u64,
     /// Weights as loaded.
@@ -74,6 +76,11 @@ impl ModelHandle {
     /// Device label.
     pub fn device(&self) -> &str {
         &self.lease.resident.device
+    }
+
+    /// Why the backend chose that device (one readable sentence).
+    pub fn device_reason(&self) -> &str {
+        &self.lease.resident.device_reason
     }
 
     /// The engine.

@@ -155,6 +155,7 @@ impl Shared {
         self.events.emit(ModelEvent::LoadStarted {
             id: id.into(),
             device: plan.device.clone(),
+            device_reason: plan.device_reason.clone(),
             reserved_bytes: reserve,
         });
 
@@ -197,6 +198,7 @@ impl Shared {
             weight_bytes: loaded.weight_bytes,
             kv_bytes: loaded.kv_bytes,
             device: loaded.device,
+            device_reason: plan.device_reason,
             users: AtomicUsize::new(1 + waiters),
             last_used_us: AtomicU64::new(self.now_us()),
             last_use_seq: AtomicU64::new(self.use_seq.fetch_add(1, Ordering::Relaxed)),

@@ -51,6 +51,8 @@ struct Resident {
     weight_bytes: u64,
     kv_bytes: u64,
     device: String,
+    /// Why the backend chose that device.
+    device_reason: String,
     /// Handles alive; raised only under the state lock, so an evictor that sees
     /// 0 under the lock cannot race a new `get`.
     users: AtomicUsize,
@@ -346,6 +348,7 @@ impl ModelManager {
                 Slot::Resident(r) => Some(ResidentModel {
                     id: r.spec.id.clone(),
                     device: r.device.clone(),
+                    device_reason: r.device_reason.clone(),
                     bytes: r.bytes(),
                     weight_bytes: r.weight_bytes,
                     kv_bytes: r.kv_bytes,

@@ -30,6 +30,7 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
                 "pinned": live.map_or(spec.pinned, |r| r.pinned),
                 "resident": live.is_some(),
                 "device": live.map(|r| r.device.clone()),
+                "device_reason": live.map(|r| r.device_reason.clone()),
                 "bytes": live.map(|r| r.bytes),
                 "in_use": live.map_or(0, |r| r.in_use),
             })

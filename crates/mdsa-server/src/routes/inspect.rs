@@ -44,15 +44,20 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
             json!({ "description": domain.description, "model": model }),
         ));
     }
+    let resident = mdsa.manager().resident();
     for spec in mdsa.manager().specs() {
         if spec.role == ModelRole::Generator {
+            // Where a resident model runs, and why there.
+            let live = resident.iter().find(|r| r.id == spec.id);
             data.push(entry(
                 &spec.id,
                 "model",
                 json!({
                     "source": spec.source,
                     "backend": spec.backend,
-                    "resident": mdsa.manager().is_resident(&spec.id),
+                    "resident": live.is_some(),
+                    "device": live.map(|r| r.device.clone()),
+                    "device_reason": live.map(|r| r.device_reason.clone()),
                 }),
             ));
         }

@@ -161,6 +161,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
             json!({
                 "id": m.id,
                 "device": m.device,
+                "device_reason": m.device_reason,
                 "bytes": m.bytes,
                 "weight_bytes": m.weight_bytes,
                 "kv_bytes": m.kv_bytes,

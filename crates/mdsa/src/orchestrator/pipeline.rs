@@ -142,6 +142,8 @@ impl Mdsa {
             domain: decision.domain.clone(),
             confidence: decision.confidence,
             model: None,
+            device: None,
+            device_reason: None,
             verdict: None,
             attempts: 0,
             finish_reason: None,
@@ -214,6 +216,8 @@ impl Mdsa {
                 expected: "generator",
             })?
             .clone();
+        response.device = Some(handle.device().to_string());
+        response.device_reason = Some(handle.device_reason().to_string());
         response.timings.load = load_started.elapsed();
         request.record.latency = request.record.latency.with_load(response.timings.load);
         let _ = request.report(QueryEvent::Loaded {

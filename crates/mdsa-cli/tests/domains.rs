@@ -78,6 +78,10 @@ fn bare_mdsa_welcomes_with_models_domains_and_next_steps() {
     {
         assert!(page.contains(expected), "{expected} missing: {page}");
     }
+    // A model that is here says where it would run and why.
+    if !page.contains("MISSING") {
+        assert!(page.contains("runs on cpu: auto: "), "{page}");
+    }
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Bare `mdsa`: what this is, what this machine has, which models are here,
 //! which domains route, and what to run next.
 
+use mdsa::engine::ModelBackend;
 use mdsa::engine::{ModelRef, ResolveOptions};
-use mdsa::hw::{GpuProbe, HardwareDetector, format_bytes};
+use mdsa::hw::{BudgetConfig, GpuProbe, HardwareDetector, MemoryBudget, format_bytes};
+use mdsa::local::LocalBackend;
 
 use super::system::SystemArgs;
 
@@ -34,6 +36,17 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
         },
     );
     let config = system.load()?;
+    // Where each found model would run, chosen as a load would choose it.
+    let budget = MemoryBudget::from_profile(
+        &profile,
+        &BudgetConfig {
+            ram_fraction: config.budget.ram_fraction,
+            vram_fraction: config.budget.vram_fraction,
+            ram_bytes: config.budget.ram_bytes,
+            vram_bytes: config.budget.vram_bytes,
+        },
+    )?;
+    let placement = LocalBackend::default().with_hardware(profile.clone(), budget);
     outln!("\nmodels");
     let mut missing = false;
     for spec in &config.models {
@@ -52,6 +65,17 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             if found { "found  " } else { "MISSING" },
             spec.source
         );
+        if found && spec.backend == mdsa::engine::LOCAL_BACKEND {
+            match placement.plan(spec) {
+                Ok(plan) => outln!(
+                    "  {:<10} runs on {}: {}",
+                    "",
+                    plan.device,
+                    plan.device_reason
+                ),
+                Err(error) => outln!("  {:<10} cannot run here: {error}", ""),
+            }
+        }
     }
     let domains = match &config.domains {
         Some(path) => mdsa::domains::DomainRegistry::from_file(path)?,

@@ -413,6 +413,16 @@ impl HfConfig<'_> {
             .get("model_type")
             .and_then(Value::as_str)
             .ok_or_else(|| self.error("model_type", "missing"))?;
+        if hf.contains_key("text_config") {
+            // Gemma 3 4B+, Llama 3.2 Vision...: the language model is nested
+            // and its tensors are prefixed; only text-only exports load.
+            return Err(self.error(
+                "text_config",
+                format!(
+                    "a multimodal {model_type:?} checkpoint is not supported; use its text-only export (Gemma 3: model_type \"gemma3_text\") or a GGUF of it"
+                ),
+            ));
+        }
         let architecture = Architecture::parse(model_type, self.path)?;
         let family = architecture.family();
         let hidden_size = self.usize("hidden_size")?;
@@ -758,6 +768,16 @@ mod tests {
             ]
         );
         assert_eq!(config.attention_scale, 1.0 / 32f32.sqrt());
+    }
+
+    #[test]
+    fn a_multimodal_checkpoint_says_what_would_load() {
+        let json = serde_json::json!({"model_type": "gemma3", "text_config": {"hidden_size": 64}});
+        let error = read(json).unwrap_err().to_string();
+        assert!(
+            error.contains("multimodal") && error.contains("gemma3_text"),
+            "{error}"
+        );
     }
 
     #[test]

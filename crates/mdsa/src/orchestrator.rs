@@ -16,7 +16,7 @@ use mdsa_domains::executor::DomainExecutor;
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
 use mdsa_engine::{ChatMessage, ModelBackend};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
-use mdsa_models::{manager::ManagerConfig, manager::ModelHandle, manager::ModelManager};
+use mdsa_models::manager::{LocalBackend, ManagerConfig, ModelHandle, ModelManager};
 use mdsa_monitor::{LoggerConfig, MetricsCollector, RequestLogger, SinkConfig};
 
 use crate::config::SystemConfig;
@@ -209,9 +209,13 @@ impl MdsaBuilder {
             .budget
             .wait_for_release_secs
             .map(Duration::from_secs_f64);
+        // The built-in backend resolves (and downloads) as the config says;
+        // a backend of the caller's with the same name still replaces it.
+        let local = LocalBackend::new(config.resolve_options());
         let mut builder = ModelManager::builder(registry)
             .config(manager_config)
-            .bus(bus.clone());
+            .bus(bus.clone())
+            .backend(Arc::new(local));
         for backend in self.backends {
             builder = builder.backend(backend);
         }

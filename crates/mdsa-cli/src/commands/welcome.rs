@@ -31,6 +31,11 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
         profile.gpus.len(),
     );
     let config = system.load()?;
+    // What is already here, in the configured cache: the welcome page never downloads.
+    let cached_only = ResolveOptions {
+        allow_download: false,
+        ..config.resolve_options()
+    };
     outln!("\nmodels");
     let mut missing = false;
     for spec in &config.models {
@@ -38,7 +43,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             .source
             .parse::<ModelRef>()
             .ok()
-            .and_then(|r| r.resolve(&ResolveOptions::offline()).ok())
+            .and_then(|r| r.resolve(&cached_only).ok())
             .is_some();
         missing |= !found;
         outln!(

@@ -93,6 +93,12 @@ enum Command {
     Metrics(commands::metrics::MetricsArgs),
     /// Serve the OpenAI-compatible API, Prometheus metrics and the live dashboard.
     Serve(commands::serve::ServeArgs),
+    /// Download models from the Hugging Face Hub into the local cache.
+    Pull(commands::fetch::PullArgs),
+    /// List cached models and the ones the configuration refers to.
+    Models(commands::models::ModelsArgs),
+    /// Remove a Hub model (or one of its files) from the local cache.
+    Rm(commands::fetch::RmArgs),
 }
 
 /// The backends this build of the CLI has besides the local one: mdsa-remote's
@@ -127,8 +133,11 @@ where
     let result = match cli.command {
         None => commands::welcome::run(system),
         Some(Command::Hw(args)) => commands::hw::run(&args),
-        Some(Command::Embed(args)) => commands::embed::run(&args),
-        Some(Command::Generate(args)) => commands::generate::run(&args),
+        Some(Command::Embed(args)) => commands::embed::run(&args, system),
+        Some(Command::Generate(args)) => commands::generate::run(&args, system),
+        Some(Command::Pull(args)) => commands::fetch::pull(&args, system),
+        Some(Command::Rm(args)) => commands::fetch::rm(&args, system),
+        Some(Command::Models(args)) => commands::models::run(&args, system),
         Some(Command::Query(args)) => commands::query::run(&args, system),
         Some(Command::Chat(args)) => commands::chat::run(&args, system),
         Some(Command::Route(args)) => commands::route::run(&args, system),

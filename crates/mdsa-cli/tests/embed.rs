@@ -55,7 +55,7 @@ fn a_missing_model_is_one_clear_line() {
     let output = mdsa(&["embed", "--model", "nobody/not-cached", "text"]);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("nobody/not-cached") && stderr.contains("fetch-models"),
+        stderr.contains("nobody/not-cached") && stderr.contains("mdsa pull nobody/not-cached"),
         "{stderr}"
     );
 }

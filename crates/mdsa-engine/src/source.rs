@@ -5,8 +5,13 @@
 //! - a local directory in Hugging Face layout (`config.json`, `tokenizer.json`,
 //!   `model.safetensors` or `model.safetensors.index.json` with its shards),
 //! - a local `.gguf` file,
-//! - a Hugging Face Hub id: `org/name`, `org/name@revision`, `org/name:file.gguf`
-//!   or `org/name@revision:file.gguf`.
+//! - a Hugging Face Hub id: `org/name`, `org/name@revision`, `org/name:file.gguf`,
+//!   `org/name@revision:file.gguf`, or `org/name:Q4_K_M` (the repo's GGUF file
+//!   of that quantization).
+//!
+//! A GGUF repo named without a file resolves to its only `.gguf` file, else to
+//! the one whose name carries the first quantization of [`GGUF_PREFERENCE`]
+//! (`Q4_K_M`, then `Q4_0`, ...) that exactly one file has.
 //!
 //! [`ModelRef::resolve`] turns it into files on disk ([`ResolvedModel`]). Hub ids
 //! are looked up in the standard Hugging Face cache through hf-hub's cache API
@@ -18,10 +23,14 @@
 //! `$HF_HOME/hub`, `~/.cache/huggingface/hub` (see [`default_cache_dir`]).
 //! `xtask/src/fetch_models.rs` writes with the same rule; keep the two in step.
 //!
-//! Without the `download` feature everything is offline: a file missing from the
-//! cache is an error that says how to get it.
+//! A file missing from the cache is downloaded from the Hub ([`fetch`]:
+//! `HF_ENDPOINT`, `HF_TOKEN` or the token file, resumable, verified, written
+//! atomically) unless downloads are off: `HF_HUB_OFFLINE=1` or
+//! [`ResolveOptions::allow_download`] `false`. Offline, a missing file is an
+//! error naming it, and nothing touches the network.
 
 mod error;
+pub mod fetch;
 mod hub;
 mod layout;
 
@@ -32,9 +41,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use error::{DownloadBlocked, DownloadFailed, NotCached, SourceError};
-
-/// Whether this build can download missing Hub files (the `download` feature).
-pub const DOWNLOAD_SUPPORTED: bool = cfg!(feature = "download");
+pub use fetch::{DownloadProgress, HubClient, HubToken};
+pub use hub::GGUF_PREFERENCE;
 
 /// A model as the user names it: a local directory, a local GGUF file or a Hub id.
 ///
@@ -53,8 +61,8 @@ pub enum ModelRef {
         repo: String,
         /// A branch, tag or commit hash; `main` when `None`.
         revision: Option<String>,
-        /// A `.gguf` file inside the repo; `None` for a Hugging Face layout (or a
-        /// repo whose snapshot holds exactly one `.gguf`).
+        /// A `.gguf` file inside the repo, or a quantization (`Q4_K_M`) choosing
+        /// one; `None` for a Hugging Face layout or a GGUF repo's preferred file.
         file: Option<String>,
     },
 }
@@ -65,9 +73,12 @@ pub struct ResolveOptions {
     /// The Hugging Face hub cache directory (the one holding `models--*`); `None`
     /// uses [`default_cache_dir`].
     pub cache_dir: Option<PathBuf>,
-    /// Whether a file missing from the cache may be downloaded. Only takes effect
-    /// with the `download` feature.
+    /// Whether a file missing from the cache may be downloaded.
     pub allow_download: bool,
+    /// The Hub to download from; `None`: `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: Option<String>,
+    /// The token sent to the Hub; `None`: `HF_TOKEN`, else the token file.
+    pub token: Option<HubToken>,
 }
 
 impl Default for ResolveOptions {
@@ -76,6 +87,8 @@ impl Default for ResolveOptions {
         Self {
             cache_dir: None,
             allow_download: !hub_offline(),
+            endpoint: None,
+            token: None,
         }
     }
 }
@@ -84,9 +97,20 @@ impl ResolveOptions {
     /// Options that never touch the network, whatever the environment says.
     pub fn offline() -> Self {
         Self {
-            cache_dir: None,
             allow_download: false,
+            ..Self::default()
         }
+    }
+
+    /// The Hub client these options download with (endpoint and token filled
+    /// in from the environment where unset).
+    pub fn client(&self) -> HubClient {
+        HubClient::new(
+            self.endpoint
+                .clone()
+                .unwrap_or_else(fetch::endpoint_from_env),
+            self.token.clone().or_else(HubToken::from_env),
+        )
     }
 
     /// These options with `cache_dir` set.
@@ -170,9 +194,17 @@ fn is_truthy(value: &str) -> bool {
 
 impl ModelRef {
     /// Finds the model's files: on disk for local references, in the Hugging Face
-    /// cache for Hub ids (downloading missing ones only with the `download`
-    /// feature and `opts.allow_download`).
+    /// cache for Hub ids (downloading missing ones when `opts.allow_download`).
     pub fn resolve(&self, opts: &ResolveOptions) -> Result<ResolvedModel, SourceError> {
+        self.resolve_with_progress(opts, &mut |_| {})
+    }
+
+    /// [`Self::resolve`], telling `progress` how each download advances.
+    pub fn resolve_with_progress(
+        &self,
+        opts: &ResolveOptions,
+        progress: &mut dyn FnMut(DownloadProgress<'_>),
+    ) -> Result<ResolvedModel, SourceError> {
         let reference = self.to_string();
         match self {
             Self::LocalDir(dir) => {
@@ -193,7 +225,14 @@ impl ModelRef {
                 repo,
                 revision,
                 file,
-            } => hub::resolve(&reference, repo, revision.as_deref(), file.as_deref(), opts),
+            } => hub::resolve(
+                &reference,
+                repo,
+                revision.as_deref(),
+                file.as_deref(),
+                opts,
+                progress,
+            ),
         }
     }
 
@@ -380,10 +419,12 @@ fn check_file(file: &str) -> Result<(), String> {
     if file.is_empty() {
         return Err("the file name after `:` is empty".into());
     }
-    if !has_gguf_extension(Path::new(file)) {
+    // `:Q4_K_M`: a quantization to pick the repo's GGUF file by.
+    let is_quant = file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !is_quant && !has_gguf_extension(Path::new(file)) {
         return Err(format!(
-            "the file after `:` must be a .gguf file, found `{file}` (omit `:FILE` for a \
-             Hugging Face layout)"
+            "the part after `:` must be a .gguf file or a quantization such as Q4_K_M, \
+             found `{file}` (omit `:FILE` for a Hugging Face layout)"
         ));
     }
     if file.split('/').any(|part| part.is_empty() || part == "..") {
@@ -465,6 +506,7 @@ mod tests {
         assert!(check_file("a.gguf").is_ok());
         assert!(check_file("dir/a.GGUF").is_ok());
         assert!(check_file("a.bin").unwrap_err().contains(".gguf"));
+        assert!(check_file("Q4_K_M").is_ok());
         assert!(check_file("../a.gguf").unwrap_err().contains(".."));
         assert!(check_file("/a.gguf").is_err());
         assert!(check_file("a b.gguf").is_err());

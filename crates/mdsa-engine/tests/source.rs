@@ -27,10 +27,7 @@ fn hub(repo: &str, revision: Option<&str>, file: Option<&str>) -> ModelRef {
 }
 
 fn offline(cache: &Path) -> ResolveOptions {
-    ResolveOptions {
-        cache_dir: Some(cache.to_path_buf()),
-        allow_download: false,
-    }
+    ResolveOptions::offline().with_cache_dir(cache)
 }
 
 #[test]
@@ -360,9 +357,13 @@ fn missing_hub_file_names_repo_file_cache_and_fix() {
         "missing.gguf",
         "revision main",
         cache.path().to_str().unwrap(),
-        "cargo xtask fetch-models",
-        "--features download",
-        "HF_HUB_OFFLINE",
+        "cannot be downloaded: offline",
+        "mdsa pull org/name:missing.gguf",
+        if expected == DownloadBlocked::Offline {
+            "HF_HUB_OFFLINE"
+        } else {
+            "--offline"
+        },
     ] {
         assert!(message.contains(fragment), "{fragment} not in: {message}");
     }
@@ -398,22 +399,40 @@ fn single_gguf_snapshot_is_detected() {
         ResolvedModel::Gguf { path: expected }
     );
 
-    // Two GGUFs and no config: the caller must pick one.
-    write(
-        &snapshot(cache.path(), "models--org--gguf", REV_A).join("model.Q8_0.gguf"),
-        GGUF_BYTES,
+    // Two GGUFs and no config: the preference rule picks Q4_1 over Q8_0, and
+    // `:Q8_0` names the other.
+    let q8 = snapshot(cache.path(), "models--org--gguf", REV_A).join("model.Q8_0.gguf");
+    write(&q8, GGUF_BYTES);
+    assert_eq!(
+        hub("org/gguf", None, None).resolve(&opts).unwrap(),
+        ResolvedModel::Gguf {
+            path: snapshot(cache.path(), "models--org--gguf", REV_A).join("model.Q4_1.gguf")
+        }
     );
-    let error = hub("org/gguf", None, None).resolve(&opts).unwrap_err();
+    assert_eq!(
+        hub("org/gguf", None, Some("Q8_0")).resolve(&opts).unwrap(),
+        ResolvedModel::Gguf { path: q8 }
+    );
+
+    // Two GGUFs the rule cannot tell apart: the caller must pick one.
+    for name in ["a.gguf", "b.gguf"] {
+        write(
+            &snapshot(cache.path(), "models--org--plain", REV_A).join(name),
+            GGUF_BYTES,
+        );
+    }
+    write(
+        &cache.path().join("models--org--plain/refs/main"),
+        REV_A.as_bytes(),
+    );
+    let error = hub("org/plain", None, None).resolve(&opts).unwrap_err();
     let message = error.to_string();
     assert!(
         matches!(error, SourceError::AmbiguousGguf { .. }),
         "{message}"
     );
-    assert!(
-        message.contains("model.Q4_1.gguf, model.Q8_0.gguf"),
-        "{message}"
-    );
-    assert!(message.contains("org/gguf:FILE.gguf"), "{message}");
+    assert!(message.contains("a.gguf, b.gguf"), "{message}");
+    assert!(message.contains("org/plain:FILE.gguf"), "{message}");
 }
 
 /// Real caches store snapshot files as symlinks into `blobs/`.

@@ -13,8 +13,8 @@
 //! "HuggingFaceTB/SmolLM2-135M-Instruct"                a safetensors Hub repository
 //! ```
 //!
-//! Hub ids resolve in the Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`);
-//! downloading a missing one needs mdsa's `download` feature. Here the Rust
+//! Hub ids resolve in the Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`); a
+//! missing one is downloaded on first use unless `HF_HUB_OFFLINE=1`. Here the Rust
 //! domain uses a local GGUF path (by default, SmolLM2's file in that cache,
 //! which `cargo xtask fetch-models` fetches) and the RON domain a Hub id.
 //!

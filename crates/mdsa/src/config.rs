@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mdsa_engine::{WeightFormat, spec::ModelRole, spec::ModelSpec};
+use mdsa_engine::{ResolveOptions, WeightFormat, spec::ModelRole, spec::ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MdsaError;
@@ -46,6 +46,14 @@ pub struct SystemConfig {
     /// Where the router keeps its embedding cache between runs; `None`: in
     /// memory only. Relative paths are relative to this configuration file.
     pub embedding_cache: Option<PathBuf>,
+    /// The Hugging Face hub cache models are found in and downloaded to (the
+    /// folder holding `models--ORG--NAME`); `None`: `HF_HUB_CACHE`, else
+    /// `$HF_HOME/hub`, else `~/.cache/huggingface/hub`. Relative paths are
+    /// relative to this configuration file.
+    pub models_dir: Option<PathBuf>,
+    /// Never download: a model missing from the cache is an error naming it.
+    /// `HF_HUB_OFFLINE=1` and `mdsa --offline` do the same.
+    pub offline: bool,
 }
 
 impl Default for SystemConfig {
@@ -75,6 +83,8 @@ impl Default for SystemConfig {
             logging: LoggingSettings::default(),
             preload: Vec::new(),
             embedding_cache: None,
+            models_dir: None,
+            offline: false,
         }
     }
 }
@@ -167,12 +177,25 @@ impl SystemConfig {
         Ok(config)
     }
 
+    /// How model references resolve under this configuration: its `models_dir`,
+    /// and downloads unless `offline` or `HF_HUB_OFFLINE` says no.
+    pub fn resolve_options(&self) -> ResolveOptions {
+        let mut options = if self.offline {
+            ResolveOptions::offline()
+        } else {
+            ResolveOptions::default()
+        };
+        options.cache_dir = self.models_dir.clone();
+        options
+    }
+
     /// Makes relative paths relative to `base` (the configuration's folder).
     fn resolve_paths(&mut self, base: &Path) {
         for path in [
             self.domains.as_mut(),
             self.logging.file.as_mut(),
             self.embedding_cache.as_mut(),
+            self.models_dir.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -432,6 +455,21 @@ mod tests {
             message.ends_with("model \"smollm2\" is a generator, expected an encoder"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn models_dir_and_offline_shape_how_models_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sys.ron");
+        std::fs::write(&file, "(models_dir: \"hub\", offline: true)").unwrap();
+        let config = SystemConfig::from_file(&file).unwrap();
+        let options = config.resolve_options();
+        assert_eq!(options.cache_dir, Some(dir.path().join("hub")));
+        assert!(!options.allow_download);
+        // Online unless HF_HUB_OFFLINE (which CI sets) says otherwise.
+        let online = SystemConfig::default().resolve_options();
+        assert_eq!(online.allow_download, !mdsa_engine::source::hub_offline());
+        assert_eq!(online.cache_dir, None);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub mod engine {
     //! ([`Usage`], [`FinishReason`]), and the traits an engine or backend
     //! implements ([`TextGenerator`], [`Embedder`], [`ModelBackend`]).
 
+    pub use mdsa_engine::source::{DownloadProgress, HubToken};
     pub use mdsa_engine::{
         Backends, ChatMessage, ConfigError, DEFAULT_ENCODER, Embedder, FinishReason,
         GenerationOutput, GenerationParams, LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel,
@@ -90,6 +91,7 @@ pub mod local {
 
     pub use mdsa_models::backend::{burn_device, compiled_backends, has_gpu_backend};
     pub use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
+    pub use mdsa_models::gguf::GgufSummary;
     pub use mdsa_models::manager::{
         EvictReason, LocalBackend, ManagerConfig, ManagerError, ManagerStats, ModelEvent,
         ModelHandle, ModelManager, NoRoom, ResidentModel,

@@ -216,7 +216,10 @@ impl MdsaBuilder {
             .budget
             .wait_for_release_secs
             .map(Duration::from_secs_f64);
-        let local = LocalBackend::default().with_hardware(profile, budget);
+        // The built-in backend resolves (and downloads) as the config says
+        // and places models on the machine detected above; a backend of the
+        // caller's with the same name still replaces it.
+        let local = LocalBackend::new(config.resolve_options()).with_hardware(profile, budget);
         let mut builder = ModelManager::builder(registry)
             .config(manager_config)
             .bus(bus.clone())

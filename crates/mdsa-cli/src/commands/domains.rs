@@ -67,7 +67,8 @@ pub(crate) fn run(args: &DomainsArgs, system: &SystemArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn load(
+/// The configuration and the domains it uses.
+pub(crate) fn load(
     system: &SystemArgs,
 ) -> anyhow::Result<(mdsa::SystemConfig, mdsa::domains::DomainRegistry)> {
     let config = system.load()?;

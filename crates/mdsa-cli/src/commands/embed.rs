@@ -1,8 +1,11 @@
 //! `mdsa embed`: sentence embeddings from any BERT-family encoder.
 
 use anyhow::Context;
-use mdsa::engine::{DEFAULT_ENCODER, Embedder, ModelRef, ResolveOptions};
+use mdsa::engine::{DEFAULT_ENCODER, Embedder, ModelRef};
 use mdsa::local::{BertEmbedder, EmbedderOptions};
+
+use super::fetch;
+use super::system::SystemArgs;
 
 /// Arguments of `mdsa embed`.
 #[derive(Debug, clap::Args)]
@@ -18,14 +21,13 @@ pub(crate) struct EmbedArgs {
     texts: Vec<String>,
 }
 
-pub(crate) fn run(args: &EmbedArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &EmbedArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let model: ModelRef = args.model.parse()?;
-    let embedder = BertEmbedder::load(
-        &model,
-        &ResolveOptions::default(),
-        &EmbedderOptions::default(),
-    )
-    .with_context(|| format!("loading encoder {model}"))?;
+    let resolve = system.resolve_options()?;
+    // Downloads first, with progress, so that loading finds the files cached.
+    fetch::fetch(&model, &resolve).with_context(|| format!("getting encoder {model}"))?;
+    let embedder = BertEmbedder::load(&model, &resolve, &EmbedderOptions::default())
+        .with_context(|| format!("loading encoder {model}"))?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let embeddings = embedder.embed(&texts)?;
     if args.json {

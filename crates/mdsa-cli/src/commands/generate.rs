@@ -4,9 +4,12 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::Context;
+use mdsa::engine::ModelRef;
 use mdsa::engine::{ChatMessage, GenerationParams, SamplingParams, TextGenerator, WeightFormat};
-use mdsa::engine::{ModelRef, ResolveOptions};
 use mdsa::local::{DecoderGenerator, DecoderOptions};
+
+use super::fetch;
+use super::system::SystemArgs;
 
 /// The default chat model (fetched by `cargo xtask fetch-models`).
 const DEFAULT_GENERATOR: &str =
@@ -51,17 +54,20 @@ pub(crate) struct GenerateArgs {
     prompt: String,
 }
 
-pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &GenerateArgs, system: &SystemArgs) -> anyhow::Result<()> {
     let format: WeightFormat = args.dtype.parse().map_err(anyhow::Error::msg)?;
     let device = choose_device(&args.device)?;
     let model: ModelRef = args.model.parse()?;
+    let resolve = system.resolve_options()?;
+    // Downloads first, with progress, so that the load time is the load's.
+    fetch::fetch(&model, &resolve).with_context(|| format!("getting {model}"))?;
     let load_started = std::time::Instant::now();
     let options = DecoderOptions {
         format,
         device: Some(mdsa::local::burn_device(device)?),
         ..DecoderOptions::default()
     };
-    let generator = DecoderGenerator::load(&model, &ResolveOptions::default(), &options)
+    let generator = DecoderGenerator::load(&model, &resolve, &options)
         .with_context(|| format!("loading {model}"))?;
     let load = load_started.elapsed();
     let prompt = if args.chat {

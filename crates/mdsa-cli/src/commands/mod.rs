@@ -3,10 +3,12 @@
 pub(crate) mod chat;
 pub(crate) mod domains;
 pub(crate) mod embed;
+pub(crate) mod fetch;
 pub(crate) mod generate;
 pub(crate) mod hw;
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub(crate) mod models;
 pub(crate) mod query;
 pub(crate) mod route;
 pub(crate) mod routes;

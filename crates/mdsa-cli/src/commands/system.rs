@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use mdsa::engine::ResolveOptions;
 use mdsa::{Backends, Mdsa, QueryEvent, SystemConfig};
 
 /// Options shared by every command that builds mdsa.
@@ -18,6 +19,10 @@ pub(crate) struct SystemArgs {
     /// Domains file (RON) that replaces the configuration's domains.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) domains: Option<PathBuf>,
+    /// Never download: use only models already in the cache (as `offline: true`
+    /// in the configuration, or `HF_HUB_OFFLINE=1`).
+    #[arg(long, global = true)]
+    pub(crate) offline: bool,
     /// The model backends besides the local one (from the program's `main`).
     #[arg(skip)]
     pub(crate) backends: Backends,
@@ -40,6 +45,7 @@ impl SystemArgs {
         if let Some(domains) = &self.domains {
             config.domains = Some(domains.clone());
         }
+        config.offline |= self.offline;
         if config.logging.file.is_none() {
             config.logging.file = default_log_file();
         }
@@ -50,6 +56,12 @@ impl SystemArgs {
         Ok(config)
     }
 
+    /// How model references resolve: the configuration's cache and `offline`
+    /// setting, with `--offline`.
+    pub(crate) fn resolve_options(&self) -> anyhow::Result<ResolveOptions> {
+        Ok(self.load()?.resolve_options())
+    }
+
     /// Builds mdsa (loads the router's encoder and embeds the domains).
     pub(crate) fn build(&self) -> anyhow::Result<Mdsa> {
         let config = self.load()?;
@@ -58,6 +70,7 @@ impl SystemArgs {
         self.backends
             .check(&config.models)
             .context(self.describe())?;
+        self.fetch_encoder(&config)?;
         let spinner = Spinner::start("loading the router");
         let built = Mdsa::builder()
             .config(config)
@@ -65,6 +78,24 @@ impl SystemArgs {
             .build();
         spinner.finish();
         built.context(self.describe())
+    }
+
+    /// Downloads the router's encoder, when missing, with progress bars: every
+    /// command that builds mdsa needs it before anything else. (Domain models
+    /// are fetched on first use, inside the manager, behind the load spinner.)
+    fn fetch_encoder(&self, config: &SystemConfig) -> anyhow::Result<()> {
+        let Some(spec) = config.models.iter().find(|s| s.id == config.encoder) else {
+            return Ok(());
+        };
+        if spec.backend != mdsa::engine::LOCAL_BACKEND {
+            return Ok(());
+        }
+        let model = spec.model_ref().context(self.describe())?;
+        // The same context as a failed load, so the message reads the same.
+        super::fetch::fetch(&model, &config.resolve_options())
+            .with_context(|| format!("loading model \"{}\"", spec.id))
+            .context(self.describe())?;
+        Ok(())
     }
 
     fn describe(&self) -> String {

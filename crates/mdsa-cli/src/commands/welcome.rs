@@ -36,6 +36,11 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
         },
     );
     let config = system.load()?;
+    // What is already here, in the configured cache: the welcome page never downloads.
+    let cached_only = ResolveOptions {
+        allow_download: false,
+        ..config.resolve_options()
+    };
     // Where each found model would run, chosen as a load would choose it.
     let budget = MemoryBudget::from_profile(
         &profile,
@@ -46,7 +51,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             vram_bytes: config.budget.vram_bytes,
         },
     )?;
-    let placement = LocalBackend::default().with_hardware(profile.clone(), budget);
+    let placement = LocalBackend::new(cached_only.clone()).with_hardware(profile.clone(), budget);
     outln!("\nmodels");
     let mut missing = false;
     for spec in &config.models {
@@ -54,7 +59,7 @@ pub(crate) fn run(system: &SystemArgs) -> anyhow::Result<()> {
             .source
             .parse::<ModelRef>()
             .ok()
-            .and_then(|r| r.resolve(&ResolveOptions::offline()).ok())
+            .and_then(|r| r.resolve(&cached_only).ok())
             .is_some();
         missing |= !found;
         outln!(

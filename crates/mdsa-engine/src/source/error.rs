@@ -7,26 +7,27 @@ use std::path::PathBuf;
 /// What a valid reference looks like, repeated in every parse error.
 const EXPECTED: &str = "a local model directory (config.json, tokenizer.json, *.safetensors), \
      a local .gguf file, or a Hugging Face Hub id such as `org/name`, `org/name@revision`, \
-     `org/name:file.gguf` or `org/name@revision:file.gguf`";
+     `org/name:file.gguf`, `org/name@revision:file.gguf` or `org/name:Q4_K_M`";
 
 /// Why a file missing from the cache could not be downloaded instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DownloadBlocked {
-    /// mdsa-models was built without its `download` feature.
-    FeatureDisabled,
     /// `HF_HUB_OFFLINE` is set to `1`/`true`.
     Offline,
-    /// The caller turned downloads off (`ResolveOptions::allow_download == false`).
+    /// Downloads are turned off: `offline: true` in the system config, `--offline`,
+    /// or `ResolveOptions::allow_download == false`.
     Disabled,
 }
 
 impl fmt::Display for DownloadBlocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::FeatureDisabled => "mdsa-models was built without its `download` feature",
-            Self::Offline => "HF_HUB_OFFLINE is set",
-            Self::Disabled => "downloads are turned off for this call (allow_download = false)",
+            Self::Offline => "offline (HF_HUB_OFFLINE is set; unset it to download)",
+            Self::Disabled => {
+                "offline (downloads are turned off: `offline: true` in the config, \
+                 `--offline`, or allow_download = false)"
+            }
         })
     }
 }
@@ -141,7 +142,8 @@ pub enum SourceError {
     /// A Hub snapshot (or repo) holds several `.gguf` files and no `config.json`.
     #[error(
         "model `{reference}`: {location} holds several .gguf files ({}) and no config.json; \
-         name one as `{repo}:FILE.gguf`",
+         none is the single file of a preferred quantization; name one as `{repo}:FILE.gguf` \
+         or `{repo}:QUANT` (such as `{repo}:Q4_K_M`)",
         candidates.join(", ")
     )]
     AmbiguousGguf {
@@ -178,7 +180,7 @@ pub enum SourceError {
         reference: String,
     },
 
-    /// Downloading from the Hub failed (only with the `download` feature).
+    /// Downloading from the Hub failed.
     #[error("{0}")]
     Download(Box<DownloadFailed>),
 }
@@ -188,8 +190,7 @@ pub enum SourceError {
 #[error(
     "model `{reference}`: {file} of Hub repo {repo} (revision {revision}) is not in the \
      Hugging Face cache at {} (looked for {}) and cannot be downloaded: {blocked}. \
-     Fix: run `cargo xtask fetch-models` if it is one of the project's models; otherwise \
-     build with `--features download` and make sure HF_HUB_OFFLINE is unset",
+     Fix: go online once (`mdsa pull {reference}`), or copy the model into that cache",
     cache_dir.display(),
     looked_for.display()
 )]
@@ -230,6 +231,6 @@ pub struct DownloadFailed {
     pub file: String,
     /// The cache directory downloads go to.
     pub cache_dir: PathBuf,
-    /// hf-hub's error, as text.
+    /// What went wrong, as text (see [`super::fetch::FetchError`]).
     pub message: String,
 }

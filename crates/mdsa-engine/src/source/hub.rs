@@ -1,5 +1,5 @@
-//! Hub ids resolved through hf-hub's cache API (and its download API with the
-//! `download` feature).
+//! Hub ids resolved through hf-hub's cache API, downloading what is missing
+//! with [`super::fetch`].
 
 use std::fs;
 use std::io;
@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 
-#[cfg(feature = "download")]
-use super::DownloadFailed;
+use super::fetch::{DownloadProgress, HubClient};
 use super::layout::{self, CONFIG, Files};
-use super::{DownloadBlocked, NotCached, ResolveOptions, ResolvedModel, SourceError, hub_offline};
+use super::{
+    DownloadBlocked, DownloadFailed, NotCached, ResolveOptions, ResolvedModel, SourceError,
+    hub_offline,
+};
 
 /// Resolves `repo[@revision][:file]` from the cache, downloading when allowed.
 pub(super) fn resolve(
@@ -19,6 +21,7 @@ pub(super) fn resolve(
     revision: Option<&str>,
     file: Option<&str>,
     opts: &ResolveOptions,
+    progress: &mut dyn FnMut(DownloadProgress<'_>),
 ) -> Result<ResolvedModel, SourceError> {
     let cache_dir = opts
         .effective_cache_dir()
@@ -26,37 +29,39 @@ pub(super) fn resolve(
             reference: reference.to_owned(),
         })?;
     let mut hub = HubFiles::new(reference, repo, revision.unwrap_or("main"), cache_dir, opts);
+    hub.progress = Some(progress);
 
-    if let Some(file) = file {
+    // `org/name:Q4_K_M` names a quantization, not a file.
+    let quant = file.filter(|f| !super::has_gguf_extension(Path::new(f)));
+    if let Some(file) = file
+        && quant.is_none()
+    {
         let path = hub.require(file, "")?;
         layout::check_gguf(reference, &path)?;
         return Ok(ResolvedModel::Gguf { path });
     }
-    if hub.cached(CONFIG)?.is_some() {
+    if quant.is_none() && hub.cached(CONFIG)?.is_some() {
         return layout::safetensors_layout(&mut hub);
     }
-    // No config.json in the cache: a snapshot holding exactly one GGUF is a GGUF repo.
+    // No config.json in the cache: the snapshot's GGUF files, chosen by the rule.
     if let Some(snapshot) = hub.snapshot()? {
         let ggufs = gguf_files_in(reference, &snapshot)?;
-        match ggufs.as_slice() {
-            [] => {}
-            [one] => {
-                let path = snapshot.join(one);
-                layout::check_gguf(reference, &path)?;
-                return Ok(ResolvedModel::Gguf { path });
-            }
-            _ => {
-                return Err(SourceError::AmbiguousGguf {
-                    reference: reference.to_owned(),
-                    repo: repo.to_owned(),
-                    location: format!("snapshot {}", snapshot.display()),
-                    candidates: ggufs,
-                });
-            }
+        if let Some(one) = pick_gguf(&ggufs, quant) {
+            let path = snapshot.join(one);
+            layout::check_gguf(reference, &path)?;
+            return Ok(ResolvedModel::Gguf { path });
+        }
+        if ggufs.len() > 1 && (quant.is_none() || hub.blocked.is_some()) {
+            return Err(SourceError::AmbiguousGguf {
+                reference: reference.to_owned(),
+                repo: repo.to_owned(),
+                location: format!("snapshot {}", snapshot.display()),
+                candidates: ggufs,
+            });
         }
     }
     if hub.blocked.is_none() {
-        return hub.resolve_remote();
+        return hub.resolve_remote(quant);
     }
     // Offline and nothing usable cached: report the file a Hugging Face layout needs.
     Err(hub.not_cached(CONFIG))
@@ -93,10 +98,15 @@ struct HubFiles<'a> {
     /// `<cache>/models--ORG--NAME`.
     repo_dir: PathBuf,
     cache_repo: CacheRepo,
-    /// Why downloads are impossible; `None` when they are allowed and built in.
+    /// Why downloads are impossible; `None` when they are allowed.
     blocked: Option<DownloadBlocked>,
-    #[cfg(feature = "download")]
-    remote: Option<remote::Remote>,
+    /// The Hub client, made on the first download (so offline use builds none).
+    client: Option<HubClient>,
+    /// The options the client is made from.
+    opts: &'a ResolveOptions,
+    /// The repo's file list, fetched once.
+    listing: Option<Vec<String>>,
+    progress: Option<&'a mut dyn FnMut(DownloadProgress<'_>)>,
 }
 
 impl<'a> HubFiles<'a> {
@@ -105,7 +115,7 @@ impl<'a> HubFiles<'a> {
         repo: &'a str,
         revision: &'a str,
         cache_dir: PathBuf,
-        opts: &ResolveOptions,
+        opts: &'a ResolveOptions,
     ) -> Self {
         let hf_repo = Repo::with_revision(repo.to_owned(), RepoType::Model, revision.to_owned());
         let repo_dir = cache_dir.join(hf_repo.folder_name());
@@ -116,8 +126,6 @@ impl<'a> HubFiles<'a> {
             } else {
                 DownloadBlocked::Disabled
             })
-        } else if !super::DOWNLOAD_SUPPORTED {
-            Some(DownloadBlocked::FeatureDisabled)
         } else {
             None
         };
@@ -129,8 +137,10 @@ impl<'a> HubFiles<'a> {
             repo_dir,
             cache_repo,
             blocked,
-            #[cfg(feature = "download")]
-            remote: None,
+            client: None,
+            opts,
+            listing: None,
+            progress: None,
         }
     }
 
@@ -196,12 +206,11 @@ impl<'a> HubFiles<'a> {
             file: name.to_owned(),
             cache_dir: self.cache_dir.clone(),
             looked_for,
-            blocked: self.blocked.unwrap_or(DownloadBlocked::FeatureDisabled),
+            blocked: self.blocked.unwrap_or(DownloadBlocked::Disabled),
         }))
     }
 }
 
-#[cfg(feature = "download")]
 impl HubFiles<'_> {
     fn download_error(&self, file: &str, message: String) -> SourceError {
         SourceError::Download(Box::new(DownloadFailed {
@@ -214,30 +223,47 @@ impl HubFiles<'_> {
         }))
     }
 
-    fn remote(&mut self) -> Result<&mut remote::Remote, SourceError> {
-        let remote = match self.remote.take() {
-            Some(remote) => remote,
-            None => remote::Remote::connect(&self.cache_dir, self.repo, self.revision)
-                .map_err(|message| self.download_error("(connecting)", message))?,
-        };
-        Ok(self.remote.insert(remote))
+    fn client(&mut self) -> &HubClient {
+        let opts = self.opts;
+        self.client.get_or_insert_with(|| opts.client())
     }
 
     fn download(&mut self, name: &str) -> Result<PathBuf, SourceError> {
-        let result = self.remote()?.download(name);
-        result.map_err(|message| self.download_error(name, message))
+        if self.blocked.is_some() {
+            return Err(self.not_cached(name));
+        }
+        let mut ignore = |_: DownloadProgress<'_>| {};
+        let mut progress = self.progress.take();
+        let sink: &mut dyn FnMut(DownloadProgress<'_>) = match &mut progress {
+            Some(sink) => *sink,
+            None => &mut ignore,
+        };
+        let (cache_dir, repo, revision) = (self.cache_dir.clone(), self.repo, self.revision);
+        let result = self
+            .client()
+            .download(&cache_dir, repo, revision, name, sink);
+        self.progress = progress;
+        result.map_err(|e| self.download_error(name, e.to_string()))
+    }
+
+    fn files(&mut self) -> Result<&[String], SourceError> {
+        if self.listing.is_none() {
+            let (repo, revision) = (self.repo, self.revision);
+            let listing = self.client().list_files(repo, revision);
+            let files = listing.map_err(|e| self.download_error("the file list", e.to_string()))?;
+            self.listing = Some(files);
+        }
+        Ok(self.listing.as_deref().unwrap_or_default())
     }
 
     fn remote_has(&mut self, name: &str) -> Result<bool, SourceError> {
-        let result = self.remote()?.files().map(|f| f.iter().any(|f| f == name));
-        result.map_err(|message| self.download_error("the file list", message))
+        Ok(self.files()?.iter().any(|f| f == name))
     }
 
     /// Nothing usable is cached: ask the Hub what the repo holds and fetch that.
-    fn resolve_remote(&mut self) -> Result<ResolvedModel, SourceError> {
-        let listing = self.remote()?.files().map(<[String]>::to_vec);
-        let files = listing.map_err(|message| self.download_error("the file list", message))?;
-        if files.iter().any(|f| f == CONFIG) {
+    fn resolve_remote(&mut self, quant: Option<&str>) -> Result<ResolvedModel, SourceError> {
+        let files = self.files()?.to_vec();
+        if quant.is_none() && files.iter().any(|f| f == CONFIG) {
             return layout::safetensors_layout(self);
         }
         let ggufs: Vec<String> = files
@@ -245,16 +271,16 @@ impl HubFiles<'_> {
             .filter(|f| super::has_gguf_extension(Path::new(f)))
             .collect();
         let location = format!("Hub repo {} (revision {})", self.repo, self.revision);
+        if let Some(one) = pick_gguf(&ggufs, quant) {
+            let path = self.download(&one.clone())?;
+            layout::check_gguf(self.reference, &path)?;
+            return Ok(ResolvedModel::Gguf { path });
+        }
         match ggufs.as_slice() {
             [] => Err(SourceError::NoModelFiles {
                 reference: self.reference.to_owned(),
                 location,
             }),
-            [one] => {
-                let path = self.download(one)?;
-                layout::check_gguf(self.reference, &path)?;
-                Ok(ResolvedModel::Gguf { path })
-            }
             _ => Err(SourceError::AmbiguousGguf {
                 reference: self.reference.to_owned(),
                 repo: self.repo.to_owned(),
@@ -262,22 +288,6 @@ impl HubFiles<'_> {
                 candidates: ggufs,
             }),
         }
-    }
-}
-
-#[cfg(not(feature = "download"))]
-impl HubFiles<'_> {
-    // Without the feature `blocked` is always set, so these only build the error.
-    fn download(&mut self, name: &str) -> Result<PathBuf, SourceError> {
-        Err(self.not_cached(name))
-    }
-
-    fn remote_has(&mut self, _name: &str) -> Result<bool, SourceError> {
-        Ok(false)
-    }
-
-    fn resolve_remote(&mut self) -> Result<ResolvedModel, SourceError> {
-        Err(self.not_cached(CONFIG))
     }
 }
 
@@ -308,53 +318,77 @@ impl Files for HubFiles<'_> {
     }
 }
 
+/// The quantizations a repo's GGUF file is chosen by when the reference names
+/// none, best first: 4-bit k-quants are the usual balance of size and quality,
+/// then the other 4- and 5-bit ones, then larger, then smaller. Documented in
+/// docs/models.md ("Which GGUF file").
+pub const GGUF_PREFERENCE: &[&str] = &[
+    "Q4_K_M", "Q4_0", "Q4_K_S", "Q4_1", "Q5_K_M", "Q5_0", "Q5_K_S", "Q5_1", "Q6_K", "Q8_0",
+    "Q3_K_M", "Q3_K_L", "Q3_K_S", "Q2_K", "F16", "BF16", "F32",
+];
+
+/// The GGUF file to use among `candidates`: the one carrying `quant` in its
+/// name when given, else the only one, else the first quantization of
+/// [`GGUF_PREFERENCE`] that exactly one file carries. `None`: no single choice.
+fn pick_gguf<'c>(candidates: &'c [String], quant: Option<&str>) -> Option<&'c String> {
+    let single = |quant: &str| {
+        let mut matching = candidates.iter().filter(|c| names_quant(c, quant));
+        match (matching.next(), matching.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    };
+    match (quant, candidates) {
+        (Some(quant), _) => single(quant),
+        (None, [one]) => Some(one),
+        (None, _) => GGUF_PREFERENCE.iter().find_map(|q| single(q)),
+    }
+}
+
+/// Whether a file name carries `quant` as a whole word (`Q4_0` is in
+/// `model.Q4_0.gguf`, not in `model.Q4_0_4_4.gguf`), ignoring case.
+fn names_quant(file: &str, quant: &str) -> bool {
+    let (file, quant) = (file.to_ascii_lowercase(), quant.to_ascii_lowercase());
+    let bytes = file.as_bytes();
+    file.match_indices(&quant).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + quant.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_alphanumeric())
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
 fn is_commit_hash(revision: &str) -> bool {
     revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-#[cfg(feature = "download")]
-mod remote {
-    use std::io::IsTerminal;
-    use std::path::{Path, PathBuf};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    use hf_hub::api::sync::{ApiBuilder, ApiRepo};
-    use hf_hub::{Repo, RepoType};
-
-    /// hf-hub's blocking client for one repo, with its file list fetched once.
-    pub(super) struct Remote {
-        repo: ApiRepo,
-        files: Option<Vec<String>>,
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    impl Remote {
-        pub(super) fn connect(
-            cache_dir: &Path,
-            repo: &str,
-            revision: &str,
-        ) -> Result<Self, String> {
-            // from_env keeps HF_ENDPOINT and the token; the cache is ours.
-            let api = ApiBuilder::from_env()
-                .with_cache_dir(cache_dir.to_path_buf())
-                .with_progress(std::io::stderr().is_terminal())
-                .build()
-                .map_err(|e| e.to_string())?;
-            let repo = Repo::with_revision(repo.to_owned(), RepoType::Model, revision.to_owned());
-            Ok(Self {
-                repo: api.repo(repo),
-                files: None,
-            })
-        }
-
-        pub(super) fn download(&self, file: &str) -> Result<PathBuf, String> {
-            self.repo.download(file).map_err(|e| e.to_string())
-        }
-
-        pub(super) fn files(&mut self) -> Result<&[String], String> {
-            if self.files.is_none() {
-                let info = self.repo.info().map_err(|e| e.to_string())?;
-                self.files = Some(info.siblings.into_iter().map(|s| s.rfilename).collect());
-            }
-            Ok(self.files.as_deref().unwrap_or_default())
-        }
+    #[test]
+    fn gguf_choice_follows_the_preference_then_the_named_quant() {
+        let files = names(&[
+            "m.Q8_0.gguf",
+            "m-q4_k_m.gguf",
+            "m.Q4_0.gguf",
+            "m.Q4_0_4_4.gguf",
+        ]);
+        assert_eq!(pick_gguf(&files, None).unwrap(), "m-q4_k_m.gguf");
+        assert_eq!(pick_gguf(&files, Some("Q4_0")).unwrap(), "m.Q4_0.gguf");
+        assert_eq!(pick_gguf(&files, Some("q8_0")).unwrap(), "m.Q8_0.gguf");
+        assert_eq!(pick_gguf(&files, Some("Q6_K")), None);
+        assert_eq!(pick_gguf(&names(&["a.gguf", "b.gguf"]), None), None);
+        assert_eq!(pick_gguf(&names(&["a.gguf"]), None).unwrap(), "a.gguf");
+        // Split files carry the same quantization twice: no single choice.
+        let split = names(&[
+            "m-Q4_K_M-00001-of-00002.gguf",
+            "m-Q4_K_M-00002-of-00002.gguf",
+        ]);
+        assert_eq!(pick_gguf(&split, None), None);
     }
 }

@@ -428,3 +428,54 @@ fn convert<const N: usize>(bytes: &[u8], from: impl Fn([u8; N]) -> f32) -> Vec<f
     let (chunks, _) = bytes.as_chunks::<N>();
     chunks.iter().map(|&c| from(c)).collect()
 }
+
+/// What a model listing shows about a GGUF file (`mdsa models`): its
+/// architecture and llama.cpp file type, read from the header only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GgufSummary {
+    /// `general.architecture` (`llama`, `qwen2`, ...).
+    pub architecture: Option<String>,
+    /// `general.file_type` by llama.cpp's name (`Q4_K_M`, `Q8_0`, `F16`, ...).
+    pub file_type: Option<String>,
+}
+
+impl GgufSummary {
+    /// Reads the summary of `path`; `None` when it is not a readable GGUF file.
+    pub fn read(path: &Path) -> Option<Self> {
+        let file = GgufFile::open(path).ok()?;
+        Some(Self {
+            architecture: file.architecture().ok().map(str::to_owned),
+            file_type: file
+                .get("general.file_type")
+                .and_then(GgufValue::as_integer)
+                .and_then(|t| u32::try_from(t).ok())
+                .map(file_type_name),
+        })
+    }
+}
+
+/// llama.cpp's `general.file_type` numbers (`enum llama_ftype`).
+fn file_type_name(file_type: u32) -> String {
+    let name = match file_type {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        other => return format!("file type {other}"),
+    };
+    name.to_owned()
+}

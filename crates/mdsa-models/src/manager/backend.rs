@@ -39,8 +39,10 @@ struct Hardware {
 }
 
 impl Default for LocalBackend {
+    /// Resolves in the default cache, downloading what is missing unless
+    /// `HF_HUB_OFFLINE` is set.
     fn default() -> Self {
-        Self::new(ResolveOptions::offline())
+        Self::new(ResolveOptions::default())
     }
 }
 

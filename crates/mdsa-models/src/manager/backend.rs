@@ -10,7 +10,8 @@ use mdsa_engine::{
     ModelSpec, TextGenerator, WeightFormat, device_label,
 };
 use mdsa_hw::{
-    BudgetConfig, DeviceChoice, DeviceRequest, HardwareDetector, HardwareProfile, MemoryBudget,
+    BudgetConfig, DeviceChoice, DevicePreference, DeviceRequest, HardwareDetector, HardwareProfile,
+    HwError, MemoryBudget,
 };
 
 use crate::embedder::{BertEmbedder, EmbedderOptions};
@@ -97,8 +98,25 @@ impl LocalBackend {
             preference,
             gpu_backend: crate::backend::has_gpu_backend(),
         };
-        mdsa_hw::choose_device(&hardware.profile, &hardware.budget, request)
-            .map_err(|e| ModelError::Backend(format!("no device for model {:?}: {e}", spec.id)))
+        match mdsa_hw::choose_device(&hardware.profile, &hardware.budget, request) {
+            Ok(choice) => Ok(choice),
+            // Room is the manager's to make (it evicts, waits, or answers
+            // "no room"): place the model where it was asked to go and say it
+            // does not fit.
+            Err(error @ (HwError::DoesNotFit { .. } | HwError::NothingFits { .. })) => {
+                Ok(DeviceChoice {
+                    device: match preference {
+                        DevicePreference::Gpu(index) => mdsa_hw::Device::Gpu { index },
+                        DevicePreference::Auto | DevicePreference::Cpu => mdsa_hw::Device::Cpu,
+                    },
+                    reason: format!("{error}; the memory budget decides"),
+                })
+            }
+            Err(error) => Err(ModelError::Backend(format!(
+                "no device for model {:?}: {error}",
+                spec.id
+            ))),
+        }
     }
 
     /// The device `plan` chose for `spec`, or a fresh choice for a load

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use super::split::{GPT2, LLAMA3, QWEN2, Splitter, split_words};
-use super::symbols::{Symbol, characters};
+use super::symbols::{Symbol, characters, merge};
 use super::vocab::Vocab;
 
 /// Phi-4-mini's regex ("gpt-4o") as llama.cpp writes it: each `\p{Lu}…`
@@ -199,13 +199,7 @@ impl Bpe {
             {
                 continue;
             }
-            symbols[bigram.left].len += right.len;
-            symbols[bigram.right].len = 0;
-            symbols[bigram.left].next = right.next;
-            if let Some(next) = right.next {
-                symbols[next].prev = Some(bigram.left);
-            }
-            let merged = symbols[bigram.left];
+            let merged = merge(&mut symbols, bigram.left, bigram.right);
             push(&mut queue, &symbols, merged.prev, Some(bigram.left));
             push(&mut queue, &symbols, Some(bigram.left), merged.next);
         }

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::symbols::{Symbol, characters};
+use super::symbols::{Symbol, characters, merge};
 use super::vocab::Vocab;
 
 /// Appends the ids of `text` (spaces already turned into `▁`).
@@ -43,13 +43,7 @@ pub(super) fn tokenize(vocab: &Vocab, byte_ids: &[u32; 256], text: &str, out: &m
         if left.len == 0 || right.len == 0 || left.len + right.len != bigram.len {
             continue;
         }
-        symbols[bigram.left].len += right.len;
-        symbols[bigram.right].len = 0;
-        symbols[bigram.left].next = right.next;
-        if let Some(next) = right.next {
-            symbols[next].prev = Some(bigram.left);
-        }
-        let merged = symbols[bigram.left];
+        let merged = merge(&mut symbols, bigram.left, bigram.right);
         push(&mut queue, &symbols, merged.prev, Some(bigram.left));
         push(&mut queue, &symbols, Some(bigram.left), merged.next);
     }

@@ -30,3 +30,16 @@ pub(super) fn characters(text: &str) -> Vec<Symbol> {
     }
     symbols
 }
+
+/// Joins symbol `right` into its left neighbour `left` and returns the
+/// merged symbol; `right` is left empty and unlinked.
+pub(super) fn merge(symbols: &mut [Symbol], left: usize, right: usize) -> Symbol {
+    let gone = symbols[right];
+    symbols[left].len += gone.len;
+    symbols[right].len = 0;
+    symbols[left].next = gone.next;
+    if let Some(next) = gone.next {
+        symbols[next].prev = Some(left);
+    }
+    symbols[left]
+}

@@ -9,7 +9,7 @@ mod fake_hub;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fake_hub::{COMMIT, FakeHub, FakeRepo};
+use fake_hub::{COMMIT, FakeHub, FakeRepo, Fault};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../mdsa-models/tests/fixtures/families")
@@ -217,6 +217,48 @@ fn generate_downloads_a_missing_model_on_first_use() {
     assert_eq!(hub.body_gets("model.q8_0.gguf").len(), 1);
 }
 
+#[test]
+fn two_processes_pulling_the_same_file_download_it_once() {
+    let hub = FakeHub::start();
+    let gguf = std::fs::read(fixtures().join("gemma3/model.q8_0.gguf")).unwrap();
+    let mut repo = FakeRepo::one("model.q8_0.gguf", gguf.clone());
+    // Eight chunks 100 ms apart: the second process starts well inside that.
+    repo.faults.insert("model.q8_0.gguf".into(), Fault::Slow);
+    hub.add("tiny/slow", repo);
+    let home = tempfile::tempdir().unwrap();
+    let pull = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mdsa"));
+        command
+            .args(["pull", "tiny/slow:model.q8_0.gguf"])
+            .env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", &hub.url)
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_TOKEN")
+            .env_remove("MDSA_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().expect("the mdsa binary runs")
+    };
+    let (first, second) = (pull(), pull());
+    let outputs = [first, second].map(|child| child.wait_with_output().unwrap());
+    for output in &outputs {
+        assert!(output.status.success(), "{}", stderr(output));
+    }
+    let path = |output: &Output| stdout(output).trim().split('\t').nth(2).unwrap().to_owned();
+    assert_eq!(path(&outputs[0]), path(&outputs[1]));
+    assert_eq!(std::fs::read(path(&outputs[0])).unwrap(), gguf);
+    // Both processes asked the Hub (neither found the file complete at
+    // first), yet the body was sent once: the other waited on the lock.
+    let heads = hub
+        .log()
+        .iter()
+        .filter(|line| line.starts_with("HEAD") && line.ends_with("model.q8_0.gguf"))
+        .count();
+    assert_eq!(heads, 2, "{:?}", hub.log());
+    assert_eq!(hub.body_gets("model.q8_0.gguf").len(), 1, "{:?}", hub.log());
+}
+
 /// The real MiniLM snapshot of the local cache, when `cargo xtask fetch-models` ran.
 fn cached_minilm() -> Option<PathBuf> {
     let cache = std::env::var_os("HF_HUB_CACHE")
@@ -280,6 +322,28 @@ fn query_on_an_empty_cache_downloads_the_encoder_and_the_domain_model_then_answe
     // Both came from the fake Hub into the configured `models_dir`.
     assert_eq!(hub.body_gets("model.q8_0.gguf").len(), 1);
     assert_eq!(hub.body_gets("model.safetensors").len(), 1);
+    // The download is visible as `--json` progress on stderr, a JSON object a
+    // line: loading, then the file arriving until verified, then loaded.
+    let progress: Vec<serde_json::Value> = stderr(&output)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|event: &serde_json::Value| event["model"] == "tiny")
+        .collect();
+    let kinds: Vec<&str> = progress
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"loading"), "{progress:#?}");
+    assert_eq!(kinds.last(), Some(&"loaded"), "{progress:#?}");
+    let size = std::fs::metadata(fixtures().join("gemma3/model.q8_0.gguf"))
+        .unwrap()
+        .len();
+    let done = &progress[progress.len() - 2];
+    assert_eq!(done["event"], "downloading", "{progress:#?}");
+    assert_eq!(done["file"], "model.q8_0.gguf");
+    assert_eq!(done["done"], true);
+    assert_eq!(done["downloaded"], size);
+    assert_eq!(done["total"], size);
     let models = home.path().join("models");
     assert!(models.join("models--tiny--gguf").is_dir());
     assert!(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::embed::Embedder;
 use crate::error::ModelError;
 use crate::generate::TextGenerator;
+use crate::source::DownloadProgress;
 use crate::spec::ModelSpec;
 
 /// The name specs use for the built-in local backend of `mdsa-models`
@@ -71,6 +72,19 @@ pub struct LoadPlan {
 pub trait ModelBackend: Send + Sync {
     /// The name specs refer to in their `backend` field.
     fn name(&self) -> &str;
+
+    /// Makes the model's files local (downloads what is missing), telling
+    /// `progress` how each download advances. The manager calls it before
+    /// [`plan`](ModelBackend::plan), without any lock held, once per load.
+    /// The default has nothing to fetch.
+    fn fetch(
+        &self,
+        spec: &ModelSpec,
+        progress: &mut dyn FnMut(DownloadProgress<'_>),
+    ) -> Result<(), ModelError> {
+        let _ = (spec, progress);
+        Ok(())
+    }
 
     /// Device and size estimate, before loading. The default: the CPU, 0 bytes
     /// (nothing is reserved until the model is measured).

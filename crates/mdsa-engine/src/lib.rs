@@ -53,7 +53,7 @@ pub use generate::{
 };
 pub use mdsa_config::ConfigError;
 pub use options::{OptionValue, SpecOptions, SpecOrigin};
-pub use source::{ModelRef, ResolveOptions, ResolvedModel, SourceError};
+pub use source::{DownloadProgress, ModelRef, ResolveOptions, ResolvedModel, SourceError};
 pub use spec::{ModelRegistry, ModelRole, ModelSpec, RegistryError};
 
 // The README's snippets are compiled and run as doc tests.

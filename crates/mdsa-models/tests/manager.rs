@@ -644,6 +644,110 @@ fn idle_ttl_unloads_by_sweep_and_by_the_sweeper_thread() {
     assert!(!manager.is_resident("a"));
 }
 
+/// Wraps the local backend with a fetch that reports a 4000-byte file arriving
+/// in four steps 120 ms apart (the manager's side of a download: the real
+/// downloads are tested against the fake Hub in mdsa-engine and mdsa-cli).
+struct Fetching {
+    inner: LocalBackend,
+}
+
+impl ModelBackend for Fetching {
+    fn name(&self) -> &str {
+        "fetching"
+    }
+    fn fetch(
+        &self,
+        _spec: &ModelSpec,
+        progress: &mut dyn FnMut(mdsa_engine::DownloadProgress<'_>),
+    ) -> Result<(), ModelError> {
+        for step in 0..=4u64 {
+            if step > 0 {
+                std::thread::sleep(Duration::from_millis(120));
+            }
+            progress(mdsa_engine::DownloadProgress {
+                file: "weights.gguf",
+                downloaded: step * 1000,
+                total: 4000,
+                done: step == 4,
+            });
+        }
+        Ok(())
+    }
+    fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {
+        self.inner.plan(spec)
+    }
+    fn load(&self, spec: &ModelSpec) -> Result<LoadedModel, ModelError> {
+        self.inner.load(spec)
+    }
+}
+
+#[test]
+fn download_progress_reaches_the_bus_the_loader_and_every_joined_caller() {
+    let fx = fixture(1);
+    let bus = mdsa_bus::Bus::new();
+    let events = bus.subscribe::<ModelEvent>(mdsa_bus::SubscribeOptions::default());
+    let manager = Arc::new(
+        ModelManager::builder(registry([spec("remote", &fx.paths[0], "fetching")]))
+            .backend(Arc::new(Fetching {
+                inner: LocalBackend::default(),
+            }))
+            .bus(bus.clone())
+            .build(),
+    );
+    let barrier = Arc::new(Barrier::new(3));
+    let heard: Vec<Vec<mdsa_models::manager::Download>> =
+        with_timeout(Duration::from_secs(60), move || {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    let (manager, barrier) = (Arc::clone(&manager), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        let mut heard = Vec::new();
+                        barrier.wait();
+                        manager
+                            .get_with_progress("remote", &mut |d| heard.push(d.clone()))
+                            .unwrap();
+                        heard
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+    for reports in &heard {
+        // Each caller hears the file complete, last, and nothing goes backwards.
+        let last = reports.last().expect("a caller heard no download report");
+        assert!(
+            last.done && last.downloaded == 4000 && last.total == 4000,
+            "{reports:?}"
+        );
+        assert!(
+            reports
+                .windows(2)
+                .all(|w| w[0].downloaded <= w[1].downloaded),
+            "{reports:?}"
+        );
+    }
+    // The loader hears the first report; with 120 ms steps and a 200 ms
+    // interval, some of the five are thinned out.
+    let loader = heard.iter().max_by_key(|r| r.len()).unwrap();
+    assert_eq!(loader[0].downloaded, 0, "{loader:?}");
+    assert!(loader.len() < 5, "not thinned: {loader:?}");
+    let seen: Vec<ModelEvent> = events.try_iter().collect();
+    let downloads: Vec<&mdsa_models::manager::Download> = seen
+        .iter()
+        .filter_map(|e| match e {
+            ModelEvent::Downloading { id, download } if id == "remote" => Some(download),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downloads, loader.iter().collect::<Vec<_>>());
+    // Downloads come before the load starts.
+    let position = |wanted: fn(&ModelEvent) -> bool| seen.iter().position(wanted).unwrap();
+    assert!(
+        position(|e| matches!(e, ModelEvent::Downloading { download, .. } if download.done))
+            < position(|e| matches!(e, ModelEvent::LoadStarted { .. }))
+    );
+}
+
 #[test]
 fn events_and_stats_record_what_happened() {
     let fx = fixture(2);
@@ -668,6 +772,7 @@ fn events_and_stats_record_what_happened() {
         .map(|e| match e {
             ModelEvent::Hit { .. } => "hit",
             ModelEvent::Miss { .. } => "miss",
+            ModelEvent::Downloading { .. } => "downloading",
             ModelEvent::LoadStarted { .. } => "start",
             ModelEvent::Loaded { .. } => "loaded",
             ModelEvent::LoadFailed { .. } => "failed",

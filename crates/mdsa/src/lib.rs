@@ -93,8 +93,8 @@ pub mod local {
     pub use mdsa_models::generate::{DecoderGenerator, DecoderOptions};
     pub use mdsa_models::gguf::GgufSummary;
     pub use mdsa_models::manager::{
-        EvictReason, LocalBackend, ManagerConfig, ManagerError, ManagerStats, ModelEvent,
-        ModelHandle, ModelManager, NoRoom, ResidentModel,
+        DOWNLOAD_EVENT_INTERVAL, Download, EvictReason, LocalBackend, ManagerConfig, ManagerError,
+        ManagerStats, ModelEvent, ModelHandle, ModelManager, NoRoom, ResidentModel,
     };
     pub use mdsa_models::{BertEmbedder, EmbedderOptions, Pooling};
 }

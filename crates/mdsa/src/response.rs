@@ -106,8 +106,9 @@ pub struct QueryResponse {
 }
 
 /// Progress of one query, reported to a streaming caller in this order:
-/// `Routed`, then (unless abstained) `Loading`, `Loaded`, `Attempt` and `Text`
-/// pieces, with another `Attempt` before each retry.
+/// `Routed`, then (unless abstained) `Loading`, `Downloading` while a missing
+/// model is fetched, `Loaded`, `Attempt` and `Text` pieces, with another
+/// `Attempt` before each retry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryEvent {
     /// The router decided.
@@ -118,6 +119,21 @@ pub enum QueryEvent {
         model: String,
         /// Whether it must be loaded (not resident yet).
         cold: bool,
+    },
+    /// A file of the model is being downloaded: when it starts, every
+    /// [`DOWNLOAD_EVENT_INTERVAL`](crate::local::DOWNLOAD_EVENT_INTERVAL) while
+    /// it flows, and when it is complete and verified.
+    Downloading {
+        /// The model id.
+        model: String,
+        /// The file within the repo.
+        file: String,
+        /// Bytes on disk so far (including a resumed prefix).
+        downloaded: u64,
+        /// The file's size.
+        total: u64,
+        /// Whether the file is complete and verified.
+        done: bool,
     },
     /// The model is ready.
     Loaded {

@@ -103,7 +103,7 @@ fn record_model(metrics: &MetricsCollector, event: &ModelEvent) {
     match event {
         ModelEvent::Hit { id } => models.record_hit(id),
         ModelEvent::Miss { id, .. } => models.record_miss(id),
-        ModelEvent::LoadStarted { .. } => {}
+        ModelEvent::Downloading { .. } | ModelEvent::LoadStarted { .. } => {}
         ModelEvent::Loaded {
             id,
             device,

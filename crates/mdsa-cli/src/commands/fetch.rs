@@ -59,14 +59,14 @@ pub(crate) fn fetch(model: &ModelRef, opts: &ResolveOptions) -> anyhow::Result<R
 
 /// Download progress on stderr, one bar (or line) per file.
 #[derive(Default)]
-struct Progress {
+pub(crate) struct Progress {
     bars: HashMap<String, ProgressBar>,
     /// Files announced in plain mode (not a terminal).
     announced: BTreeSet<String>,
 }
 
 impl Progress {
-    fn update(&mut self, p: DownloadProgress<'_>) {
+    pub(crate) fn update(&mut self, p: DownloadProgress<'_>) {
         if !std::io::stderr().is_terminal() {
             self.plain(p);
             return;
@@ -99,7 +99,7 @@ impl Progress {
         }
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for bar in self.bars.values() {
             bar.finish_and_clear();
         }

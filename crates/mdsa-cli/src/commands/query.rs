@@ -5,12 +5,13 @@ use std::ops::ControlFlow;
 
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions, QueryResponse};
 
-use super::system::{LoadIndicator, SystemArgs};
+use super::system::{LoadIndicator, SystemArgs, progress_json};
 
 /// Arguments of `mdsa query`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct QueryArgs {
-    /// Print one JSON object (the whole response) instead of streaming text.
+    /// Print one JSON object (the whole response) instead of streaming text;
+    /// loading and download progress go to stderr, a JSON object per line.
     #[arg(long)]
     json: bool,
     /// Answer in this domain instead of routing.
@@ -32,8 +33,14 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
         ..QueryOptions::default()
     };
     if args.json {
-        let response =
-            mdsa.query_with(&args.query, &options, &mut |_| ControlFlow::Continue(()))?;
+        // Progress goes to stderr a JSON object per line; stdout holds only
+        // the response.
+        let response = mdsa.query_with(&args.query, &options, &mut |event| {
+            if let Some(line) = progress_json(&event) {
+                eprintln!("{line}");
+            }
+            ControlFlow::Continue(())
+        })?;
         outln!("{}", serde_json::to_string_pretty(&response)?);
         warn_about_the_log(&mdsa);
         return Ok(());

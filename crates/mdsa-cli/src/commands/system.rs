@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mdsa::engine::ResolveOptions;
+use mdsa::engine::{DownloadProgress, ResolveOptions};
 use mdsa::{Backends, Mdsa, QueryEvent, SystemConfig};
+
+use super::fetch::Progress;
 
 /// Options shared by every command that builds mdsa.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -127,23 +129,81 @@ impl Spinner {
     }
 }
 
-/// Shows a spinner while a cold model loads during a query.
+/// Shows a spinner while a cold model loads during a query, and download
+/// bars while its files are fetched.
 #[derive(Default)]
-pub(crate) struct LoadIndicator(Option<Spinner>);
+pub(crate) struct LoadIndicator {
+    spinner: Option<Spinner>,
+    downloads: Option<Progress>,
+}
 
 impl LoadIndicator {
     /// Reacts to a query's progress events.
     pub(crate) fn on_event(&mut self, event: &QueryEvent) {
         match event {
             QueryEvent::Loading { model, cold: true } => {
-                self.0 = Some(Spinner::start(&format!("loading model {model}")));
+                self.spinner = Some(Spinner::start(&format!("loading model {model}")));
+            }
+            QueryEvent::Downloading {
+                file,
+                downloaded,
+                total,
+                done,
+                ..
+            } => {
+                // Bars and a spinner would fight over the same line.
+                if let Some(spinner) = self.spinner.take() {
+                    spinner.finish();
+                }
+                self.downloads
+                    .get_or_insert_with(Progress::default)
+                    .update(DownloadProgress {
+                        file,
+                        downloaded: *downloaded,
+                        total: *total,
+                        done: *done,
+                    });
             }
             QueryEvent::Loaded { .. } => {
-                if let Some(spinner) = self.0.take() {
+                if let Some(spinner) = self.spinner.take() {
                     spinner.finish();
+                }
+                if let Some(mut downloads) = self.downloads.take() {
+                    downloads.clear();
                 }
             }
             _ => {}
         }
     }
+}
+
+/// A query's load progress as one JSON object, for `--json` callers that
+/// read stderr line by line; `None` for the other events.
+pub(crate) fn progress_json(event: &QueryEvent) -> Option<serde_json::Value> {
+    use serde_json::json;
+    Some(match event {
+        QueryEvent::Loading { model, cold } => {
+            json!({ "event": "loading", "model": model, "cold": cold })
+        }
+        QueryEvent::Downloading {
+            model,
+            file,
+            downloaded,
+            total,
+            done,
+        } => json!({
+            "event": "downloading",
+            "model": model,
+            "file": file,
+            "downloaded": downloaded,
+            "total": total,
+            "done": done,
+        }),
+        QueryEvent::Loaded { model, duration } => json!({
+            "event": "loaded",
+            "model": model,
+            "load_ms": duration.as_secs_f64() * 1e3,
+        }),
+        _ => return None,
+    })
 }

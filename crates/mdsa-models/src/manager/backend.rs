@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mdsa_engine::source::{ResolveOptions, ResolvedModel};
+use mdsa_engine::source::{DownloadProgress, ResolveOptions, ResolvedModel};
 use mdsa_engine::{
     LOCAL_BACKEND, LoadPlan, LoadedEngine, LoadedModel, ModelBackend, ModelError, ModelRole,
     ModelSpec, TextGenerator, WeightFormat, device_label,
@@ -145,6 +145,18 @@ impl LocalBackend {
 impl ModelBackend for LocalBackend {
     fn name(&self) -> &str {
         LOCAL_BACKEND
+    }
+
+    fn fetch(
+        &self,
+        spec: &ModelSpec,
+        progress: &mut dyn FnMut(DownloadProgress<'_>),
+    ) -> Result<(), ModelError> {
+        let model = spec
+            .model_ref()
+            .map_err(|e| ModelError::Backend(e.to_string()))?;
+        model.resolve_with_progress(&self.resolve, progress)?;
+        Ok(())
     }
 
     fn plan(&self, spec: &ModelSpec) -> Result<LoadPlan, ModelError> {

@@ -24,6 +24,23 @@ impl EvictReason {
     }
 }
 
+/// How often a flowing download is reported: often enough for a progress bar,
+/// rarely enough that a fast link does not flood the bus.
+pub const DOWNLOAD_EVENT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How far one file of a model's download has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The file within the repo.
+    pub file: String,
+    /// Bytes on disk so far (including a resumed prefix).
+    pub downloaded: u64,
+    /// The file's size as the Hub reports it.
+    pub total: u64,
+    /// Whether the file is complete and verified.
+    pub done: bool,
+}
+
 /// One thing the manager did, published on the [`mdsa_bus::Bus`] it was given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelEvent {
@@ -38,6 +55,15 @@ pub enum ModelEvent {
         id: String,
         /// Whether it joined a load another caller had started.
         joined: bool,
+    },
+    /// A file of the model is being downloaded (before the load starts); sent
+    /// when a file starts, at most every [`DOWNLOAD_EVENT_INTERVAL`] while it
+    /// flows, and when it is complete and verified.
+    Downloading {
+        /// The model.
+        id: String,
+        /// How far the file has come.
+        download: Download,
     },
     /// A load started.
     LoadStarted {

@@ -4,37 +4,95 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use mdsa_engine::{ModelError, ModelSpec};
+use mdsa_engine::{DownloadProgress, ModelError, ModelSpec};
 
+use super::events::{DOWNLOAD_EVENT_INTERVAL, Download};
 use super::{Lease, ManagerError, ModelEvent, ModelHandle, Resident, Shared, Slot};
 
-/// The outcome of one load, shared by everyone who waited on it.
+/// One load, shared by everyone who waits on it: how its download goes, then
+/// its outcome.
 #[derive(Default)]
 pub(super) struct LoadCell {
-    result: Mutex<Option<Result<Arc<Resident>, ManagerError>>>,
-    done: Condvar,
+    state: Mutex<CellState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct CellState {
+    /// The latest download report, numbered so waiters see each one once.
+    download: Option<(u64, Download)>,
+    result: Option<Result<Arc<Resident>, ManagerError>>,
 }
 
 impl LoadCell {
-    fn finish(&self, result: Result<Arc<Resident>, ManagerError>) {
-        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
-        self.done.notify_all();
+    fn lock(&self) -> MutexGuard<'_, CellState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn wait(&self) -> Result<Arc<Resident>, ManagerError> {
-        let mut result = self.result.lock().unwrap_or_else(PoisonError::into_inner);
+    fn report(&self, download: Download) {
+        let mut state = self.lock();
+        let number = state.download.as_ref().map_or(0, |(n, _)| n + 1);
+        state.download = Some((number, download));
+        self.changed.notify_all();
+    }
+
+    fn finish(&self, result: Result<Arc<Resident>, ManagerError>) {
+        self.lock().result = Some(result);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the outcome, handing `on_download` each report made meanwhile.
+    fn wait(&self, on_download: &mut dyn FnMut(&Download)) -> Result<Arc<Resident>, ManagerError> {
+        let mut seen = None;
+        let mut state = self.lock();
         loop {
-            if let Some(result) = result.as_ref() {
+            // The latest report first: every waiter hears the last one (a
+            // file's `done`) even when the load finished meanwhile.
+            if let Some((number, download)) = &state.download
+                && seen != Some(*number)
+            {
+                seen = Some(*number);
+                let download = download.clone();
+                // The loader must not wait on a slow waiter's callback.
+                drop(state);
+                on_download(&download);
+                state = self.lock();
+                continue;
+            }
+            if let Some(result) = state.result.as_ref() {
                 return result.clone();
             }
-            result = self
-                .done
-                .wait(result)
+            state = self
+                .changed
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+/// Thins a download's progress to what is worth an event: a file's first
+/// report, its last, and one per [`DOWNLOAD_EVENT_INTERVAL`] in between.
+#[derive(Default)]
+struct DownloadThrottle {
+    last: Option<(String, Instant)>,
+}
+
+impl DownloadThrottle {
+    fn pass(&mut self, progress: &DownloadProgress<'_>) -> bool {
+        let now = Instant::now();
+        let due = match &self.last {
+            Some((file, at)) => {
+                file != progress.file || now.duration_since(*at) >= DOWNLOAD_EVENT_INTERVAL
+            }
+            None => true,
+        };
+        if due || progress.done {
+            self.last = Some((progress.file.to_owned(), now));
+        }
+        due || progress.done
     }
 }
 
@@ -48,7 +106,11 @@ impl Shared {
         }
     }
 
-    pub(super) fn get(self: &Arc<Self>, id: &str) -> Result<ModelHandle, ManagerError> {
+    pub(super) fn get(
+        self: &Arc<Self>,
+        id: &str,
+        on_download: &mut dyn FnMut(&Download),
+    ) -> Result<ModelHandle, ManagerError> {
         let spec = self.spec(id)?;
         let mut state = self.lock();
         match state.slots.get_mut(id) {
@@ -70,7 +132,7 @@ impl Shared {
                     id: id.into(),
                     joined: true,
                 });
-                return cell.wait().map(|r| self.handle(r));
+                return cell.wait(on_download).map(|r| self.handle(r));
             }
             None => {}
         }
@@ -90,7 +152,7 @@ impl Shared {
             id: id.into(),
             joined: false,
         });
-        let result = self.load_into_slot(&spec);
+        let result = self.load_into_slot(&spec, &cell, on_download);
         if let Err(error) = &result {
             let mut state = self.lock();
             if matches!(state.slots.get(id), Some(Slot::Loading { cell: c, .. }) if Arc::ptr_eq(c, &cell))
@@ -111,7 +173,12 @@ impl Shared {
 
     /// Reserves room, loads without the lock, and commits the model to its slot
     /// with one user per caller (the loader and every waiter).
-    fn load_into_slot(self: &Arc<Self>, spec: &ModelSpec) -> Result<Arc<Resident>, ManagerError> {
+    fn load_into_slot(
+        self: &Arc<Self>,
+        spec: &ModelSpec,
+        cell: &LoadCell,
+        on_download: &mut dyn FnMut(&Download),
+    ) -> Result<Arc<Resident>, ManagerError> {
         let id = spec.id.as_str();
         let backend = {
             let backends = self.backends.read().unwrap_or_else(PoisonError::into_inner);
@@ -132,6 +199,26 @@ impl Shared {
             id: id.into(),
             source: Arc::new(e),
         };
+        let mut throttle = DownloadThrottle::default();
+        backend
+            .fetch(spec, &mut |progress| {
+                if !throttle.pass(&progress) {
+                    return;
+                }
+                let download = Download {
+                    file: progress.file.to_owned(),
+                    downloaded: progress.downloaded,
+                    total: progress.total,
+                    done: progress.done,
+                };
+                on_download(&download);
+                cell.report(download.clone());
+                self.events.emit(ModelEvent::Downloading {
+                    id: id.into(),
+                    download,
+                });
+            })
+            .map_err(load_error)?;
         let plan = backend.plan(spec).map_err(load_error)?;
         let mut state = self.lock();
         let reserve = state

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub use backend::LocalBackend;
 pub use config::ManagerConfig;
 pub use error::{ManagerError, NoRoom};
-pub use events::{EvictReason, ModelEvent};
+pub use events::{DOWNLOAD_EVENT_INTERVAL, Download, EvictReason, ModelEvent};
 pub use handle::{ModelHandle, ResidentModel};
 pub use stats::ManagerStats;
 
@@ -266,7 +266,18 @@ impl ModelManager {
 
     /// The model, loading it if needed (once, however many callers ask at once).
     pub fn get(&self, id: &str) -> Result<ModelHandle, ManagerError> {
-        self.shared.get(id)
+        self.shared.get(id, &mut |_| {})
+    }
+
+    /// [`get`](Self::get), telling `on_download` how the model's downloads
+    /// advance (as [`ModelEvent::Downloading`] tells the bus), whether this
+    /// call started the load or joined one in progress.
+    pub fn get_with_progress(
+        &self,
+        id: &str,
+        on_download: &mut dyn FnMut(&Download),
+    ) -> Result<ModelHandle, ManagerError> {
+        self.shared.get(id, on_download)
     }
 
     /// Makes the model resident without keeping a handle (counts as a `get`).

@@ -52,7 +52,7 @@ impl Counters {
                 }
             }
             ModelEvent::LoadStarted { .. } => bump(&self.loads),
-            ModelEvent::Loaded { .. } => {}
+            ModelEvent::Downloading { .. } | ModelEvent::Loaded { .. } => {}
             ModelEvent::LoadFailed { .. } => bump(&self.failures),
             ModelEvent::Evicted { .. } => bump(&self.evictions),
             ModelEvent::Unloaded { .. } => bump(&self.unloads),

@@ -301,6 +301,24 @@ impl ChunkWriter {
                 self.model = Some(model);
                 flow
             }
+            QueryEvent::Downloading {
+                model,
+                file,
+                downloaded,
+                total,
+                done,
+            } => self.send(
+                Delta::default(),
+                None,
+                Some(json!({
+                    "event": "downloading",
+                    "model": model,
+                    "file": file,
+                    "downloaded": downloaded,
+                    "total": total,
+                    "done": done,
+                })),
+            ),
             QueryEvent::Loaded { model, duration } => self.send(
                 Delta::default(),
                 None,

@@ -206,7 +206,17 @@ impl Mdsa {
             return Ok(None);
         }
         let load_started = Instant::now();
-        let handle = self.inner.manager.get(model)?;
+        // A cancel during a download is not acted on: the load is shared
+        // with every request for this model.
+        let handle = self.inner.manager.get_with_progress(model, &mut |d| {
+            let _ = request.report(QueryEvent::Downloading {
+                model: model.to_string(),
+                file: d.file.clone(),
+                downloaded: d.downloaded,
+                total: d.total,
+                done: d.done,
+            });
+        })?;
         // The generator is shared: holding it keeps the engine alive while the
         // handle (and so the manager's in-use count) is released after this request.
         let generator = handle

@@ -7,3 +7,4 @@
 pub mod bert;
 pub mod decoder;
 pub mod linear;
+pub(crate) mod matmul;

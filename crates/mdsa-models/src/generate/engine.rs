@@ -241,7 +241,7 @@ impl TextGenerator for DecoderGenerator {
         // Never run past the context: fewer tokens, not an error mid-stream.
         let max_tokens = params.max_tokens.min(context - prompt_ids.len());
         let mut sampler = Sampler::new(params.sampling.clone());
-        let mut cache = self.model.new_cache();
+        let mut cache = self.model.new_cache_with_capacity(context);
         let mut history = prompt_ids.clone();
         let mut decoder = IncrementalDecoder::new();
         let mut text = String::new();

@@ -1,10 +1,21 @@
-//! The KV cache: every layer's keys and values for the positions seen so far.
+//! The KV cache: every layer's keys and values for the positions seen so far,
+//! in buffers allocated once per sequence and written in place.
 //!
-//! Its own type so that every family shares it and a later change of strategy
-//! (preallocated buffers instead of growing by concatenation) happens here
-//! alone. Today each step concatenates the new keys and values onto the old.
+//! - On the CPU backend ([`LayerKv::Host`]) each layer holds plain
+//!   `[kv_heads, capacity, head_dim]` buffers; the host attention kernel
+//!   ([`super::attend`]) reads them directly. They are zero-filled by the
+//!   allocator, which hands out untouched pages lazily: a sequence's memory
+//!   grows with the positions it writes, up to its capacity.
+//! - On a GPU ([`LayerKv::Device`]) each layer holds one device tensor per K
+//!   and V of the full capacity, allocated on the first write; new positions
+//!   are written with `slice_assign` (in place: the cache holds the only
+//!   reference between passes) and attention reads a view of the filled part.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
+
+use crate::arch::linear::uses_block_kernels;
+
+use super::config::DecoderConfig;
 
 /// Keys and values of every layer for the tokens seen so far, for one sequence.
 /// Made by [`Decoder::new_cache`](super::Decoder::new_cache).
@@ -14,14 +25,32 @@ pub struct KvCache {
     /// The tokens cached, in order (a model whose RoPE changes with the
     /// sequence length re-runs them).
     tokens: Vec<u32>,
+    capacity: usize,
 }
 
 impl KvCache {
-    /// An empty cache for a model with `num_layers` layers.
-    pub(crate) fn new(num_layers: usize) -> Self {
+    /// An empty cache of `capacity` positions for the model `config`
+    /// describes, in the storage `device` computes with.
+    pub(crate) fn new(config: &DecoderConfig, capacity: usize, device: &Device) -> Self {
+        let shape = Shape {
+            kv_heads: config.num_kv_heads,
+            capacity,
+            head_dim: config.head_dim,
+        };
+        let host = uses_block_kernels(device);
+        let layers = (0..config.num_layers)
+            .map(|_| {
+                if host {
+                    LayerKv::Host(HostKv::new(shape))
+                } else {
+                    LayerKv::Device(DeviceKv::new(shape, device))
+                }
+            })
+            .collect();
         Self {
-            layers: (0..num_layers).map(|_| LayerKv(None)).collect(),
+            layers,
             tokens: Vec::new(),
+            capacity,
         }
     }
 
@@ -35,17 +64,50 @@ impl KvCache {
         self.tokens.is_empty()
     }
 
+    /// The most positions it can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The tokens cached, in order.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
 
-    /// Forgets everything cached.
+    /// Makes this cache hold what `prefix` holds (its tokens, keys and
+    /// values) and nothing else: a shared prompt prefix computed once is
+    /// copied in instead of run again. Both must come from the same model;
+    /// `false` (and nothing changed) when they do not match or `prefix`
+    /// does not fit.
+    pub fn copy_from(&mut self, prefix: &KvCache) -> bool {
+        let fits = prefix.len() <= self.capacity
+            && self.layers.len() == prefix.layers.len()
+            && self
+                .layers
+                .iter()
+                .zip(&prefix.layers)
+                .all(|(a, b)| a.same_shape_as(b));
+        if !fits {
+            return false;
+        }
+        for (layer, from) in self.layers.iter_mut().zip(&prefix.layers) {
+            layer.copy_from(from);
+        }
+        self.tokens.clone_from(&prefix.tokens);
+        true
+    }
+
+    /// Forgets everything cached (the buffers stay allocated).
     pub(crate) fn clear(&mut self) {
         self.tokens.clear();
         for layer in &mut self.layers {
-            layer.0 = None;
+            layer.clear();
         }
+    }
+
+    /// Whether attention runs on the host kernel (no masks to build).
+    pub(crate) fn on_host(&self) -> bool {
+        matches!(self.layers.first(), Some(LayerKv::Host(_)))
     }
 
     /// The layers' caches, in order, for one forward pass.
@@ -59,22 +121,184 @@ impl KvCache {
     }
 }
 
-/// One layer's `[kv_heads, positions, head_dim]` keys and values.
+/// The size of one layer's keys (and of its values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) kv_heads: usize,
+    pub(crate) capacity: usize,
+    pub(crate) head_dim: usize,
+}
+
+impl Shape {
+    fn values(&self) -> usize {
+        self.kv_heads * self.capacity * self.head_dim
+    }
+}
+
+/// One layer's keys and values.
 #[derive(Debug)]
-pub(crate) struct LayerKv(Option<(Tensor<3>, Tensor<3>)>);
+pub(crate) enum LayerKv {
+    /// Host buffers, for the host attention kernel.
+    Host(HostKv),
+    /// Device tensors, for burn's attention.
+    Device(DeviceKv),
+}
 
 impl LayerKv {
-    /// Appends the new positions' keys and values (along the position axis) and
-    /// returns everything cached, new positions included.
+    fn clear(&mut self) {
+        match self {
+            Self::Host(kv) => kv.len = 0,
+            Self::Device(kv) => kv.len = 0,
+        }
+    }
+
+    fn same_shape_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Host(a), Self::Host(b)) => {
+                a.shape.kv_heads == b.shape.kv_heads && a.shape.head_dim == b.shape.head_dim
+            }
+            (Self::Device(a), Self::Device(b)) => {
+                a.shape.kv_heads == b.shape.kv_heads && a.shape.head_dim == b.shape.head_dim
+            }
+            _ => false,
+        }
+    }
+
+    fn copy_from(&mut self, other: &Self) {
+        match (self, other) {
+            (Self::Host(a), Self::Host(b)) => a.copy_from(b),
+            (Self::Device(a), Self::Device(b)) => a.copy_from(b),
+            // `same_shape_as` was checked first.
+            _ => {}
+        }
+    }
+}
+
+/// `[kv_heads, capacity, head_dim]` keys and values in host memory.
+#[derive(Debug)]
+pub(crate) struct HostKv {
+    shape: Shape,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    len: usize,
+}
+
+impl HostKv {
+    fn new(shape: Shape) -> Self {
+        // Zeroed allocations come from untouched pages: nothing is resident
+        // until a position is written.
+        Self {
+            shape,
+            keys: vec![0.0; shape.values()],
+            values: vec![0.0; shape.values()],
+            len: 0,
+        }
+    }
+
+    /// Positions held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes `n` new positions after those held: `keys` and `values` are
+    /// `[kv_heads, n, head_dim]`. The caller has checked the capacity.
+    pub(crate) fn write(&mut self, keys: &[f32], values: &[f32], n: usize) {
+        let Shape {
+            kv_heads,
+            capacity,
+            head_dim,
+        } = self.shape;
+        assert!(self.len + n <= capacity, "KV cache overflow");
+        let rows = n * head_dim;
+        for head in 0..kv_heads {
+            let at = (head * capacity + self.len) * head_dim;
+            let from = head * rows;
+            self.keys[at..at + rows].copy_from_slice(&keys[from..from + rows]);
+            self.values[at..at + rows].copy_from_slice(&values[from..from + rows]);
+        }
+        self.len += n;
+    }
+
+    /// The `[len, head_dim]` keys of KV head `head`.
+    pub(crate) fn keys(&self, head: usize) -> &[f32] {
+        self.head(&self.keys, head)
+    }
+
+    /// The `[len, head_dim]` values of KV head `head`.
+    pub(crate) fn values(&self, head: usize) -> &[f32] {
+        self.head(&self.values, head)
+    }
+
+    fn head<'a>(&self, buffer: &'a [f32], head: usize) -> &'a [f32] {
+        let start = head * self.shape.capacity * self.shape.head_dim;
+        &buffer[start..start + self.len * self.shape.head_dim]
+    }
+
+    fn copy_from(&mut self, other: &Self) {
+        let hd = self.shape.head_dim;
+        let rows = other.len * hd;
+        for head in 0..self.shape.kv_heads {
+            let to = head * self.shape.capacity * hd;
+            self.keys[to..to + rows].copy_from_slice(other.keys(head));
+            self.values[to..to + rows].copy_from_slice(other.values(head));
+        }
+        self.len = other.len;
+    }
+}
+
+/// `[kv_heads, capacity, head_dim]` keys and values as device tensors.
+#[derive(Debug)]
+pub(crate) struct DeviceKv {
+    shape: Shape,
+    /// Allocated on the first write.
+    tensors: Option<(Tensor<3>, Tensor<3>)>,
+    len: usize,
+    device: Device,
+}
+
+impl DeviceKv {
+    fn new(shape: Shape, device: &Device) -> Self {
+        Self {
+            shape,
+            tensors: None,
+            len: 0,
+            device: device.clone(),
+        }
+    }
+
+    /// Writes the new positions' `[kv_heads, n, head_dim]` keys and values
+    /// after those held and returns views of everything held, new positions
+    /// included. The caller has checked the capacity.
     pub(crate) fn append(&mut self, k: Tensor<3>, v: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let (k, v) = match self.0.take() {
-            Some((past_k, past_v)) => (
-                Tensor::cat(vec![past_k, k], 1),
-                Tensor::cat(vec![past_v, v], 1),
-            ),
-            None => (k, v),
-        };
-        self.0 = Some((k.clone(), v.clone()));
-        (k, v)
+        let Shape {
+            kv_heads,
+            capacity,
+            head_dim,
+        } = self.shape;
+        let n = k.dims()[1];
+        let (keys, values) = self.tensors.take().unwrap_or_else(|| {
+            let zeros = || Tensor::<3>::zeros([kv_heads, capacity, head_dim], &self.device);
+            (zeros(), zeros())
+        });
+        let rows = [0..kv_heads, self.len..self.len + n, 0..head_dim];
+        let keys = keys.slice_assign(rows.clone(), k);
+        let values = values.slice_assign(rows, v);
+        self.len += n;
+        let views = (
+            keys.clone().narrow(1, 0, self.len),
+            values.clone().narrow(1, 0, self.len),
+        );
+        self.tensors = Some((keys, values));
+        views
+    }
+
+    fn copy_from(&mut self, other: &Self) {
+        self.len = 0;
+        if let Some((keys, values)) = &other.tensors
+            && other.len > 0
+        {
+            let held = |t: &Tensor<3>| t.clone().narrow(1, 0, other.len);
+            self.append(held(keys), held(values));
+        }
     }
 }

@@ -112,9 +112,7 @@ impl Block for GemmaBlock {
         cache: &mut LayerKv,
     ) -> Result<Tensor<2>, ModelError> {
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self
-            .attention
-            .forward(normed, layer.rope, layer.at, layer.mask, cache)?;
+        let attended = self.attention.forward(normed, layer, cache)?;
         let x = x + self.post_attn_norm.forward(attended);
         let fed = self.mlp.forward(self.pre_ffn_norm.forward(x.clone()))?;
         Ok(x + self.post_ffn_norm.forward(fed))

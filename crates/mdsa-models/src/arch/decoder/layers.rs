@@ -12,13 +12,14 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, Matrix, Packed};
+use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec};
 use mdsa_engine::ModelError;
 
+use super::attend::{AttendSpec, attend};
 use super::cache::LayerKv;
 use super::config::DecoderConfig;
 use super::loader::{Loader, Part};
-use super::rope::{Rope, RopeAt};
+use super::stack::LayerPass;
 
 /// The token embedding table, dense on the device or packed on the host (rows
 /// are dequantized on lookup).
@@ -262,13 +263,13 @@ impl Attention {
 
     /// Attends from the `[n, hidden]` (normed) new positions to everything in
     /// `cache` and to themselves, appending their keys and values to `cache`.
-    /// `mask` is [`attention_mask`]'s for this layer's kind.
+    /// On the host the kernel of [`super::attend`] reads the cache in place;
+    /// on a device, burn's ops run with `layer.mask` ([`attention_mask`]'s for
+    /// this layer's kind).
     pub(crate) fn forward(
         &self,
         x: Tensor<2>,
-        rope: &Rope,
-        at: &RopeAt,
-        mask: Option<Tensor<2>>,
+        layer: LayerPass<'_>,
         cache: &mut LayerKv,
     ) -> Result<Tensor<2>, ModelError> {
         let [n, _] = x.dims();
@@ -282,25 +283,44 @@ impl Attention {
             q = q_norm.forward3(q);
             k = k_norm.forward3(k);
         }
-        let q = rope.apply(q, at);
-        let k = rope.apply(k, at);
+        let q = layer.rope.apply(q, layer.at);
+        let k = layer.rope.apply(k, layer.at);
         let v = split(self.v.forward(x)?, kv_heads);
-        let (k, v) = cache.append(k, v);
-        // Grouped-query attention without copying K/V: the `group` query heads
-        // that share one KV head are stacked along the query axis.
-        let q = q.reshape([kv_heads, group * n, hd]);
-        let mut scores = q.matmul(k.swap_dims(1, 2)) * self.scale;
-        if let Some(cap) = self.softcap {
-            scores = (scores / cap).tanh() * cap;
-        }
-        if let Some(mask) = mask {
-            scores = scores + mask.unsqueeze::<3>();
-        }
-        let context = softmax(scores, 2)
-            .matmul(v) // [kv, group * n, hd]
-            .reshape([heads, n, hd])
-            .swap_dims(0, 1)
-            .reshape([n, heads * hd]);
+        let context = match cache {
+            LayerKv::Host(kv) => {
+                let device = q.device();
+                kv.write(&tensor_to_vec(k)?, &tensor_to_vec(v)?, n);
+                let spec = AttendSpec {
+                    heads,
+                    kv_heads,
+                    head_dim: hd,
+                    scale: self.scale as f32,
+                    softcap: self.softcap.map(|c| c as f32),
+                    window: layer.window,
+                };
+                let context = attend(&tensor_to_vec(q)?, n, kv, &spec);
+                Tensor::from_data(TensorData::new(context, [n, heads * hd]), &device)
+            }
+            LayerKv::Device(kv) => {
+                let (k, v) = kv.append(k, v);
+                // Grouped-query attention without copying K/V: the `group`
+                // query heads that share one KV head are stacked along the
+                // query axis.
+                let q = q.reshape([kv_heads, group * n, hd]);
+                let mut scores = q.matmul(k.swap_dims(1, 2)) * self.scale;
+                if let Some(cap) = self.softcap {
+                    scores = (scores / cap).tanh() * cap;
+                }
+                if let Some(mask) = layer.mask {
+                    scores = scores + mask.unsqueeze::<3>();
+                }
+                softmax(scores, 2)
+                    .matmul(v) // [kv, group * n, hd]
+                    .reshape([heads, n, hd])
+                    .swap_dims(0, 1)
+                    .reshape([n, heads * hd])
+            }
+        };
         self.o.forward(context)
     }
 

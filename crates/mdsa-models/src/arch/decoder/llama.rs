@@ -139,9 +139,7 @@ impl Block for LlamaBlock {
         cache: &mut LayerKv,
     ) -> Result<Tensor<2>, ModelError> {
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self
-            .attention
-            .forward(normed, layer.rope, layer.at, layer.mask, cache)?;
+        let attended = self.attention.forward(normed, layer, cache)?;
         let x = x + attended;
         Ok(x.clone() + self.mlp.forward(self.ffn_norm.forward(x))?)
     }

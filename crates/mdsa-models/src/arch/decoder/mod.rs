@@ -10,7 +10,8 @@
 //! - `rope`: rotary position embeddings and every [`RopeScaling`].
 //! - `stack`: what all families share around their blocks (embedding, RoPE,
 //!   masks, final norm, output head) and the `Block` trait.
-//! - `cache`: the [`KvCache`].
+//! - `cache`: the [`KvCache`], allocated once per sequence and written in place.
+//! - `attend`: attention on the host, reading the cache's buffers directly.
 //! - `loader`: tensor names in GGUF and safetensors, and how a stored tensor
 //!   becomes a weight in the requested format.
 //! - `llama`: the llama family (llama, mistral, qwen2, qwen3, phi3).
@@ -24,6 +25,7 @@
 //! GGUF blocks kept as stored and multiplied by the quantized kernels in
 //! [`crate::quant`] (CPU), which read a quarter of the bytes per token.
 
+mod attend;
 mod cache;
 mod config;
 mod families;
@@ -60,9 +62,13 @@ pub trait Decoder: Send + Sync + Debug {
     /// `cache` and returns the logits of the last one (`vocab_size` values).
     fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError>;
 
-    /// An empty cache for one sequence.
+    /// An empty cache for one sequence of up to `capacity` positions (its
+    /// buffers are allocated once, here).
+    fn new_cache_with_capacity(&self, capacity: usize) -> KvCache;
+
+    /// An empty cache for one sequence of the model's whole context.
     fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config().num_layers)
+        self.new_cache_with_capacity(self.config().context_length)
     }
 
     /// Bytes one cached position takes in the KV cache.

@@ -46,8 +46,11 @@ pub(crate) struct LayerPass<'a> {
     pub(crate) rope: &'a Rope,
     /// Its table rows for the positions of the pass.
     pub(crate) at: &'a RopeAt,
-    /// Its attention mask (`None`: nothing hidden).
+    /// Its attention mask for burn's attention on a device (`None`: nothing
+    /// hidden, or attention runs on the host).
     pub(crate) mask: Option<Tensor<2>>,
+    /// Its sliding window, for the host kernel.
+    pub(crate) window: Option<usize>,
 }
 
 /// How a family's embedding, norms and RoPE are stored.
@@ -170,6 +173,10 @@ impl<B: Block> Decoder for Stack<B> {
         &self.config
     }
 
+    fn new_cache_with_capacity(&self, capacity: usize) -> KvCache {
+        KvCache::new(&self.config, capacity, &self.device)
+    }
+
     fn resident_bytes(&self) -> usize {
         self.resident_bytes
     }
@@ -179,6 +186,12 @@ impl<B: Block> Decoder for Stack<B> {
         let n = tokens.len();
         let past = cache.len();
         check_positions(config, past, n)?;
+        if past + n > cache.capacity() {
+            return Err(ModelError::ContextOverflow {
+                tokens: past + n,
+                context: cache.capacity(),
+            });
+        }
         if self.rope.crosses_switch(past, n) {
             let all = [cache.tokens(), tokens].concat();
             cache.clear();
@@ -188,10 +201,12 @@ impl<B: Block> Decoder for Stack<B> {
         let group = config.num_heads / config.num_kv_heads;
         let at = self.rope.at(past, n);
         let local_at = self.local_rope.as_ref().map(|rope| rope.at(past, n));
-        let full_mask = attention_mask(n, past, group, None, &self.device);
-        let sliding_mask = config
-            .layer_kinds
-            .contains(&AttentionKind::Sliding)
+        // Masks are O(n · positions): only burn's attention on a device needs them.
+        let masks = !cache.on_host();
+        let full_mask = masks
+            .then(|| attention_mask(n, past, group, None, &self.device))
+            .flatten();
+        let sliding_mask = (masks && config.layer_kinds.contains(&AttentionKind::Sliding))
             .then(|| attention_mask(n, past, group, config.sliding_window, &self.device))
             .flatten();
         for ((block, layer_cache), kind) in self
@@ -204,11 +219,17 @@ impl<B: Block> Decoder for Stack<B> {
                 (AttentionKind::Sliding, Some(rope), Some(at)) => (rope, at),
                 _ => (&self.rope, &at),
             };
-            let mask = match kind {
-                AttentionKind::Full => full_mask.clone(),
-                AttentionKind::Sliding => sliding_mask.clone(),
+            let (mask, window) = match kind {
+                AttentionKind::Full => (full_mask.clone(), None),
+                AttentionKind::Sliding => (sliding_mask.clone(), config.sliding_window),
             };
-            x = block.forward(x, LayerPass { rope, at, mask }, layer_cache)?;
+            let pass = LayerPass {
+                rope,
+                at,
+                mask,
+                window,
+            };
+            x = block.forward(x, pass, layer_cache)?;
         }
         cache.advance(tokens);
         let last = x.narrow(0, n - 1, 1);

@@ -8,6 +8,7 @@ workload whose packages are not importable exits with status 3 (not installed).
 
     python3 scripts/reference/bench.py encoder        # sentence-transformers + transformers (MiniLM)
     python3 scripts/reference/bench.py llamacpp       # llama-cpp-python (SmolLM2 Q4_1 GGUF)
+    python3 scripts/reference/bench.py llamacpp-long N  # the same, prefill of N tokens and decode after
     python3 scripts/reference/bench.py transformers   # transformers (the same GGUF, dequantized to f32)
 
 Install the references with scripts/reference/install.sh (a throwaway venv).
@@ -150,6 +151,42 @@ def llamacpp():
     }
 
 
+LONG_TEXT = (
+    "The history of banking begins with the first prototype banks, which were "
+    "merchants of the ancient world who made grain loans to farmers and traders. "
+)
+
+
+def llamacpp_long():
+    """Prefill of a long prompt and decode after it: the same text and token
+    count as `cargo run --release -p mdsa-models --example long_context N`."""
+    (llama_cpp,) = need("llama_cpp")
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 4000
+    path = default_gguf()
+    threads = os.cpu_count()
+    llm = llama_cpp.Llama(model_path=path, n_ctx=n + 128, n_threads=threads, verbose=False)
+    unit = llm.tokenize(LONG_TEXT.encode(), add_bos=False, special=False)
+    tokens = (unit * (n // len(unit) + 1))[:n]
+    prefill, decode = [], []
+    for _ in range(3):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(tokens)
+        t1 = time.perf_counter()
+        for i in range(64):
+            llm.eval([tokens[5 + i % 10]])
+        t2 = time.perf_counter()
+        prefill.append(n / (t1 - t0))
+        decode.append(64 / (t2 - t1))
+    return {
+        "engine": "llama.cpp (llama-cpp-python " + llama_cpp.__version__ + ")",
+        "threads": threads,
+        "prompt_tokens": n,
+        "long_prefill_tok_s": statistics.median(prefill),
+        "long_decode_tok_s": statistics.median(decode),
+    }
+
+
 def transformers_decoder():
     torch, transformers = need("torch", "transformers")
     need("gguf", "accelerate")
@@ -189,7 +226,12 @@ def transformers_decoder():
     }
 
 
-WORKLOADS = {"encoder": encoder, "llamacpp": llamacpp, "transformers": transformers_decoder}
+WORKLOADS = {
+    "encoder": encoder,
+    "llamacpp": llamacpp,
+    "llamacpp-long": llamacpp_long,
+    "transformers": transformers_decoder,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in WORKLOADS:

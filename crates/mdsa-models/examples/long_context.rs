@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Prints one `mdsa-bench` JSON line per figure (as the criterion benches
-//! do); `scripts/reference/bench.py llamacpp --long TOKENS` measures llama.cpp
+//! do); `scripts/reference/bench.py llamacpp-long TOKENS` measures llama.cpp
 //! on the same file and prompt length. Needs `cargo xtask fetch-models`.
 
 #![allow(clippy::print_stdout)]
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ordinary prose, repeated to length: what a long chat prompt costs.
     let text = "The history of banking begins with the first prototype banks, which were \
                 merchants of the ancient world who made grain loans to farmers and traders. ";
-    let unit = generator.encode_prompt(text)?;
+    let unit = generator.tokenizer().encode_plain(text)?;
     let ids: Vec<u32> = unit.iter().cycle().take(tokens).copied().collect();
     let decoder = generator.model();
     let mut cache = decoder.new_cache_with_capacity(tokens + DECODE + 1);

@@ -52,6 +52,9 @@ impl ServerConfig {
 pub struct Limits {
     /// Largest request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Largest total of request headers (names, values and their separators),
+    /// in bytes (431 beyond), as front proxies limit them.
+    pub max_header_bytes: usize,
     /// Cap on `max_tokens`: larger requests are lowered to it.
     pub max_tokens: usize,
     /// Requests that run models at the same time (routing, embedding,
@@ -68,6 +71,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
             max_tokens: 2048,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_queue: 64,

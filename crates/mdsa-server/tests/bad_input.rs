@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{
-    TestServer, build_mdsa, chat, get, log_records, post_json, post_raw, stats, wait_for,
+    TestServer, build_mdsa, chat, get, log_records, post_json, post_raw, send, stats, wait_for,
 };
 use mdsa::SystemConfig;
 use mdsa::domains::{DomainConfig, DomainRegistry};
@@ -208,6 +208,29 @@ fn prompts_the_model_cannot_take_get_clear_errors() {
     let reply = post_json(&url, &chat("finance", &huge, 8));
     assert_eq!(reply.status, 413, "{}", reply.body);
     assert_eq!(reply.error_code(), "body_too_large");
+    // Headers over 16 KB in all are refused before the body is read, as
+    // front proxies do; a few KB are fine.
+    // (Raw, since HTTP clients refuse to send such headers themselves.)
+    let body = chat("finance", "What is a bond?", 4).to_string();
+    let mut socket = TcpStream::connect(server.addr).expect("connect");
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: mdsa\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\ncookie: session={}\r\nconnection: close\r\n\r\n{body}",
+        body.len(),
+        "c".repeat(200 << 10)
+    );
+    socket.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut socket, &mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(answer.contains("headers_too_large"), "{answer}");
+    assert!(
+        answer.contains("16384") && answer.contains("cookie"),
+        "{answer}"
+    );
+    let cookie = format!("session={}", "c".repeat(4 << 10));
+    let reply = send("POST", &url, &[("cookie", &cookie)], Some(&body));
+    assert_eq!(reply.status, 200, "{}", reply.body);
     // Control characters and NUL are text like any other.
     let reply = post_json(
         &url,

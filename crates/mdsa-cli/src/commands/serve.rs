@@ -34,6 +34,9 @@ pub(crate) struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Largest total of request headers in bytes (431 beyond).
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
     /// Do not reload the domains file when it changes on disk.
     #[arg(long)]
     no_watch: bool,
@@ -58,6 +61,7 @@ pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
         max_queue: args.max_queue,
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_bytes,
+        max_header_bytes: args.max_header_bytes,
         queue_timeout: Duration::try_from_secs_f64(args.queue_timeout)
             .context("--queue-timeout: expected seconds >= 0")?,
         ..Limits::default()

@@ -45,7 +45,37 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(state.clone(), limit_headers))
         .with_state(state)
+}
+
+/// Refuses requests whose headers total more than `max_header_bytes` (431),
+/// before any route runs, naming the largest header.
+async fn limit_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let limit = state.limits().max_header_bytes;
+    // As on the wire: `name: value` and CRLF.
+    let size = |(name, value): (&axum::http::HeaderName, &axum::http::HeaderValue)| {
+        name.as_str().len() + value.len() + 4
+    };
+    let total: usize = request.headers().iter().map(size).sum();
+    if total <= limit {
+        return next.run(request).await;
+    }
+    let largest = request
+        .headers()
+        .iter()
+        .max_by_key(|&header| size(header))
+        .map(|(name, value)| format!("; the largest is {name} ({} bytes)", value.len()))
+        .unwrap_or_default();
+    axum::response::IntoResponse::into_response(ApiError::new(
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+        format!("the request headers take {total} bytes, over the limit of {limit}{largest}"),
+    ))
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -1,10 +1,15 @@
 //! Attention on the host, reading the KV cache's buffers in place: for each KV
 //! head, the query heads that share it are stacked into one block of rows and
-//! processed in tiles of [`TILE_ROWS`]; a tile's scores against the keys it may
-//! see are one matrix product, its softmax runs in place, and its output is a
-//! second product with the values. Memory stays O(tile × positions) however
-//! long the prompt, and a decode step (one query row per head) reads each
-//! cached key and value once.
+//! processed in tiles of [`TILE_ROWS`], each tile's keys in chunks of
+//! [`KEY_CHUNK`]. A piece's scores are one matrix product, its softmax weights
+//! are computed in place relative to its own largest score, and its output is
+//! a second product with the values; the pieces of a tile are then rescaled
+//! to a common maximum and summed (as flash attention does). Memory stays
+//! O(tile × chunk) however long the prompt, every core gets a share of a
+//! decode step over a long cache, and each cached key and value is read once
+//! per step.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -15,6 +20,11 @@ use super::cache::HostKv;
 /// Query rows per tile: enough for the matrix products to run at speed, few
 /// enough that a tile's scores stay in cache for long prompts.
 const TILE_ROWS: usize = 64;
+
+/// Keys per piece of work: a decode step (one tile of a few rows per KV
+/// head) is split along the keys too, so that every core has a share of a
+/// long cache to read (flash-decoding).
+const KEY_CHUNK: usize = 512;
 
 /// What one layer's attention needs besides its inputs.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +44,23 @@ pub(crate) struct AttendSpec {
     pub(crate) window: Option<usize>,
 }
 
+/// One piece of work: rows `rows` of KV head `head`'s block against keys
+/// `keys`.
+#[derive(Debug, Clone)]
+struct Piece {
+    head: usize,
+    rows: Range<usize>,
+    keys: Range<usize>,
+}
+
+/// A piece's result, unnormalized: per row the largest score, the sum of
+/// `exp(score - largest)`, and those weights times the values.
+struct Partial {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    out: Vec<f32>,
+}
+
 /// Attends from `n` new positions, whose `[heads, n, head_dim]` queries are
 /// `q`, to everything in `cache` (which already holds their keys and values as
 /// its last `n` positions). Returns the `[n, heads · head_dim]` context.
@@ -45,58 +72,100 @@ pub(crate) fn attend(q: &[f32], n: usize, cache: &HostKv, spec: &AttendSpec) -> 
         ..
     } = *spec;
     let group = heads / kv_heads;
-    let past = cache.len() - n;
-    // The group's query heads are consecutive in `q`: one block of
-    // `group · n` rows per KV head.
     let rows = group * n;
-    let tiles: Vec<(usize, usize)> = (0..kv_heads)
-        .flat_map(|h| (0..rows).step_by(TILE_ROWS).map(move |r| (h, r)))
-        .collect();
-    let outputs: Vec<Vec<f32>> = tiles
+    let geometry = Geometry {
+        n,
+        past: cache.len() - n,
+        window: spec.window,
+    };
+    // The group's query heads are consecutive in `q`: one block of
+    // `group · n` rows per KV head, cut into tiles, each tile's keys into chunks.
+    let mut pieces = Vec::new();
+    for head in 0..kv_heads {
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let tile = r0..(r0 + TILE_ROWS).min(rows);
+            let seen = geometry.keys_of(tile.clone());
+            for k0 in seen.clone().step_by(KEY_CHUNK) {
+                pieces.push(Piece {
+                    head,
+                    rows: tile.clone(),
+                    keys: k0..(k0 + KEY_CHUNK).min(seen.end),
+                });
+            }
+        }
+    }
+    let partials: Vec<Partial> = pieces
         .par_iter()
-        .map(|&(h, r0)| {
-            let r1 = (r0 + TILE_ROWS).min(rows);
-            let block = &q[h * rows * hd..(h + 1) * rows * hd];
-            tile(block, r0..r1, n, past, cache, h, spec)
+        .map(|piece| {
+            let block = &q[piece.head * rows * hd..(piece.head + 1) * rows * hd];
+            attend_piece(block, piece, &geometry, cache, spec)
         })
         .collect();
+
     let mut context = vec![0.0f32; n * heads * hd];
-    for (&(h, r0), out) in tiles.iter().zip(&outputs) {
-        for (offset, row) in out.chunks_exact(hd).enumerate() {
-            let r = r0 + offset;
+    let mut at = 0;
+    while at < pieces.len() {
+        // The pieces of one tile are consecutive.
+        let tile = &pieces[at];
+        let count = pieces[at..]
+            .iter()
+            .take_while(|p| p.head == tile.head && p.rows == tile.rows)
+            .count();
+        let parts = &partials[at..at + count];
+        for (offset, r) in tile.rows.clone().enumerate() {
             let (g, i) = (r / n, r % n);
-            let head = h * group + g;
-            let at = (i * heads + head) * hd;
-            context[at..at + hd].copy_from_slice(row);
+            let out = &mut context[(i * heads + tile.head * group + g) * hd..][..hd];
+            combine(parts, offset, hd, out);
         }
+        at += count;
     }
     context
 }
 
-/// The `[r1 - r0, head_dim]` output of rows `r0..r1` of KV head `h`'s block.
-fn tile(
-    block: &[f32],
-    rows: std::ops::Range<usize>,
+/// Where the rows of a pass look: row `r` of a block is position
+/// `past + r % n` and sees `first(position)..=position`.
+struct Geometry {
     n: usize,
     past: usize,
-    cache: &HostKv,
-    h: usize,
-    spec: &AttendSpec,
-) -> Vec<f32> {
-    let hd = spec.head_dim;
-    let t = rows.len();
-    // Row r is position `past + r % n`; it sees `first(pos)..=pos`.
-    let position = |r: usize| past + r % n;
-    let first = |pos: usize| spec.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let (mut lo, mut hi) = (usize::MAX, 0);
-    for r in rows.clone() {
-        lo = lo.min(first(position(r)));
-        hi = hi.max(position(r) + 1);
+    window: Option<usize>,
+}
+
+impl Geometry {
+    fn position(&self, row: usize) -> usize {
+        self.past + row % self.n
     }
+
+    /// The keys row `row` sees.
+    fn seen_by(&self, row: usize) -> Range<usize> {
+        let position = self.position(row);
+        let first = self.window.map_or(0, |w| (position + 1).saturating_sub(w));
+        first..position + 1
+    }
+
+    /// The keys any row of `rows` sees.
+    fn keys_of(&self, rows: Range<usize>) -> Range<usize> {
+        rows.map(|r| self.seen_by(r))
+            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+            .unwrap_or(0..0)
+    }
+}
+
+/// One piece: scores of its rows against its keys, their softmax weights
+/// relative to each row's largest score here, and the weighted values.
+fn attend_piece(
+    block: &[f32],
+    piece: &Piece,
+    geometry: &Geometry,
+    cache: &HostKv,
+    spec: &AttendSpec,
+) -> Partial {
+    let hd = spec.head_dim;
+    let t = piece.rows.len();
+    let Range { start: lo, end: hi } = piece.keys;
     let span = hi - lo;
-    let keys = &cache.keys(h)[lo * hd..hi * hd];
-    let values = &cache.values(h)[lo * hd..hi * hd];
-    let queries = &block[rows.start * hd..rows.end * hd];
+    let keys = &cache.keys(piece.head)[lo * hd..hi * hd];
+    let values = &cache.values(piece.head)[lo * hd..hi * hd];
+    let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
 
     let mut scores = vec![0.0f32; t * span];
     matmul(
@@ -105,10 +174,22 @@ fn tile(
         MatRef::rows(queries, t, hd, hd),
         MatRef::rows(keys, span, hd, hd).t(),
     );
-    for (row, r) in scores.chunks_exact_mut(span).zip(rows) {
-        let pos = position(r);
-        let seen = first(pos) - lo..pos + 1 - lo;
-        softmax_in_place(&mut row[seen.clone()], spec.scale, spec.softcap);
+    let mut max = vec![f32::NEG_INFINITY; t];
+    let mut sum = vec![0.0f32; t];
+    for (offset, (row, r)) in scores
+        .chunks_exact_mut(span)
+        .zip(piece.rows.clone())
+        .enumerate()
+    {
+        let seen = geometry.seen_by(r);
+        let (from, to) = (seen.start.max(lo), seen.end.min(hi));
+        if from >= to {
+            row.fill(0.0);
+            continue;
+        }
+        let seen = from - lo..to - lo;
+        let (largest, total) = weights_in_place(&mut row[seen.clone()], spec.scale, spec.softcap);
+        (max[offset], sum[offset]) = (largest, total);
         row[..seen.start].fill(0.0);
         row[seen.end..].fill(0.0);
     }
@@ -119,13 +200,38 @@ fn tile(
         MatRef::rows(&scores, t, span, span),
         MatRef::rows(values, span, hd, hd),
     );
-    out
+    Partial { max, sum, out }
 }
 
-/// `softmax(scale · s)` (soft-capped first when asked), in place. The loops
-/// carry no dependence from one element to the next (the reductions keep
-/// eight partial results), so the compiler vectorizes them.
-fn softmax_in_place(row: &mut [f32], scale: f32, softcap: Option<f32>) {
+/// Row `offset`'s output from the partial results of its tile's pieces: each
+/// rescaled to the row's overall largest score, summed and normalized.
+fn combine(parts: &[Partial], offset: usize, hd: usize, out: &mut [f32]) {
+    let largest = parts
+        .iter()
+        .map(|p| p.max[offset])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0f32;
+    for part in parts {
+        if part.max[offset] == f32::NEG_INFINITY {
+            continue;
+        }
+        let weight = exp(part.max[offset] - largest);
+        total += weight * part.sum[offset];
+        let row = &part.out[offset * hd..(offset + 1) * hd];
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += weight * v;
+        }
+    }
+    let inv = total.recip();
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// Turns scores into softmax weights relative to their largest, in place:
+/// `exp(scale · s - largest)` (soft-capped first when asked); returns the
+/// largest scaled score and the weights' sum. The loops carry no dependence
+/// from one element to the next (the reductions keep eight partial results),
+/// so the compiler vectorizes them.
+fn weights_in_place(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
     match softcap {
         Some(cap) => row
             .iter_mut()
@@ -134,8 +240,7 @@ fn softmax_in_place(row: &mut [f32], scale: f32, softcap: Option<f32>) {
     }
     let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
     row.iter_mut().for_each(|s| *s = exp(*s - max));
-    let inv = lanes(row, 0.0, |a, b| a + b).recip();
-    row.iter_mut().for_each(|s| *s *= inv);
+    (max, lanes(row, 0.0, |a, b| a + b))
 }
 
 /// Folds `values` with `op` in eight independent lanes, then folds the lanes.
@@ -177,7 +282,106 @@ fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::super::cache::Shape;
     use super::*;
+
+    /// Attention by its definition, one query row at a time, in f64.
+    fn naive(
+        q: &[f32],
+        n: usize,
+        keys: &[Vec<f32>],
+        values: &[Vec<f32>],
+        spec: &AttendSpec,
+    ) -> Vec<f32> {
+        let (heads, hd) = (spec.heads, spec.head_dim);
+        let group = heads / spec.kv_heads;
+        let total = keys[0].len() / hd;
+        let past = total - n;
+        let mut out = vec![0.0f32; n * heads * hd];
+        for head in 0..heads {
+            let kv = head / group;
+            for i in 0..n {
+                let position = past + i;
+                let first = spec.window.map_or(0, |w| (position + 1).saturating_sub(w));
+                let query = &q[(head * n + i) * hd..][..hd];
+                let scores: Vec<f64> = (first..=position)
+                    .map(|j| {
+                        let key = &keys[kv][j * hd..][..hd];
+                        let dot: f64 = query.iter().zip(key).map(|(a, b)| f64::from(a * b)).sum();
+                        let s = dot * f64::from(spec.scale);
+                        spec.softcap
+                            .map_or(s, |c| f64::from(c) * (s / f64::from(c)).tanh())
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for (w, j) in weights.iter().zip(first..=position) {
+                    for d in 0..hd {
+                        out[(i * heads + head) * hd + d] +=
+                            (w / total * f64::from(values[kv][j * hd + d])) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tiles_and_key_chunks_agree_with_the_definition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        // Three tiles of rows and two chunks of keys; with and without a
+        // window and a soft cap; a decode step (n = 1) and a prefill after a
+        // cached past.
+        for (n, past, window, softcap) in [
+            (70, 600, None, None),
+            (70, 600, Some(300), Some(30.0)),
+            (1, 1100, None, None),
+            (1, 1100, Some(200), None),
+        ] {
+            let spec = AttendSpec {
+                heads: 4,
+                kv_heads: 2,
+                head_dim: 16,
+                scale: 0.25,
+                softcap,
+                window,
+            };
+            let hd = spec.head_dim;
+            let total = past + n;
+            let mut random = |len: usize| -> Vec<f32> {
+                (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+            };
+            let keys: Vec<Vec<f32>> = (0..spec.kv_heads).map(|_| random(total * hd)).collect();
+            let values: Vec<Vec<f32>> = (0..spec.kv_heads).map(|_| random(total * hd)).collect();
+            let q = random(spec.heads * n * hd);
+            let mut cache = HostKv::new(Shape {
+                kv_heads: spec.kv_heads,
+                capacity: total + 5,
+                head_dim: hd,
+            });
+            // The past, then the new positions, as a forward pass writes them.
+            for range in [0..past, past..total] {
+                let part = |all: &[Vec<f32>]| -> Vec<f32> {
+                    all.iter()
+                        .flat_map(|head| head[range.start * hd..range.end * hd].to_vec())
+                        .collect()
+                };
+                cache.write(&part(&keys), &part(&values), range.len());
+            }
+            let got = attend(&q, n, &cache, &spec);
+            let want = naive(&q, n, &keys, &values, &spec);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "n {n}, window {window:?}: max error {worst}");
+        }
+    }
 
     #[test]
     fn exp_agrees_with_libm_over_the_softmax_range() {

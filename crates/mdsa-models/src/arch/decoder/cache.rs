@@ -184,7 +184,7 @@ pub(crate) struct HostKv {
 }
 
 impl HostKv {
-    fn new(shape: Shape) -> Self {
+    pub(crate) fn new(shape: Shape) -> Self {
         // Zeroed allocations come from untouched pages: nothing is resident
         // until a position is written.
         Self {

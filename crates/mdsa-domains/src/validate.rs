@@ -216,6 +216,7 @@ mod tests {
             usage: Usage {
                 prompt_tokens: 10,
                 completion_tokens: 50,
+                ..Usage::default()
             },
             timings: Timings::default(),
         }

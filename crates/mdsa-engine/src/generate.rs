@@ -68,6 +68,10 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Prompt tokens whose keys and values came from a cached prefix instead
+    /// of being run (OpenAI's `prompt_tokens_details.cached_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: usize,
 }
 
 /// Where the time of one generation went.
@@ -208,4 +212,9 @@ pub trait TextGenerator: Send + Sync {
 
     /// Longest prompt plus answer, in tokens.
     fn context_length(&self) -> usize;
+
+    /// Drops whatever the generator keeps from earlier prompts (cached prompt
+    /// prefixes); called when the domains, and so their prompts, change. The
+    /// default keeps nothing.
+    fn forget_prefixes(&self) {}
 }

@@ -35,6 +35,7 @@
 //! | `mdsa_error_rate` | gauge | |
 //! | `mdsa_uptime_seconds` | gauge | |
 //! | `mdsa_model_loads_total`, `mdsa_model_hits_total`, `mdsa_model_misses_total`, `mdsa_model_evictions_total`, `mdsa_model_unloads_total`, `mdsa_model_load_failures_total` | counter | `model` |
+//! | `mdsa_model_prefix_hits_total`, `mdsa_model_prefix_misses_total`, `mdsa_model_cached_prompt_tokens_total` | counter | `model` |
 //! | `mdsa_model_load_duration_seconds` | histogram (5 ms … 120 s) | `model` |
 //! | `mdsa_model_resident_bytes` | gauge | `model`, `device` |
 //! | `mdsa_device_resident_bytes` | gauge | `device` |

@@ -26,6 +26,9 @@ struct ModelStats {
     evictions: AtomicU64,
     unloads: AtomicU64,
     failures: AtomicU64,
+    prefix_hits: AtomicU64,
+    prefix_misses: AtomicU64,
+    cached_prompt_tokens: AtomicU64,
     load_duration: Buckets,
     resident_bytes: AtomicU64,
     device: Mutex<String>,
@@ -60,6 +63,15 @@ pub struct ModelResidency {
     pub unloads: u64,
     /// Failed loads.
     pub failures: u64,
+    /// Prompts that started with a prefix the generator kept.
+    #[serde(default)]
+    pub prefix_hits: u64,
+    /// Prompts that did not.
+    #[serde(default)]
+    pub prefix_misses: u64,
+    /// Prompt tokens taken from kept prefixes instead of being run.
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
     /// Total seconds spent loading.
     pub load_seconds: f64,
     /// Bytes resident now (0 when not loaded).
@@ -117,6 +129,20 @@ impl ModelMetrics {
         self.entry(model).failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A generation's prompt: `cached` of its tokens came from a kept prefix
+    /// (a hit when any did).
+    pub fn record_prompt(&self, model: &str, cached: usize) {
+        let stats = self.entry(model);
+        if cached > 0 {
+            stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .cached_prompt_tokens
+                .fetch_add(cached as u64, Ordering::Relaxed);
+        } else {
+            stats.prefix_misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// An eviction; the model holds no bytes any more.
     pub fn record_eviction(&self, model: &str) {
         let stats = self.entry(model);
@@ -148,6 +174,9 @@ impl ModelMetrics {
                         evictions: read(&s.evictions),
                         unloads: read(&s.unloads),
                         failures: read(&s.failures),
+                        prefix_hits: read(&s.prefix_hits),
+                        prefix_misses: read(&s.prefix_misses),
+                        cached_prompt_tokens: read(&s.cached_prompt_tokens),
                         load_seconds: load_duration.sum_secs,
                         resident_bytes: read(&s.resident_bytes),
                         device: s
@@ -193,7 +222,14 @@ mod tests {
         m.record_hit("a");
         m.record_miss("a");
         m.record_eviction("b");
+        m.record_prompt("a", 0);
+        m.record_prompt("a", 120);
         let s = m.snapshot();
+        let a = &s.per_model["a"];
+        assert_eq!(
+            (a.prefix_hits, a.prefix_misses, a.cached_prompt_tokens),
+            (1, 1, 120)
+        );
         assert_eq!(s.per_device["cpu"], 100);
         assert_eq!(s.per_device["gpu:0"], 7);
         assert_eq!(s.per_model["a"].hits, 1);

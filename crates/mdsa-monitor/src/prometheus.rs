@@ -108,7 +108,7 @@ fn encode_models(
     rows: &[ModelRow],
     per_device: &std::collections::BTreeMap<String, u64>,
 ) -> Result<(), std::fmt::Error> {
-    let counters: [(&str, &str, ModelCount); 6] = [
+    let counters: [(&str, &str, ModelCount); 9] = [
         ("model_loads", "Model loads finished.", |m| m.loads),
         (
             "model_hits",
@@ -131,6 +131,21 @@ fn encode_models(
         ("model_load_failures", "Model loads that failed.", |m| {
             m.failures
         }),
+        (
+            "model_prefix_hits",
+            "Prompts that started with a prompt prefix the generator kept.",
+            |m| m.prefix_hits,
+        ),
+        (
+            "model_prefix_misses",
+            "Prompts that started with no kept prefix.",
+            |m| m.prefix_misses,
+        ),
+        (
+            "model_cached_prompt_tokens",
+            "Prompt tokens taken from kept prefixes instead of being run.",
+            |m| m.cached_prompt_tokens,
+        ),
     ];
     for (name, help, value) in counters {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;

@@ -82,6 +82,9 @@ impl Answer {
                 self.usage = Some(Usage {
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens,
+                    cached_prompt_tokens: usage
+                        .prompt_tokens_details
+                        .map_or(0, |d| d.cached_tokens),
                 });
             }
             // `n` is 1, so there is one choice; the usage chunk has none.
@@ -112,6 +115,7 @@ impl Answer {
         let usage = self.usage.unwrap_or_else(|| Usage {
             prompt_tokens: estimate_tokens(prompt_text),
             completion_tokens: estimate_tokens(&self.text),
+            cached_prompt_tokens: 0,
         });
         let finish_reason = if self.cancelled {
             FinishReason::Cancelled
@@ -207,7 +211,8 @@ mod tests {
             output.usage,
             Usage {
                 prompt_tokens: 9,
-                completion_tokens: 2
+                completion_tokens: 2,
+                ..Usage::default()
             }
         );
     }
@@ -226,7 +231,8 @@ mod tests {
             output.usage,
             Usage {
                 prompt_tokens: 1,
-                completion_tokens: 1
+                completion_tokens: 1,
+                ..Usage::default()
             }
         );
     }

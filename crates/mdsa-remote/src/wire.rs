@@ -126,6 +126,16 @@ pub(crate) struct Delta {
 pub(crate) struct WireUsage {
     pub(crate) prompt_tokens: usize,
     pub(crate) completion_tokens: usize,
+    /// Cached prompt tokens, where the server says.
+    #[serde(default)]
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PromptTokensDetails {
+    #[serde(default)]
+    pub(crate) cached_tokens: usize,
 }
 
 /// `GET /models`.

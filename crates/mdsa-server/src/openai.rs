@@ -257,6 +257,15 @@ pub struct UsageBody {
     pub completion_tokens: usize,
     /// Their sum.
     pub total_tokens: usize,
+    /// How the prompt's tokens were processed.
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// `usage.prompt_tokens_details`, as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens taken from a cached prefix instead of being run.
+    pub cached_tokens: usize,
 }
 
 impl From<mdsa::engine::Usage> for UsageBody {
@@ -265,6 +274,9 @@ impl From<mdsa::engine::Usage> for UsageBody {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.prompt_tokens + usage.completion_tokens,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: usage.cached_prompt_tokens,
+            },
         }
     }
 }

@@ -444,7 +444,8 @@ impl Mdsa {
     }
 
     /// Replaces the domains atomically: requests in flight finish on the old
-    /// set; texts already embedded are not embedded again.
+    /// set; texts already embedded are not embedded again; the generators
+    /// drop the prompt prefixes they kept.
     pub fn reload_domains(&self, domains: DomainRegistry) -> Result<(), MdsaError> {
         let current = self.domain_set();
         register_domain_models(&self.inner.manager, &self.inner.config, &domains)?;
@@ -459,6 +460,8 @@ impl Mdsa {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
         }
+        // The domains' prompts may have changed: their kept prefixes go.
+        self.inner.manager.forget_prefixes();
         Ok(())
     }
 

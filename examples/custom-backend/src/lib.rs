@@ -254,6 +254,7 @@ impl CommandGenerator {
             usage: Usage {
                 prompt_tokens: estimate_tokens(fill.prompt),
                 completion_tokens: estimate_tokens(&answer.text),
+                ..Usage::default()
             },
             text: answer.text,
             // The program's tokens are not visible from here.

@@ -12,6 +12,7 @@ use burn::tensor::Device;
 use mdsa_engine::WeightFormat;
 
 use super::detokenize::IncrementalDecoder;
+use super::prefix::{PrefixCache, PrefixStats};
 use super::sampling::Sampler;
 use crate::arch::decoder::{self, Decoder, DecoderConfig};
 use crate::chat::ChatTemplate;
@@ -49,6 +50,8 @@ pub struct DecoderGenerator {
     add_bos: bool,
     context: usize,
     source: String,
+    /// Keys and values of prompt starts shared between requests.
+    prefixes: PrefixCache,
 }
 
 impl DecoderGenerator {
@@ -159,8 +162,12 @@ impl DecoderGenerator {
             .map_or(model.config().context_length, |cap| {
                 cap.clamp(2, model.config().context_length)
             });
+        // Kept prefixes may take as much as one sequence of the whole context
+        // (the local backend counts it in the model's KV reservation).
+        let prefixes = PrefixCache::new(model.kv_bytes_per_token() * context);
         Ok(Self {
             context,
+            prefixes,
             model,
             tokenizer,
             template,
@@ -199,6 +206,11 @@ impl DecoderGenerator {
         }
         ids.extend(text);
         Ok(ids)
+    }
+
+    /// How the prefix cache has done: entries, bytes, hits and misses.
+    pub fn prefix_stats(&self) -> PrefixStats {
+        self.prefixes.stats()
     }
 
     /// Next-token logits after `tokens`, from an empty cache (for parity tests).
@@ -242,6 +254,11 @@ impl TextGenerator for DecoderGenerator {
         let max_tokens = params.max_tokens.min(context - prompt_ids.len());
         let mut sampler = Sampler::new(params.sampling.clone());
         let mut cache = self.model.new_cache_with_capacity(context);
+        // A kept prefix of the prompt is copied in; only the rest runs.
+        let reused = match self.prefixes.lookup(&prompt_ids) {
+            Some(prefix) if cache.copy_from(&prefix) => prefix.len(),
+            _ => 0,
+        };
         let mut history = prompt_ids.clone();
         let mut decoder = IncrementalDecoder::new();
         let mut text = String::new();
@@ -253,8 +270,10 @@ impl TextGenerator for DecoderGenerator {
 
         // The quantized kernels fork onto rayon's workers; running the whole step
         // there saves a cross-thread hand-off per matmul.
-        let mut logits = crate::quant::run_in_pool(|| self.model.forward(&prompt_ids, &mut cache))?;
+        let mut logits =
+            crate::quant::run_in_pool(|| self.model.forward(&prompt_ids[reused..], &mut cache))?;
         timings.prefill = started.elapsed();
+        self.prefixes.learn(&prompt_ids, &cache, reused);
         let mut decode_started = None;
         while generated.len() < max_tokens {
             let token = sampler.sample(&mut logits, &history);
@@ -311,6 +330,7 @@ impl TextGenerator for DecoderGenerator {
             usage: Usage {
                 prompt_tokens: prompt_ids.len(),
                 completion_tokens: generated.len(),
+                cached_prompt_tokens: reused,
             },
             token_ids: generated,
             timings,
@@ -331,6 +351,10 @@ impl TextGenerator for DecoderGenerator {
 
     fn context_length(&self) -> usize {
         self.context
+    }
+
+    fn forget_prefixes(&self) {
+        self.prefixes.clear();
     }
 }
 

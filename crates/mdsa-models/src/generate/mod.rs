@@ -4,8 +4,10 @@
 
 pub mod detokenize;
 pub mod engine;
+pub mod prefix;
 pub mod sampling;
 
 pub use detokenize::IncrementalDecoder;
 pub use engine::{DecoderGenerator, DecoderOptions};
+pub use prefix::PrefixStats;
 pub use sampling::{Sampler, argmax};

@@ -135,7 +135,8 @@ impl LocalBackend {
     }
 
     /// Reserves KV cache for `n` concurrent sequences of a generator's full
-    /// context (`max_context`, else the model's own).
+    /// context (`max_context`, else the model's own), plus one sequence's
+    /// worth for the prompt prefixes it keeps.
     pub fn with_kv_sequences(mut self, n: usize) -> Self {
         self.kv_sequences = n;
         self
@@ -230,9 +231,11 @@ impl ModelBackend for LocalBackend {
                     max_context: spec.max_context,
                 };
                 let generator = DecoderGenerator::load(&model, &self.resolve, &options)?;
+                // The sequences' caches, and as much again as one of them
+                // for the prompt prefixes the generator keeps.
                 let kv = generator.model().kv_bytes_per_token()
                     * generator.context_length()
-                    * self.kv_sequences;
+                    * (self.kv_sequences + 1);
                 Ok(LoadedModel {
                     weight_bytes: generator.model().resident_bytes() as u64,
                     kv_bytes: kv as u64,

@@ -387,6 +387,27 @@ impl ModelManager {
         matches!(self.shared.lock().slots.get(id), Some(Slot::Resident(_)))
     }
 
+    /// Tells every resident generator to drop what it keeps from earlier
+    /// prompts (its cached prompt prefixes): the prompts changed, say, with
+    /// the domains. Counts as no use of the models.
+    pub fn forget_prefixes(&self) {
+        let resident: Vec<Arc<Resident>> = self
+            .shared
+            .lock()
+            .slots
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Resident(r) => Some(Arc::clone(r)),
+                Slot::Loading { .. } => None,
+            })
+            .collect();
+        for model in resident {
+            if let mdsa_engine::LoadedEngine::Generator(generator) = &model.engine {
+                generator.forget_prefixes();
+            }
+        }
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> ManagerStats {
         self.shared.events.stats()

@@ -296,6 +296,12 @@ impl Mdsa {
         let usage = execution.output.usage;
         record.tokens_in = usage.prompt_tokens as u32;
         record.tokens_out = usage.completion_tokens as u32;
+        if let Some(model) = &response.model {
+            self.inner
+                .metrics
+                .model_metrics()
+                .record_prompt(model, usage.cached_prompt_tokens);
+        }
         response.usage = usage;
         if cancelled {
             response.outcome = Outcome::Cancelled;

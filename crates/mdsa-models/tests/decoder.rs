@@ -409,7 +409,11 @@ fn a_kept_prompt_prefix_gives_the_same_tokens_as_running_it() {
     // The third prompt shares a longer start with the first ("What is a"):
     // kept too.
     let stats = model.prefix_stats();
-    assert_eq!((stats.entries, stats.hits, stats.misses), (2, 1, 2), "{stats:?}");
+    assert_eq!(
+        (stats.entries, stats.hits, stats.misses),
+        (2, 1, 2),
+        "{stats:?}"
+    );
     assert!(stats.bytes > 2 * cached * model.model().kv_bytes_per_token());
 
     // Forgotten (as on a domain reload), the same prompt runs whole and

@@ -50,7 +50,10 @@ fn a_domain_prompt_is_run_once_then_reused_and_a_reload_forgets_it() {
     };
     // The first two share the domain's prompt; it is kept after the second.
     assert_eq!(ask("What is an index fund?").usage.cached_prompt_tokens, 0);
-    assert_eq!(ask("How do I close my account?").usage.cached_prompt_tokens, 0);
+    assert_eq!(
+        ask("How do I close my account?").usage.cached_prompt_tokens,
+        0
+    );
     let hit = ask("Why was my card declined?");
     assert!(hit.usage.cached_prompt_tokens > 20, "{:?}", hit.usage);
     let model = hit.model.clone().unwrap();

@@ -11,6 +11,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use mdsa_engine::WeightFormat;
 
+use super::caches::CachePool;
 use super::detokenize::IncrementalDecoder;
 use super::prefix::{PrefixCache, PrefixStats};
 use super::sampling::Sampler;
@@ -52,6 +53,8 @@ pub struct DecoderGenerator {
     source: String,
     /// Keys and values of prompt starts shared between requests.
     prefixes: PrefixCache,
+    /// Idle KV caches, reused by later requests.
+    caches: CachePool,
 }
 
 impl DecoderGenerator {
@@ -166,6 +169,7 @@ impl DecoderGenerator {
         // (the local backend counts it in the model's KV reservation).
         let prefixes = PrefixCache::new(model.kv_bytes_per_token() * context);
         Ok(Self {
+            caches: CachePool::new(context),
             context,
             prefixes,
             model,
@@ -253,7 +257,7 @@ impl TextGenerator for DecoderGenerator {
         // Never run past the context: fewer tokens, not an error mid-stream.
         let max_tokens = params.max_tokens.min(context - prompt_ids.len());
         let mut sampler = Sampler::new(params.sampling.clone());
-        let mut cache = self.model.new_cache_with_capacity(context);
+        let mut cache = self.caches.take(self.model.as_ref());
         // A kept prefix of the prompt is copied in; only the rest runs.
         let reused = match self.prefixes.lookup(&prompt_ids) {
             Some(prefix) if cache.copy_from(&prefix) => prefix.len(),

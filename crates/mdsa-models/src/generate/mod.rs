@@ -2,6 +2,7 @@
 //! timings. The model-specific forward pass lives in `arch`; this module is the
 //! loop around it, shared by every architecture.
 
+mod caches;
 pub mod detokenize;
 pub mod engine;
 pub mod prefix;

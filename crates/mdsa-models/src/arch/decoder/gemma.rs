@@ -17,7 +17,6 @@ use burn::tensor::Tensor;
 
 use mdsa_engine::ModelError;
 
-use super::cache::LayerKv;
 use super::config::DecoderConfig;
 use super::families::Family;
 use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNorm};
@@ -105,14 +104,9 @@ impl Block for GemmaBlock {
         })
     }
 
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        layer: LayerPass<'_>,
-        cache: &mut LayerKv,
-    ) -> Result<Tensor<2>, ModelError> {
+    fn forward(&self, x: Tensor<2>, layer: &mut LayerPass<'_>) -> Result<Tensor<2>, ModelError> {
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self.attention.forward(normed, layer, cache)?;
+        let attended = self.attention.forward(normed, layer)?;
         let x = x + self.post_attn_norm.forward(attended);
         let fed = self.mlp.forward(self.pre_ffn_norm.forward(x.clone()))?;
         Ok(x + self.post_ffn_norm.forward(fed))

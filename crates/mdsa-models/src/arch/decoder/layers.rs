@@ -19,7 +19,7 @@ use super::attend::{AttendSpec, attend};
 use super::cache::LayerKv;
 use super::config::DecoderConfig;
 use super::loader::{Loader, Part};
-use super::stack::LayerPass;
+use super::stack::{LayerPass, SeqPass};
 
 /// The token embedding table, dense on the device or packed on the host (rows
 /// are dequantized on lookup).
@@ -269,24 +269,60 @@ impl Attention {
     pub(crate) fn forward(
         &self,
         x: Tensor<2>,
-        layer: LayerPass<'_>,
-        cache: &mut LayerKv,
+        layer: &mut LayerPass<'_>,
     ) -> Result<Tensor<2>, ModelError> {
-        let [n, _] = x.dims();
+        let [rows, _] = x.dims();
         let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let group = heads / kv_heads;
-        // [n, heads * hd] → [heads, n, hd]
-        let split = |t: Tensor<2>, h: usize| t.reshape([n, h, hd]).swap_dims(0, 1);
+        // Every sequence's rows at once through the projections:
+        // [rows, heads * hd] → [heads, rows, hd]
+        let split = |t: Tensor<2>, h: usize| t.reshape([rows, h, hd]).swap_dims(0, 1);
         let mut q = split(self.q.forward(x.clone())?, heads);
         let mut k = split(self.k.forward(x.clone())?, kv_heads);
         if let Some((q_norm, k_norm)) = &self.qk_norm {
             q = q_norm.forward3(q);
             k = k_norm.forward3(k);
         }
-        let q = layer.rope.apply(q, layer.at);
-        let k = layer.rope.apply(k, layer.at);
         let v = split(self.v.forward(x)?, kv_heads);
-        let context = match cache {
+        // Then each sequence against its own cache.
+        let single = layer.seqs.len() == 1;
+        let mut contexts = Vec::with_capacity(layer.seqs.len());
+        for seq in &mut layer.seqs {
+            let own = |t: &Tensor<3>| {
+                if single {
+                    t.clone()
+                } else {
+                    t.clone().narrow(1, seq.rows.start, seq.rows.len())
+                }
+            };
+            let (q, k, v) = (
+                layer.rope.apply(own(&q), seq.at),
+                layer.rope.apply(own(&k), seq.at),
+                own(&v),
+            );
+            contexts.push(self.attend(q, k, v, seq)?);
+        }
+        let context = if single {
+            contexts.pop().unwrap_or_else(|| unreachable!())
+        } else {
+            Tensor::cat(contexts, 0)
+        };
+        self.o.forward(context)
+    }
+
+    /// One sequence's `[n, heads · hd]` context from its `[heads, n, hd]`
+    /// queries and `[kv_heads, n, hd]` new keys and values, which it appends
+    /// to its cache.
+    fn attend(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        seq: &mut SeqPass<'_>,
+    ) -> Result<Tensor<2>, ModelError> {
+        let [heads, n, hd] = q.dims();
+        let kv_heads = self.kv_heads;
+        let group = heads / kv_heads;
+        Ok(match &mut *seq.cache {
             LayerKv::Host(kv) => {
                 let device = q.device();
                 kv.write(&tensor_to_vec(k)?, &tensor_to_vec(v)?, n);
@@ -296,7 +332,7 @@ impl Attention {
                     head_dim: hd,
                     scale: self.scale as f32,
                     softcap: self.softcap.map(|c| c as f32),
-                    window: layer.window,
+                    window: seq.window,
                 };
                 let context = attend(&tensor_to_vec(q)?, n, kv, &spec);
                 Tensor::from_data(TensorData::new(context, [n, heads * hd]), &device)
@@ -311,7 +347,7 @@ impl Attention {
                 if let Some(cap) = self.softcap {
                     scores = (scores / cap).tanh() * cap;
                 }
-                if let Some(mask) = layer.mask {
+                if let Some(mask) = seq.mask.take() {
                     scores = scores + mask.unsqueeze::<3>();
                 }
                 softmax(scores, 2)
@@ -320,8 +356,7 @@ impl Attention {
                     .swap_dims(0, 1)
                     .reshape([n, heads * hd])
             }
-        };
-        self.o.forward(context)
+        })
     }
 
     /// Bytes the projections and norms hold.

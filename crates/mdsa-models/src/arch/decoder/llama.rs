@@ -19,7 +19,6 @@ use burn::tensor::Tensor;
 
 use mdsa_engine::ModelError;
 
-use super::cache::LayerKv;
 use super::config::DecoderConfig;
 use super::families::Family;
 use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNorm};
@@ -132,14 +131,9 @@ impl Block for LlamaBlock {
         })
     }
 
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        layer: LayerPass<'_>,
-        cache: &mut LayerKv,
-    ) -> Result<Tensor<2>, ModelError> {
+    fn forward(&self, x: Tensor<2>, layer: &mut LayerPass<'_>) -> Result<Tensor<2>, ModelError> {
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self.attention.forward(normed, layer, cache)?;
+        let attended = self.attention.forward(normed, layer)?;
         let x = x + attended;
         Ok(x.clone() + self.mlp.forward(self.ffn_norm.forward(x))?)
     }

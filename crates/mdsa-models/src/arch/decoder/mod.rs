@@ -60,7 +60,19 @@ pub trait Decoder: Send + Sync + Debug {
 
     /// Runs `tokens` (the next positions after what `cache` holds), adds them to
     /// `cache` and returns the logits of the last one (`vocab_size` values).
-    fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError>;
+    fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
+        let mut batch = [BatchItem { tokens, cache }];
+        let mut logits = self.forward_batch(&mut batch)?;
+        logits
+            .pop()
+            .ok_or_else(|| ModelError::Backend("a forward pass gave no logits".into()))
+    }
+
+    /// Runs several sequences' new tokens in one pass, each on its own cache:
+    /// their rows share every weight read (a decode step of many sequences
+    /// reads the weights once). Returns each sequence's next-token logits, in
+    /// order.
+    fn forward_batch(&self, batch: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>, ModelError>;
 
     /// An empty cache for one sequence of up to `capacity` positions (its
     /// buffers are allocated once, here).
@@ -80,6 +92,15 @@ pub trait Decoder: Send + Sync + Debug {
     /// Bytes of weights held in memory. A tied output head is counted with the
     /// embedding it shares: quantized blocks borrow one mmap and are not copied.
     fn resident_bytes(&self) -> usize;
+}
+
+/// One sequence of a batched forward pass: its new tokens and its cache.
+#[derive(Debug)]
+pub struct BatchItem<'a> {
+    /// The next positions after what `cache` holds.
+    pub tokens: &'a [u32],
+    /// The sequence's keys and values.
+    pub cache: &'a mut KvCache,
 }
 
 /// Loads the decoder a GGUF file holds, of whichever supported architecture.

@@ -2,11 +2,14 @@
 //! tables, the masks of a forward pass, the final norm and the output head
 //! ([`Stack`]), so that a family's file defines only its [`Block`].
 
-use burn::tensor::{Device, Tensor};
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::arch::linear::{LinearWeight, tensor_to_vec};
 use mdsa_engine::ModelError;
 
+use super::BatchItem;
 use super::cache::{KvCache, LayerKv};
 use super::config::{AttentionKind, DecoderConfig, RopeScaling};
 use super::layers::{Embedding, NormWeight, RmsNorm, attention_mask};
@@ -27,30 +30,36 @@ pub(crate) trait Block: Send + Sync + std::fmt::Debug + Sized {
         spec: Self::Spec,
     ) -> Result<Self, ModelError>;
 
-    /// Runs `[n, hidden]` through the block; `layer` carries the RoPE, its
-    /// positions and the mask of this layer's attention kind.
-    fn forward(
-        &self,
-        x: Tensor<2>,
-        layer: LayerPass<'_>,
-        cache: &mut LayerKv,
-    ) -> Result<Tensor<2>, ModelError>;
+    /// Runs the `[rows, hidden]` of every sequence of the pass through the
+    /// block; `layer` says which rows are whose, with each sequence's RoPE
+    /// rows, mask and KV cache for this layer.
+    fn forward(&self, x: Tensor<2>, layer: &mut LayerPass<'_>) -> Result<Tensor<2>, ModelError>;
 
     /// Bytes of weights the block holds.
     fn resident_bytes(&self) -> usize;
 }
 
-/// A layer's share of a forward pass.
+/// A layer's share of a forward pass over one or more sequences.
 pub(crate) struct LayerPass<'a> {
     /// The layer's RoPE.
     pub(crate) rope: &'a Rope,
-    /// Its table rows for the positions of the pass.
+    /// The sequences, in the order of their rows.
+    pub(crate) seqs: Vec<SeqPass<'a>>,
+}
+
+/// One sequence's share of a layer's pass.
+pub(crate) struct SeqPass<'a> {
+    /// Its rows in the pass's `[rows, hidden]` input.
+    pub(crate) rows: Range<usize>,
+    /// Its RoPE rows for its new positions.
     pub(crate) at: &'a RopeAt,
     /// Its attention mask for burn's attention on a device (`None`: nothing
     /// hidden, or attention runs on the host).
     pub(crate) mask: Option<Tensor<2>>,
-    /// Its sliding window, for the host kernel.
+    /// The layer's sliding window, for the host kernel.
     pub(crate) window: Option<usize>,
+    /// Its keys and values of this layer.
+    pub(crate) cache: &'a mut LayerKv,
 }
 
 /// How a family's embedding, norms and RoPE are stored.
@@ -181,63 +190,113 @@ impl<B: Block> Decoder for Stack<B> {
         self.resident_bytes
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
+    fn forward_batch(&self, batch: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
         let config = &self.config;
-        let n = tokens.len();
-        let past = cache.len();
-        check_positions(config, past, n)?;
-        if past + n > cache.capacity() {
-            return Err(ModelError::ContextOverflow {
-                tokens: past + n,
-                context: cache.capacity(),
-            });
+        // Each sequence's tokens to run: all of its tokens again when its
+        // RoPE switches tables at this length (LongRoPE).
+        let mut runs: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
+        for item in batch.iter_mut() {
+            let (past, n) = (item.cache.len(), item.tokens.len());
+            check_positions(config, past, n)?;
+            if past + n > item.cache.capacity() {
+                return Err(ModelError::ContextOverflow {
+                    tokens: past + n,
+                    context: item.cache.capacity(),
+                });
+            }
+            if item.cache.layers_mut().len() != config.num_layers {
+                return Err(ModelError::Backend(format!(
+                    "a KV cache of {} layers was given to a model of {}",
+                    item.cache.layers_mut().len(),
+                    config.num_layers
+                )));
+            }
+            if self.rope.crosses_switch(past, n) {
+                runs.push([item.cache.tokens(), item.tokens].concat());
+                item.cache.clear();
+            } else {
+                runs.push(item.tokens.to_vec());
+            }
         }
-        if self.rope.crosses_switch(past, n) {
-            let all = [cache.tokens(), tokens].concat();
-            cache.clear();
-            return self.forward(&all, cache);
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut x = self.embedding.forward(tokens)?;
+        let pasts: Vec<usize> = batch.iter().map(|item| item.cache.len()).collect();
+        let mut rows = Vec::with_capacity(runs.len());
+        let mut start = 0;
+        for run in &runs {
+            rows.push(start..start + run.len());
+            start += run.len();
+        }
+        let mut x = self.embedding.forward(&runs.concat())?;
         let group = config.num_heads / config.num_kv_heads;
-        let at = self.rope.at(past, n);
-        let local_at = self.local_rope.as_ref().map(|rope| rope.at(past, n));
+        let at_of = |rope: &Rope| -> Vec<RopeAt> {
+            runs.iter()
+                .zip(&pasts)
+                .map(|(run, &past)| rope.at(past, run.len()))
+                .collect()
+        };
+        let ats = at_of(&self.rope);
+        let local_ats = self.local_rope.as_ref().map(at_of);
         // Masks are O(n · positions): only burn's attention on a device needs them.
-        let masks = !cache.on_host();
-        let full_mask = masks
-            .then(|| attention_mask(n, past, group, None, &self.device))
-            .flatten();
-        let sliding_mask = (masks && config.layer_kinds.contains(&AttentionKind::Sliding))
-            .then(|| attention_mask(n, past, group, config.sliding_window, &self.device))
-            .flatten();
-        for ((block, layer_cache), kind) in self
-            .blocks
+        let sliding = config.layer_kinds.contains(&AttentionKind::Sliding);
+        let masks: Vec<[Option<Tensor<2>>; 2]> = batch
             .iter()
-            .zip(cache.layers_mut())
-            .zip(&config.layer_kinds)
-        {
-            let (rope, at) = match (kind, &self.local_rope, &local_at) {
-                (AttentionKind::Sliding, Some(rope), Some(at)) => (rope, at),
-                _ => (&self.rope, &at),
+            .zip(&runs)
+            .zip(&pasts)
+            .map(|((item, run), &past)| {
+                if item.cache.on_host() {
+                    return [None, None];
+                }
+                let mask = |window| attention_mask(run.len(), past, group, window, &self.device);
+                [
+                    mask(None),
+                    sliding.then(|| mask(config.sliding_window)).flatten(),
+                ]
+            })
+            .collect();
+        let mut caches: Vec<_> = batch
+            .iter_mut()
+            .map(|item| item.cache.layers_mut().iter_mut())
+            .collect();
+        for (block, kind) in self.blocks.iter().zip(&config.layer_kinds) {
+            let (rope, ats) = match (kind, &self.local_rope, &local_ats) {
+                (AttentionKind::Sliding, Some(rope), Some(ats)) => (rope, ats),
+                _ => (&self.rope, &ats),
             };
-            let (mask, window) = match kind {
-                AttentionKind::Full => (full_mask.clone(), None),
-                AttentionKind::Sliding => (sliding_mask.clone(), config.sliding_window),
-            };
-            let pass = LayerPass {
-                rope,
-                at,
-                mask,
-                window,
-            };
-            x = block.forward(x, pass, layer_cache)?;
+            let mut seqs = Vec::with_capacity(caches.len());
+            for (s, layers) in caches.iter_mut().enumerate() {
+                let (mask, window) = match kind {
+                    AttentionKind::Full => (masks[s][0].clone(), None),
+                    AttentionKind::Sliding => (masks[s][1].clone(), config.sliding_window),
+                };
+                seqs.push(SeqPass {
+                    rows: rows[s].clone(),
+                    at: &ats[s],
+                    mask,
+                    window,
+                    // Checked above: one cache per layer.
+                    cache: layers.next().unwrap_or_else(|| unreachable!()),
+                });
+            }
+            x = block.forward(x, &mut LayerPass { rope, seqs })?;
         }
-        cache.advance(tokens);
-        let last = x.narrow(0, n - 1, 1);
-        let mut logits = self.head.forward(self.norm.forward(last))?;
+        drop(caches);
+        for (item, run) in batch.iter_mut().zip(&runs) {
+            item.cache.advance(run);
+        }
+        // The next-token logits of each sequence: its last row only.
+        let last: Vec<i64> = rows.iter().map(|r| (r.end - 1) as i64).collect();
+        let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rows.len()]), &self.device);
+        let mut logits = self.head.forward(self.norm.forward(x.select(0, last)))?;
         if let Some(cap) = config.final_logit_softcap {
             let cap = f64::from(cap);
             logits = (logits / cap).tanh() * cap;
         }
-        tensor_to_vec(logits)
+        let vocab = logits.dims()[1];
+        Ok(tensor_to_vec(logits)?
+            .chunks_exact(vocab)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }

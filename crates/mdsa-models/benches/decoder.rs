@@ -16,6 +16,7 @@ use std::ops::ControlFlow;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator, WeightFormat};
 use mdsa_engine::{source::ModelRef, source::ResolveOptions};
+use mdsa_models::arch::decoder::BatchItem;
 use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
 
 /// A domain's system prompt, as the built-in finance domain's is long.
@@ -81,6 +82,39 @@ fn decoder(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
+        // Eight sequences' decode steps in one batched pass (one weight read),
+        // against eight single steps (the figure above, times eight).
+        if name == "stored_q4_1" {
+            group.throughput(Throughput::Elements(8));
+            group.bench_function("decode_8_sequences_batched_at_64", |b| {
+                b.iter_batched(
+                    || {
+                        (0..8)
+                            .map(|_| {
+                                let mut cache = model.new_cache();
+                                let context: Vec<u32> =
+                                    ids.iter().cycle().take(64).copied().collect();
+                                model.forward(&context, &mut cache).expect("runs");
+                                cache
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                    |mut caches| {
+                        let step = [ids[5]];
+                        let mut batch: Vec<BatchItem<'_>> = caches
+                            .iter_mut()
+                            .map(|cache| BatchItem {
+                                tokens: &step,
+                                cache,
+                            })
+                            .collect();
+                        model.forward_batch(&mut batch).expect("runs")
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+            group.throughput(Throughput::Elements(1));
+        }
         let first_token = GenerationParams {
             max_tokens: 1,
             ..GenerationParams::default()

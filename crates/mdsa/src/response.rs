@@ -151,3 +151,37 @@ pub enum QueryEvent {
     /// A piece of the answer.
     Text(String),
 }
+
+impl QueryEvent {
+    /// A loading event as one JSON object (`{"event": "loading" |
+    /// "downloading" | "loaded", "model": ..., ...}`), as `mdsa query --json`
+    /// prints it and `mdsa serve` streams it; `None` for the other events.
+    pub fn load_progress_json(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match self {
+            Self::Loading { model, cold } => {
+                json!({ "event": "loading", "model": model, "cold": cold })
+            }
+            Self::Downloading {
+                model,
+                file,
+                downloaded,
+                total,
+                done,
+            } => json!({
+                "event": "downloading",
+                "model": model,
+                "file": file,
+                "downloaded": downloaded,
+                "total": total,
+                "done": done,
+            }),
+            Self::Loaded { model, duration } => json!({
+                "event": "loaded",
+                "model": model,
+                "load_ms": duration.as_secs_f64() * 1e3,
+            }),
+            _ => return None,
+        })
+    }
+}

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use mdsa::{Mdsa, Outcome, QueryEvent, QueryOptions, QueryResponse};
 
-use super::system::{LoadIndicator, SystemArgs, progress_json};
+use super::system::{LoadIndicator, SystemArgs};
 
 /// Arguments of `mdsa query`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +36,7 @@ pub(crate) fn run(args: &QueryArgs, system: &SystemArgs) -> anyhow::Result<()> {
         // Progress goes to stderr a JSON object per line; stdout holds only
         // the response.
         let response = mdsa.query_with(&args.query, &options, &mut |event| {
-            if let Some(line) = progress_json(&event) {
+            if let Some(line) = event.load_progress_json() {
                 eprintln!("{line}");
             }
             ControlFlow::Continue(())

@@ -176,34 +176,3 @@ impl LoadIndicator {
         }
     }
 }
-
-/// A query's load progress as one JSON object, for `--json` callers that
-/// read stderr line by line; `None` for the other events.
-pub(crate) fn progress_json(event: &QueryEvent) -> Option<serde_json::Value> {
-    use serde_json::json;
-    Some(match event {
-        QueryEvent::Loading { model, cold } => {
-            json!({ "event": "loading", "model": model, "cold": cold })
-        }
-        QueryEvent::Downloading {
-            model,
-            file,
-            downloaded,
-            total,
-            done,
-        } => json!({
-            "event": "downloading",
-            "model": model,
-            "file": file,
-            "downloaded": downloaded,
-            "total": total,
-            "done": done,
-        }),
-        QueryEvent::Loaded { model, duration } => json!({
-            "event": "loaded",
-            "model": model,
-            "load_ms": duration.as_secs_f64() * 1e3,
-        }),
-        _ => return None,
-    })
-}

@@ -292,42 +292,15 @@ impl ChunkWriter {
                 None,
                 Some(json!({ "event": "routed", "route": route })),
             ),
-            QueryEvent::Loading { model, cold } => {
-                let flow = self.send(
-                    Delta::default(),
-                    None,
-                    Some(json!({ "event": "loading", "model": model, "cold": cold })),
-                );
-                self.model = Some(model);
-                flow
+            QueryEvent::Loading { .. }
+            | QueryEvent::Downloading { .. }
+            | QueryEvent::Loaded { .. } => {
+                let progress = event.load_progress_json();
+                if let QueryEvent::Loading { model, .. } = event {
+                    self.model = Some(model);
+                }
+                self.send(Delta::default(), None, progress)
             }
-            QueryEvent::Downloading {
-                model,
-                file,
-                downloaded,
-                total,
-                done,
-            } => self.send(
-                Delta::default(),
-                None,
-                Some(json!({
-                    "event": "downloading",
-                    "model": model,
-                    "file": file,
-                    "downloaded": downloaded,
-                    "total": total,
-                    "done": done,
-                })),
-            ),
-            QueryEvent::Loaded { model, duration } => self.send(
-                Delta::default(),
-                None,
-                Some(json!({
-                    "event": "loaded",
-                    "model": model,
-                    "load_ms": duration.as_secs_f64() * 1e3,
-                })),
-            ),
             // A retry: what the earlier attempt streamed failed validation.
             QueryEvent::Attempt { number } if number > 1 => self.send(
                 Delta::default(),

@@ -43,7 +43,7 @@ impl KvCache {
                 if host {
                     LayerKv::Host(HostKv::new(shape))
                 } else {
-                    LayerKv::Device(DeviceKv::new(shape, device))
+                    LayerKv::Device(Box::new(DeviceKv::new(shape, device)))
                 }
             })
             .collect();
@@ -156,8 +156,8 @@ impl Shape {
 pub(crate) enum LayerKv {
     /// Host buffers, for the host attention kernel.
     Host(HostKv),
-    /// Device tensors, for burn's attention.
-    Device(DeviceKv),
+    /// Device tensors, for burn's attention (boxed: a tensor handle is large).
+    Device(Box<DeviceKv>),
 }
 
 impl LayerKv {
@@ -187,7 +187,7 @@ impl LayerKv {
                     &kv.device,
                 );
                 copy.copy_rows_from(kv, len);
-                Self::Device(copy)
+                Self::Device(Box::new(copy))
             }
         }
     }

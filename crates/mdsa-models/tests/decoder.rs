@@ -547,7 +547,21 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
         .collect();
     model.forget_prefixes();
     // Six requests at once: four run together, two join as places free up.
+    let steps_alone = model.batch_stats().steps;
     let together = concurrently(&model, &prompts);
+    let stats = model.batch_stats();
+    assert!(stats.largest_batch >= 2, "{stats:?}");
+    assert!(
+        stats.largest_batch <= mdsa_models::generate::DEFAULT_SEQUENCES,
+        "{stats:?}"
+    );
+    assert!(
+        stats.steps - steps_alone
+            < alone
+                .iter()
+                .map(|a| a.usage.completion_tokens as u64 + 1)
+                .sum::<u64>()
+    );
     for (a, b) in alone.iter().zip(&together) {
         assert_eq!(a.token_ids, b.token_ids);
         assert_eq!(a.text, b.text);

@@ -7,6 +7,7 @@
 //! stop strings, streaming and limits stay per sequence ([`Sequence`]).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -32,6 +33,39 @@ pub(crate) struct Core {
     pub(crate) prefixes: PrefixCache,
     /// Sequences run at once at most; more requests wait their turn.
     pub(crate) max_sequences: usize,
+    /// Passes run, and sequences summed over them.
+    pub(crate) steps: AtomicU64,
+    pub(crate) sequence_steps: AtomicU64,
+    /// The most sequences one pass ran.
+    pub(crate) largest: AtomicUsize,
+}
+
+/// How the scheduler has batched since the model loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatchStats {
+    /// Forward passes run.
+    pub steps: u64,
+    /// Sequences per pass, on average.
+    pub mean_batch: f64,
+    /// The most sequences one pass ran.
+    pub largest_batch: usize,
+}
+
+impl Core {
+    /// The figures of [`BatchStats`].
+    pub(crate) fn batch_stats(&self) -> BatchStats {
+        let steps = self.steps.load(Ordering::Relaxed);
+        let sequences = self.sequence_steps.load(Ordering::Relaxed);
+        BatchStats {
+            steps,
+            mean_batch: if steps == 0 {
+                0.0
+            } else {
+                sequences as f64 / steps as f64
+            },
+            largest_batch: self.largest.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A generator's scheduler thread and the queue into it.
@@ -134,6 +168,10 @@ fn step(active: &mut [Sequence], core: &Core) {
     if running.is_empty() {
         return;
     }
+    core.steps.fetch_add(1, Ordering::Relaxed);
+    core.sequence_steps
+        .fetch_add(running.len() as u64, Ordering::Relaxed);
+    core.largest.fetch_max(running.len(), Ordering::Relaxed);
     let inputs: Vec<Vec<u32>> = running
         .iter()
         .map(|s| s.input(PREFILL_CHUNK).to_vec())

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -13,7 +13,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use mdsa_engine::WeightFormat;
 
-use super::batch::{Core, Scheduler};
+use super::batch::{BatchStats, Core, Scheduler};
 use super::caches::CachePool;
 use super::prefix::{PrefixCache, PrefixStats};
 use super::sequence::{Event, Job};
@@ -180,6 +180,9 @@ impl DecoderGenerator {
             tokenizer,
             eos_ids,
             max_sequences: options.max_sequences.unwrap_or(DEFAULT_SEQUENCES).max(1),
+            steps: AtomicU64::new(0),
+            sequence_steps: AtomicU64::new(0),
+            largest: AtomicUsize::new(0),
         };
         Ok(Self {
             core: Arc::new(core),
@@ -227,6 +230,11 @@ impl DecoderGenerator {
         }
         ids.extend(text);
         Ok(ids)
+    }
+
+    /// How the scheduler has batched: passes, mean and largest batch.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.core.batch_stats()
     }
 
     /// How the prefix cache has done: entries, bytes, hits and misses.

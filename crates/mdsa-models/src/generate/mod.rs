@@ -2,7 +2,7 @@
 //! timings. The model-specific forward pass lives in `arch`; this module is the
 //! loop around it, shared by every architecture.
 
-mod batch;
+pub mod batch;
 mod caches;
 pub mod detokenize;
 pub mod engine;
@@ -10,6 +10,7 @@ pub mod prefix;
 pub mod sampling;
 mod sequence;
 
+pub use batch::BatchStats;
 pub use detokenize::IncrementalDecoder;
 pub use engine::{DEFAULT_SEQUENCES, DecoderGenerator, DecoderOptions};
 pub use prefix::PrefixStats;

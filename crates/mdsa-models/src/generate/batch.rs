@@ -7,6 +7,7 @@
 //! stop strings, streaming and limits stay per sequence ([`Sequence`]).
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -186,7 +187,21 @@ fn step(active: &mut [Sequence], core: &Core) {
                 cache: sequence.cache_mut(),
             })
             .collect();
-        crate::quant::run_in_pool(|| core.model.forward_batch(&mut batch))
+        // A panicking pass fails its requests, not the scheduler (and with
+        // it every later request of this model).
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::quant::run_in_pool(|| core.model.forward_batch(&mut batch))
+        }))
+        .unwrap_or_else(|payload| {
+            let said = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ModelError::Backend(format!(
+                "the forward pass panicked: {said}"
+            )))
+        })
     };
     match result {
         Ok(logits) => {

@@ -503,3 +503,121 @@ fn batched_decoding_gives_every_sequence_its_own_greedy_tokens() {
         "{same} of {steps}: {alone:?} vs {batched:?}"
     );
 }
+
+/// `prompts` generated greedily by `model` from one thread each, all at once.
+fn concurrently(
+    model: &DecoderGenerator,
+    prompts: &[String],
+) -> Vec<mdsa_engine::GenerationOutput> {
+    let barrier = std::sync::Barrier::new(prompts.len());
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = prompts
+            .iter()
+            .map(|prompt| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    model
+                        .generate(prompt, &greedy(), &mut |_| ControlFlow::Continue(()))
+                        .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
+    // Its own instance (no kept prefixes from other tests), batching up to 4.
+    let model = load(WeightFormat::F32);
+    let prompts: Vec<String> = BATCH_PROMPTS
+        .iter()
+        .chain(&["What is 2 + 2?", "Say hello in French."])
+        .map(|p| model.render_chat(&[ChatMessage::user(*p)]).unwrap())
+        .collect();
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            model.forget_prefixes();
+            model
+                .generate(p, &greedy(), &mut |_| ControlFlow::Continue(()))
+                .unwrap()
+        })
+        .collect();
+    model.forget_prefixes();
+    // Six requests at once: four run together, two join as places free up.
+    let steps_alone = model.batch_stats().steps;
+    let together = concurrently(&model, &prompts);
+    let stats = model.batch_stats();
+    assert!(stats.largest_batch >= 2, "{stats:?}");
+    assert!(
+        stats.largest_batch <= mdsa_models::generate::DEFAULT_SEQUENCES,
+        "{stats:?}"
+    );
+    assert!(
+        stats.steps - steps_alone
+            < alone
+                .iter()
+                .map(|a| a.usage.completion_tokens as u64 + 1)
+                .sum::<u64>()
+    );
+    for (a, b) in alone.iter().zip(&together) {
+        assert_eq!(a.token_ids, b.token_ids);
+        assert_eq!(a.text, b.text);
+        assert_eq!(a.finish_reason, b.finish_reason);
+        assert_eq!(a.usage.prompt_tokens, b.usage.prompt_tokens);
+    }
+}
+
+#[test]
+fn a_request_cancelled_mid_batch_ends_alone_and_frees_its_place() {
+    let model = load(WeightFormat::Stored);
+    let long = GenerationParams {
+        max_tokens: 64,
+        ..GenerationParams::default()
+    };
+    let prompt = |q: &str| model.render_chat(&[ChatMessage::user(q)]).unwrap();
+    let (story, count) = (
+        prompt("Tell me a long story about a dragon."),
+        prompt("Count from 1 to 50."),
+    );
+    let alone = model
+        .generate(&count, &long, &mut |_| ControlFlow::Continue(()))
+        .unwrap();
+    let (cancelled, kept) = std::thread::scope(|scope| {
+        let cancelled = scope.spawn(|| {
+            let mut pieces = 0;
+            model
+                .generate(&story, &long, &mut |_| {
+                    pieces += 1;
+                    if pieces == 3 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .unwrap()
+        });
+        let kept = scope.spawn(|| {
+            model
+                .generate(&count, &long, &mut |_| ControlFlow::Continue(()))
+                .unwrap()
+        });
+        (cancelled.join().unwrap(), kept.join().unwrap())
+    });
+    assert_eq!(cancelled.finish_reason, FinishReason::Cancelled);
+    assert!(
+        cancelled.usage.completion_tokens < 64,
+        "{:?}",
+        cancelled.usage
+    );
+    // The other sequence of the batch went on to its own end.
+    assert_eq!(kept.token_ids, alone.token_ids);
+    // Sixteen more requests with four places: every one is answered.
+    let prompts: Vec<String> = (0..16)
+        .map(|i| prompt(&format!("What is {i} + {i}?")))
+        .collect();
+    let answers = concurrently(&model, &prompts);
+    assert!(answers.iter().all(|a| a.usage.completion_tokens > 0));
+}

@@ -105,6 +105,10 @@ pub struct BudgetSettings {
     pub max_models: Option<usize>,
     /// When models in use block a load, wait this many seconds for their release.
     pub wait_for_release_secs: Option<f64>,
+    /// Requests each generator runs together (continuous batching); its KV
+    /// reservation counts this many sequences, plus one for kept prompt
+    /// prefixes. `mdsa serve --max-concurrent N` sets it to N.
+    pub sequences_per_model: usize,
 }
 
 impl Default for BudgetSettings {
@@ -117,6 +121,7 @@ impl Default for BudgetSettings {
             vram_bytes: None,
             max_models: None,
             wait_for_release_secs: Some(30.0),
+            sequences_per_model: mdsa_models::generate::DEFAULT_SEQUENCES,
         }
     }
 }
@@ -288,6 +293,12 @@ impl SystemConfig {
         }
         if b.max_models == Some(0) {
             return Err(("budget.max_models".into(), "must be at least 1".into()));
+        }
+        if b.sequences_per_model == 0 {
+            return Err((
+                "budget.sequences_per_model".into(),
+                "must be at least 1".into(),
+            ));
         }
         if let Some(secs) = b.wait_for_release_secs
             && !(secs.is_finite() && secs >= 0.0)

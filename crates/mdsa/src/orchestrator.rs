@@ -219,7 +219,9 @@ impl MdsaBuilder {
         // The built-in backend resolves (and downloads) as the config says
         // and places models on the machine detected above; a backend of the
         // caller's with the same name still replaces it.
-        let local = LocalBackend::new(config.resolve_options()).with_hardware(profile, budget);
+        let local = LocalBackend::new(config.resolve_options())
+            .with_hardware(profile, budget)
+            .with_kv_sequences(config.budget.sequences_per_model);
         let mut builder = ModelManager::builder(registry)
             .config(manager_config)
             .bus(bus.clone())

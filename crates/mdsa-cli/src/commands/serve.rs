@@ -19,7 +19,8 @@ pub(crate) struct ServeArgs {
     /// Port to listen on (0 picks a free one and prints it).
     #[arg(long, default_value_t = 8080, env = "MDSA_PORT")]
     port: u16,
-    /// Requests running models at once (default: the number of cores).
+    /// Requests running models at once, and so the sequences each generator
+    /// batches (default: the configuration's `budget.sequences_per_model`, 4).
     #[arg(long)]
     max_concurrent: Option<usize>,
     /// Requests that may wait for a slot; beyond, 429.
@@ -56,6 +57,11 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
     init_tracing();
+    let mut system = system.clone();
+    if let Some(n) = args.max_concurrent {
+        anyhow::ensure!(n > 0, "--max-concurrent: expected at least 1, found 0");
+        system.sequences = Some(n);
+    }
     let mdsa = system.build()?;
     let mut limits = Limits {
         max_queue: args.max_queue,
@@ -66,10 +72,9 @@ pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
             .context("--queue-timeout: expected seconds >= 0")?,
         ..Limits::default()
     };
-    if let Some(n) = args.max_concurrent {
-        anyhow::ensure!(n > 0, "--max-concurrent: expected at least 1, found 0");
-        limits.max_concurrent = n;
-    }
+    // Generation requests of one model run together, so as many may run as
+    // each model batches.
+    limits.max_concurrent = mdsa.config().budget.sequences_per_model;
     let watch_domains: Option<PathBuf> = if args.no_watch {
         None
     } else {

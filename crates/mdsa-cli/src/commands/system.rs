@@ -28,6 +28,10 @@ pub(crate) struct SystemArgs {
     /// The model backends besides the local one (from the program's `main`).
     #[arg(skip)]
     pub(crate) backends: Backends,
+    /// Requests each generator runs together, over the configuration's
+    /// (`mdsa serve --max-concurrent`).
+    #[arg(skip)]
+    pub(crate) sequences: Option<usize>,
 }
 
 /// Where the CLI keeps its request log when the configuration names none, so
@@ -48,6 +52,9 @@ impl SystemArgs {
             config.domains = Some(domains.clone());
         }
         config.offline |= self.offline;
+        if let Some(n) = self.sequences {
+            config.budget.sequences_per_model = n;
+        }
         if config.logging.file.is_none() {
             config.logging.file = default_log_file();
         }

@@ -6,13 +6,12 @@
 //! heap, every allocation is zero-filled anew (~80 ms for SmolLM2's 8,192
 //! positions on this kind of machine).
 
-use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, PoisonError};
 
 use crate::arch::decoder::{Decoder, KvCache};
 
-/// Idle caches kept at most: the requests one model runs at once on a
-/// small machine. More concurrent requests make their own and drop them.
+/// Idle caches kept at most: as many as the scheduler runs sequences by
+/// default. A larger batch makes the others anew and drops them.
 const IDLE: usize = 4;
 
 /// A generator's idle caches, each of `capacity` positions.
@@ -31,56 +30,22 @@ impl CachePool {
         }
     }
 
-    /// An empty cache of the pool's capacity, idle or new; it goes back to
-    /// the pool when dropped.
-    pub(crate) fn take<'a>(&'a self, model: &dyn Decoder) -> PooledCache<'a> {
+    /// An empty cache of the pool's capacity, idle or new.
+    pub(crate) fn take(&self, model: &dyn Decoder) -> KvCache {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let cache = idle.unwrap_or_else(|| model.new_cache_with_capacity(self.capacity));
-        PooledCache {
-            cache: Some(cache),
-            pool: self,
-        }
+        idle.unwrap_or_else(|| model.new_cache_with_capacity(self.capacity))
     }
 
-    fn give_back(&self, mut cache: KvCache) {
+    /// Keeps `cache` for a later request (emptied), unless enough are idle.
+    pub(crate) fn give_back(&self, mut cache: KvCache) {
         cache.clear();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE {
             idle.push(cache);
-        }
-    }
-}
-
-/// A cache on loan from a [`CachePool`].
-#[derive(Debug)]
-pub(crate) struct PooledCache<'a> {
-    cache: Option<KvCache>,
-    pool: &'a CachePool,
-}
-
-impl Deref for PooledCache<'_> {
-    type Target = KvCache;
-
-    fn deref(&self) -> &KvCache {
-        // Only `drop` takes it out.
-        self.cache.as_ref().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl DerefMut for PooledCache<'_> {
-    fn deref_mut(&mut self) -> &mut KvCache {
-        self.cache.as_mut().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for PooledCache<'_> {
-    fn drop(&mut self) {
-        if let Some(cache) = self.cache.take() {
-            self.pool.give_back(cache);
         }
     }
 }

@@ -5,16 +5,18 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use burn::tensor::Device;
 use mdsa_engine::WeightFormat;
 
+use super::batch::{BatchStats, Core, Scheduler};
 use super::caches::CachePool;
-use super::detokenize::IncrementalDecoder;
 use super::prefix::{PrefixCache, PrefixStats};
-use super::sampling::Sampler;
+use super::sequence::{Event, Job};
 use crate::arch::decoder::{self, Decoder, DecoderConfig};
 use crate::chat::ChatTemplate;
 use crate::gguf::GgufFile;
@@ -22,9 +24,7 @@ use crate::tokenizer::TextTokenizer;
 use crate::weights::SafetensorsWeights;
 use mdsa_engine::ModelError;
 use mdsa_engine::source::{ModelRef, ResolveOptions, ResolvedModel};
-use mdsa_engine::{
-    ChatMessage, FinishReason, GenerationOutput, GenerationParams, TextGenerator, Timings, Usage,
-};
+use mdsa_engine::{ChatMessage, FinishReason, GenerationOutput, GenerationParams, TextGenerator};
 
 /// Options for loading a decoder.
 #[derive(Debug, Clone, Default)]
@@ -38,23 +38,28 @@ pub struct DecoderOptions {
     /// Cap on prompt plus answer in tokens, below the model's own context length
     /// (a smaller KV cache per request).
     pub max_context: Option<usize>,
+    /// Requests generated together at most (default [`DEFAULT_SEQUENCES`]);
+    /// more wait for a place.
+    pub max_sequences: Option<usize>,
 }
 
-/// A decoder language model with its tokenizer and chat template.
+/// Requests one generator runs together unless told otherwise.
+pub const DEFAULT_SEQUENCES: usize = 4;
+
+/// A decoder language model with its tokenizer and chat template. Concurrent
+/// [`generate`](TextGenerator::generate) calls are batched: a scheduler
+/// thread runs every active request in one forward pass per step.
 #[derive(Debug)]
 pub struct DecoderGenerator {
-    model: Box<dyn Decoder>,
-    tokenizer: TextTokenizer,
+    /// The model and what the scheduler needs beside it.
+    core: Arc<Core>,
+    /// Started by the first generation.
+    scheduler: OnceLock<Result<Scheduler, String>>,
     template: Option<ChatTemplate>,
-    eos_ids: HashSet<u32>,
     bos_id: Option<u32>,
     add_bos: bool,
     context: usize,
     source: String,
-    /// Keys and values of prompt starts shared between requests.
-    prefixes: PrefixCache,
-    /// Idle KV caches, reused by later requests.
-    caches: CachePool,
 }
 
 impl DecoderGenerator {
@@ -168,42 +173,57 @@ impl DecoderGenerator {
         // Kept prefixes may take as much as one sequence of the whole context
         // (the local backend counts it in the model's KV reservation).
         let prefixes = PrefixCache::new(model.kv_bytes_per_token() * context);
-        Ok(Self {
+        let core = Core {
             caches: CachePool::new(context),
-            context,
             prefixes,
             model,
             tokenizer,
-            template,
             eos_ids,
+            max_sequences: options.max_sequences.unwrap_or(DEFAULT_SEQUENCES).max(1),
+            steps: AtomicU64::new(0),
+            sequence_steps: AtomicU64::new(0),
+            largest: AtomicUsize::new(0),
+        };
+        Ok(Self {
+            core: Arc::new(core),
+            scheduler: OnceLock::new(),
+            context,
+            template,
             bos_id: parts.bos_id,
             add_bos: parts.add_bos,
             source: parts.source,
         })
     }
 
+    fn scheduler(&self) -> Result<&Scheduler, ModelError> {
+        self.scheduler
+            .get_or_init(|| Scheduler::start(Arc::clone(&self.core)).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ModelError::Backend(e.clone()))
+    }
+
     /// The model underneath (configuration, resident bytes).
     pub fn model(&self) -> &dyn Decoder {
-        self.model.as_ref()
+        self.core.model.as_ref()
     }
 
     /// The token ids that end an answer (EOS and the end-of-turn markers), sorted.
     pub fn stop_token_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.eos_ids.iter().copied().collect();
+        let mut ids: Vec<u32> = self.core.eos_ids.iter().copied().collect();
         ids.sort_unstable();
         ids
     }
 
     /// The tokenizer.
     pub fn tokenizer(&self) -> &TextTokenizer {
-        &self.tokenizer
+        &self.core.tokenizer
     }
 
     /// Tokens of a rendered prompt, with BOS when the model wants it and the
     /// prompt does not already start with it (chat templates often write
     /// `bos_token` themselves; llama.cpp strips the duplicate likewise).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, ModelError> {
-        let text = self.tokenizer.encode_plain(prompt)?;
+        let text = self.core.tokenizer.encode_plain(prompt)?;
         let mut ids = Vec::with_capacity(text.len() + 1);
         if self.add_bos && text.first() != self.bos_id.as_ref() {
             ids.extend(self.bos_id);
@@ -212,14 +232,20 @@ impl DecoderGenerator {
         Ok(ids)
     }
 
+    /// How the scheduler has batched: passes, mean and largest batch.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.core.batch_stats()
+    }
+
     /// How the prefix cache has done: entries, bytes, hits and misses.
     pub fn prefix_stats(&self) -> PrefixStats {
-        self.prefixes.stats()
+        self.core.prefixes.stats()
     }
 
     /// Next-token logits after `tokens`, from an empty cache (for parity tests).
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        self.model.forward(tokens, &mut self.model.new_cache())
+        let model = self.model();
+        model.forward(tokens, &mut model.new_cache())
     }
 }
 
@@ -256,89 +282,40 @@ impl TextGenerator for DecoderGenerator {
         }
         // Never run past the context: fewer tokens, not an error mid-stream.
         let max_tokens = params.max_tokens.min(context - prompt_ids.len());
-        let mut sampler = Sampler::new(params.sampling.clone());
-        let mut cache = self.caches.take(self.model.as_ref());
-        // A kept prefix of the prompt is copied in; only the rest runs.
-        let reused = match self.prefixes.lookup(&prompt_ids) {
-            Some(prefix) if cache.copy_from(&prefix) => prefix.len(),
-            _ => 0,
-        };
-        let mut history = prompt_ids.clone();
-        let mut decoder = IncrementalDecoder::new();
-        let mut text = String::new();
-        let mut generated = Vec::new();
-        let mut timings = Timings::default();
-        let mut finish = FinishReason::Length;
-        // Text held back because it might be the start of a stop string.
-        let mut emitted = 0usize;
-
-        // The quantized kernels fork onto rayon's workers; running the whole step
-        // there saves a cross-thread hand-off per matmul.
-        let mut logits =
-            crate::quant::run_in_pool(|| self.model.forward(&prompt_ids[reused..], &mut cache))?;
-        timings.prefill = started.elapsed();
-        self.prefixes.learn(&prompt_ids, &cache, reused);
-        let mut decode_started = None;
-        while generated.len() < max_tokens {
-            let token = sampler.sample(&mut logits, &history);
-            if generated.is_empty() {
-                timings.time_to_first_token = started.elapsed();
-                decode_started = Some(Instant::now());
-            }
-            if self.eos_ids.contains(&token) {
-                finish = FinishReason::Eos;
-                break;
-            }
-            generated.push(token);
-            history.push(token);
-            if let Some(piece) = decoder.push(&self.tokenizer, token)? {
-                text.push_str(&piece);
-            }
-            if let Some(at) = params
-                .stop
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(at);
-                finish = FinishReason::Stop;
-            }
-            let safe = if finish == FinishReason::Stop {
-                text.len()
-            } else {
-                safe_prefix(&text, &params.stop)
-            };
-            if safe > emitted {
-                let flow = on_text(&text[emitted..safe]);
-                emitted = safe;
-                if flow.is_break() {
-                    finish = FinishReason::Cancelled;
-                    break;
+        let (events, answers) = channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.scheduler()?.submit(Job {
+            prompt: prompt_ids,
+            max_tokens,
+            params: params.clone(),
+            started,
+            events,
+            cancel: Arc::clone(&cancel),
+        })?;
+        let mut streaming = true;
+        loop {
+            match answers.recv() {
+                Ok(Event::Text(piece)) => {
+                    if streaming && on_text(&piece).is_break() {
+                        // The scheduler ends it before its next step.
+                        cancel.store(true, Ordering::Relaxed);
+                        streaming = false;
+                    }
+                }
+                Ok(Event::Done(output)) => {
+                    let mut output = output?;
+                    if !streaming {
+                        output.finish_reason = FinishReason::Cancelled;
+                    }
+                    return Ok(output);
+                }
+                Err(_) => {
+                    return Err(ModelError::Backend(
+                        "the batch scheduler stopped before the answer was done".into(),
+                    ));
                 }
             }
-            if finish == FinishReason::Stop || generated.len() == max_tokens {
-                break;
-            }
-            logits = crate::quant::run_in_pool(|| self.model.forward(&[token], &mut cache))?;
         }
-        if finish != FinishReason::Cancelled && emitted < text.len() {
-            let _ = on_text(&text[emitted..]);
-        }
-        if let Some(decode_started) = decode_started {
-            timings.decode = decode_started.elapsed();
-        }
-        timings.total = started.elapsed();
-        Ok(GenerationOutput {
-            text,
-            finish_reason: finish,
-            usage: Usage {
-                prompt_tokens: prompt_ids.len(),
-                completion_tokens: generated.len(),
-                cached_prompt_tokens: reused,
-            },
-            token_ids: generated,
-            timings,
-        })
     }
 
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
@@ -358,7 +335,7 @@ impl TextGenerator for DecoderGenerator {
     }
 
     fn forget_prefixes(&self) {
-        self.prefixes.clear();
+        self.core.prefixes.clear();
     }
 }
 
@@ -461,7 +438,7 @@ fn token_string<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Length of `text` that cannot be the beginning of a stop string.
-fn safe_prefix(text: &str, stops: &[String]) -> usize {
+pub(crate) fn safe_prefix(text: &str, stops: &[String]) -> usize {
     let mut safe = text.len();
     for stop in stops {
         for (i, _) in text.char_indices().rev().take(stop.chars().count()) {

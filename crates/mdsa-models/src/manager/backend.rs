@@ -229,6 +229,8 @@ impl ModelBackend for LocalBackend {
                     device: Some(device),
                     chat_template: crate::backend::LocalOptions::of(spec)?.chat_template,
                     max_context: spec.max_context,
+                    // As many sequences as KV cache is reserved for.
+                    max_sequences: Some(self.kv_sequences),
                 };
                 let generator = DecoderGenerator::load(&model, &self.resolve, &options)?;
                 // The sequences' caches, and as much again as one of them

@@ -1,0 +1,225 @@
+//! Continuous batching: one scheduler thread per generator runs every active
+//! request together. Each step is one batched forward pass
+//! ([`Decoder::forward_batch`]): a decode token for each sequence past its
+//! prompt, and a chunk of prompt for each sequence still prefilling (so a long
+//! prompt does not stall the others). New requests join between steps, and
+//! finished or cancelled ones leave and give their KV cache back. Sampling,
+//! stop strings, streaming and limits stay per sequence ([`Sequence`]).
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use mdsa_engine::ModelError;
+
+use super::caches::CachePool;
+use super::prefix::PrefixCache;
+use super::sequence::{Job, Sequence};
+use crate::arch::decoder::{BatchItem, Decoder};
+use crate::tokenizer::TextTokenizer;
+
+/// Prompt tokens one sequence runs per step while others decode.
+const PREFILL_CHUNK: usize = 256;
+
+/// What the scheduler thread shares with the generator.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) model: Box<dyn Decoder>,
+    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) eos_ids: HashSet<u32>,
+    pub(crate) caches: CachePool,
+    pub(crate) prefixes: PrefixCache,
+    /// Sequences run at once at most; more requests wait their turn.
+    pub(crate) max_sequences: usize,
+    /// Passes run, and sequences summed over them.
+    pub(crate) steps: AtomicU64,
+    pub(crate) sequence_steps: AtomicU64,
+    /// The most sequences one pass ran.
+    pub(crate) largest: AtomicUsize,
+}
+
+/// How the scheduler has batched since the model loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatchStats {
+    /// Forward passes run.
+    pub steps: u64,
+    /// Sequences per pass, on average.
+    pub mean_batch: f64,
+    /// The most sequences one pass ran.
+    pub largest_batch: usize,
+}
+
+impl Core {
+    /// The figures of [`BatchStats`].
+    pub(crate) fn batch_stats(&self) -> BatchStats {
+        let steps = self.steps.load(Ordering::Relaxed);
+        let sequences = self.sequence_steps.load(Ordering::Relaxed);
+        BatchStats {
+            steps,
+            mean_batch: if steps == 0 {
+                0.0
+            } else {
+                sequences as f64 / steps as f64
+            },
+            largest_batch: self.largest.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A generator's scheduler thread and the queue into it.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    jobs: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    /// Starts the thread over `core`.
+    pub(crate) fn start(core: Arc<Core>) -> Result<Self, ModelError> {
+        let (jobs, queue) = channel();
+        let thread = std::thread::Builder::new()
+            .name("mdsa-batch".into())
+            .spawn(move || run(&core, &queue))
+            .map_err(|e| ModelError::Backend(format!("cannot start the batch scheduler: {e}")))?;
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `job`; its events arrive on its channel.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ModelError> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| ModelError::Backend("the batch scheduler has stopped".into()))
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once its sequences are done.
+        drop(
+            self.jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if let Some(thread) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The scheduler's loop: admit, step, retire, until the queue closes and
+/// nothing is left to run.
+fn run(core: &Core, queue: &Receiver<Job>) {
+    let mut active: Vec<Sequence> = Vec::new();
+    let mut open = true;
+    loop {
+        // Wait for work when idle; otherwise take what has arrived.
+        if active.is_empty() {
+            match queue.recv() {
+                Ok(job) => active.push(admit(job, core)),
+                Err(_) => return,
+            }
+        }
+        while open && active.len() < core.max_sequences {
+            match queue.try_recv() {
+                Ok(job) => active.push(admit(job, core)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        step(&mut active, core);
+        let mut i = 0;
+        while i < active.len() {
+            if active[i].finished() {
+                let done = active.swap_remove(i);
+                core.caches.give_back(done.complete());
+            } else {
+                i += 1;
+            }
+        }
+        if !open && active.is_empty() {
+            return;
+        }
+    }
+}
+
+fn admit(job: Job, core: &Core) -> Sequence {
+    let cache = core.caches.take(core.model.as_ref());
+    Sequence::new(job, cache, core)
+}
+
+/// One batched pass over every active sequence.
+fn step(active: &mut [Sequence], core: &Core) {
+    for sequence in active.iter_mut() {
+        sequence.stop_if_cancelled();
+    }
+    let running: Vec<&mut Sequence> = active.iter_mut().filter(|s| !s.finished()).collect();
+    if running.is_empty() {
+        return;
+    }
+    core.steps.fetch_add(1, Ordering::Relaxed);
+    core.sequence_steps
+        .fetch_add(running.len() as u64, Ordering::Relaxed);
+    core.largest.fetch_max(running.len(), Ordering::Relaxed);
+    let inputs: Vec<Vec<u32>> = running
+        .iter()
+        .map(|s| s.input(PREFILL_CHUNK).to_vec())
+        .collect();
+    let mut running = running;
+    let result = {
+        let mut batch: Vec<BatchItem<'_>> = running
+            .iter_mut()
+            .zip(&inputs)
+            .map(|(sequence, tokens)| BatchItem {
+                tokens,
+                cache: sequence.cache_mut(),
+            })
+            .collect();
+        // A panicking pass fails its requests, not the scheduler (and with
+        // it every later request of this model).
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::quant::run_in_pool(|| core.model.forward_batch(&mut batch))
+        }))
+        .unwrap_or_else(|payload| {
+            let said = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ModelError::Backend(format!(
+                "the forward pass panicked: {said}"
+            )))
+        })
+    };
+    match result {
+        Ok(logits) => {
+            for ((sequence, input), logits) in running.into_iter().zip(&inputs).zip(logits) {
+                sequence.advance(input.len(), logits, core);
+            }
+        }
+        Err(error) => {
+            // One pass failed for all of them; the first gets the error itself.
+            let text = error.to_string();
+            let mut error = Some(error);
+            for sequence in running {
+                sequence.fail(
+                    error
+                        .take()
+                        .unwrap_or_else(|| ModelError::Backend(text.clone())),
+                );
+            }
+        }
+    }
+}

@@ -193,11 +193,7 @@ fn step(active: &mut [Sequence], core: &Core) {
             crate::quant::run_in_pool(|| core.model.forward_batch(&mut batch))
         }))
         .unwrap_or_else(|payload| {
-            let said = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let said = crate::panic_message(payload.as_ref()).unwrap_or_default();
             Err(ModelError::Backend(format!(
                 "the forward pass panicked: {said}"
             )))

@@ -10,23 +10,22 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::arch::decoder::{Decoder, KvCache};
 
-/// Idle caches kept at most: as many as the scheduler runs sequences by
-/// default. A larger batch makes the others anew and drops them.
-const IDLE: usize = 4;
-
-/// A generator's idle caches, each of `capacity` positions.
+/// A generator's idle caches, each of `capacity` positions: at most as many
+/// as its scheduler runs sequences (the KV reservation counts that many).
 #[derive(Debug)]
 pub(crate) struct CachePool {
     idle: Mutex<Vec<KvCache>>,
     capacity: usize,
+    most: usize,
 }
 
 impl CachePool {
-    /// An empty pool of caches of `capacity` positions.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty pool keeping up to `most` idle caches of `capacity` positions.
+    pub(crate) fn new(capacity: usize, most: usize) -> Self {
         Self {
             idle: Mutex::default(),
             capacity,
+            most,
         }
     }
 
@@ -44,7 +43,7 @@ impl CachePool {
     pub(crate) fn give_back(&self, mut cache: KvCache) {
         cache.clear();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < IDLE {
+        if idle.len() < self.most {
             idle.push(cache);
         }
     }

@@ -173,13 +173,14 @@ impl DecoderGenerator {
         // Kept prefixes may take as much as one sequence of the whole context
         // (the local backend counts it in the model's KV reservation).
         let prefixes = PrefixCache::new(model.kv_bytes_per_token() * context);
+        let max_sequences = options.max_sequences.unwrap_or(DEFAULT_SEQUENCES).max(1);
         let core = Core {
-            caches: CachePool::new(context),
+            caches: CachePool::new(context, max_sequences),
             prefixes,
             model,
             tokenizer,
             eos_ids,
-            max_sequences: options.max_sequences.unwrap_or(DEFAULT_SEQUENCES).max(1),
+            max_sequences,
             steps: AtomicU64::new(0),
             sequence_steps: AtomicU64::new(0),
             largest: AtomicUsize::new(0),

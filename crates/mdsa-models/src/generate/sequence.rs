@@ -57,6 +57,8 @@ pub(crate) struct Sequence {
     /// Bytes of `text` sent to the request.
     emitted: usize,
     finish: Option<FinishReason>,
+    /// Whether the request already got its end (an error).
+    reported: bool,
     timings: Timings,
     decode_started: Option<Instant>,
 }
@@ -81,6 +83,7 @@ impl Sequence {
             generated: Vec::new(),
             emitted: 0,
             finish: None,
+            reported: false,
             timings: Timings::default(),
             decode_started: None,
         }
@@ -180,12 +183,12 @@ impl Sequence {
         let _ = self.job.events.send(Event::Done(Err(error)));
         // Nothing more is sent: `finish` only retires it.
         self.finish = Some(FinishReason::Cancelled);
-        self.emitted = usize::MAX;
+        self.reported = true;
     }
 
     /// Sends the rest of the text and the output; hands back the cache.
     pub(crate) fn complete(mut self) -> KvCache {
-        if self.emitted == usize::MAX {
+        if self.reported {
             return self.cache;
         }
         let finish = self.finish.unwrap_or(FinishReason::Length);

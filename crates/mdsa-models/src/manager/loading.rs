@@ -252,10 +252,7 @@ impl Shared {
         let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| backend.load(spec)))
             .unwrap_or_else(|payload| {
                 // The panic's message, when it has one, says what went wrong.
-                let said = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                let said = crate::panic_message(payload.as_ref())
                     .map_or_else(String::new, |s| format!(": {s}"));
                 Err(ModelError::Backend(format!(
                     "backend {:?} panicked while loading{said}",

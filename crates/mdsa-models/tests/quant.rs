@@ -526,3 +526,64 @@ fn zero_sized_shapes_work() {
     empty_cols.matmul(&[], 2, &mut out).unwrap();
     assert_eq!(out, [0.0; 6]);
 }
+
+#[test]
+fn interleaved_layout_gives_the_same_products_rows_and_errors() {
+    let mut rng = Rng::new(8);
+    let kernels: Vec<Kernel> = Kernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect();
+    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
+        // Rows in groups of 8: one group, several, and enough for the
+        // parallel split; columns of one and several blocks.
+        for &(rows, cols) in &[(8, 32), (24, 96), (576, 576), (64, 1536)] {
+            let m = random_matrix(format, rows, cols, &mut rng);
+            let inter = m.to_interleaved().expect("rows in groups of 8");
+            assert!(inter.is_interleaved() && !m.is_interleaved());
+            assert_eq!(inter.resident_bytes(), m.resident_bytes(), "{format}");
+            assert_ne!(inter.bytes(), m.bytes(), "{format}: rearranged");
+            assert_eq!(inter.dequantize(), m.dequantize(), "{format} values");
+            let mut row = vec![0f32; cols];
+            inter.dequantize_row_into(rows - 3, &mut row).unwrap();
+            assert_eq!(row, m.dequantize()[(rows - 3) * cols..(rows - 2) * cols]);
+            let w = m.dequantize();
+            // 1 (decode), 4 and 8 (whole tiles of activations), 6 and 9 (tails).
+            for n in [1, 4, 6, 8, 9] {
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.unit() * 3.0).collect();
+                let mag = magnitudes(&w, rows, cols, &x, n);
+                let mut want = vec![f32::NAN; n * rows];
+                m.matmul_with(Kernel::Scalar, &x, n, &mut want).unwrap();
+                for &kernel in &kernels {
+                    let mut got = vec![f32::NAN; n * rows];
+                    inter.matmul_with(kernel, &x, n, &mut got).unwrap();
+                    for j in 0..n * rows {
+                        assert!(
+                            (got[j] - want[j]).abs() <= 1e-5 * mag[j] + 1e-6,
+                            "{format} [{rows}×{cols}] n={n} output {j} ({} kernel, interleaved): {} vs {}",
+                            kernel.name(),
+                            got[j],
+                            want[j]
+                        );
+                    }
+                }
+            }
+            // Splits fall on groups of 8 only.
+            if rows >= 16 {
+                let part = inter.row_range(8..16).unwrap();
+                assert_eq!(part.dequantize(), w[8 * cols..16 * cols]);
+            }
+            assert_eq!(
+                inter.row_range(4..12).unwrap_err(),
+                QuantError::Interleaved { start: 4, end: 12 }
+            );
+        }
+    }
+    // Formats and shapes without the layout stay as they are.
+    let k = random_matrix(BlockFormat::Q4_K, 8, 256, &mut rng);
+    assert!(k.to_interleaved().is_none());
+    assert!(!k.clone().interleaved().is_interleaved());
+    let odd = random_matrix(BlockFormat::Q4_1, 12, 64, &mut rng);
+    assert!(odd.to_interleaved().is_none());
+    assert!(!odd.interleaved().is_interleaved());
+}

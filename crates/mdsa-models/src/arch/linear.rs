@@ -167,6 +167,11 @@ impl LinearWeight {
         device: &Device,
     ) -> Self {
         match matrix {
+            // Interleaved where the SIMD kernels multiply 8 rows at a time.
+            Matrix::Packed(Packed::Blocks(blocks)) => Self::Packed {
+                matrix: Packed::Blocks(blocks.interleaved()),
+                bias,
+            },
             Matrix::Packed(matrix) => Self::Packed { matrix, bias },
             Matrix::Dense(values) => Self::Dense {
                 // Stored [out, in]; burn multiplies x [n, in] by [in, out].

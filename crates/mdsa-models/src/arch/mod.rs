@@ -8,3 +8,4 @@ pub mod bert;
 pub mod decoder;
 pub mod linear;
 pub(crate) mod matmul;
+pub(crate) mod vector;

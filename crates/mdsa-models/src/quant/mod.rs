@@ -17,6 +17,7 @@
 mod act;
 mod formats;
 mod half;
+mod interleave;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -105,6 +106,16 @@ pub enum QuantError {
         row: usize,
         /// Rows in the matrix.
         rows: usize,
+    },
+    /// Rows of an interleaved matrix asked for that do not fall on its groups.
+    #[error(
+        "rows {start}..{end} of an interleaved matrix do not fall on its groups of 8 rows"
+    )]
+    Interleaved {
+        /// Range start.
+        start: usize,
+        /// Range end.
+        end: usize,
     },
     /// [`QuantMatrix::matmul_with`] asked for a kernel this CPU cannot run.
     #[error("the {0} kernel is not available on this CPU")]
@@ -282,13 +293,16 @@ impl std::fmt::Debug for QuantBytes {
 }
 
 /// A weight matrix `[rows, cols]` (out features × in features, the layout of a
-/// GGUF linear weight) stored as blocks of [`BlockFormat`], one row after another.
+/// GGUF linear weight) stored as blocks of [`BlockFormat`]: one row after
+/// another as GGUF stores them, or, after [`QuantMatrix::interleaved`], in
+/// groups of 8 rows that the SIMD kernels multiply 8 rows at a time.
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     format: BlockFormat,
     rows: usize,
     cols: usize,
     data: QuantBytes,
+    interleaved: bool,
 }
 
 /// Below this many weights (times activation rows) a matmul stays on the
@@ -341,16 +355,74 @@ impl QuantMatrix {
             rows,
             cols,
             data,
+            interleaved: false,
         })
     }
 
     /// Rows `rows` of this matrix as a matrix of their own, sharing the bytes.
+    /// An interleaved matrix splits only at its groups of 8 rows.
     pub fn row_range(&self, rows: Range<usize>) -> Result<Self, QuantError> {
-        let row_bytes = self.cols / self.format.block_size() * self.format.block_bytes();
+        let row_bytes = self.row_bytes();
+        if self.interleaved
+            && !(rows.start.is_multiple_of(interleave::GROUP)
+                && rows.end.is_multiple_of(interleave::GROUP))
+        {
+            return Err(QuantError::Interleaved {
+                start: rows.start,
+                end: rows.end,
+            });
+        }
         let data = self
             .data
             .slice(rows.start * row_bytes..rows.end * row_bytes)?;
-        Self::new(self.format, rows.len(), self.cols, data)
+        Ok(Self {
+            interleaved: self.interleaved,
+            ..Self::new(self.format, rows.len(), self.cols, data)?
+        })
+    }
+
+    /// This matrix in the interleaved layout the SIMD kernels multiply 8 rows
+    /// at a time (a copy of the bytes, rearranged), where the format has one
+    /// (Q8_0, Q4_0, Q4_1), the rows come in groups of 8 and this CPU has a
+    /// SIMD kernel; otherwise unchanged. Results are the same either way up to
+    /// the order of f32 additions.
+    pub fn interleaved(self) -> Self {
+        if self.interleaved
+            || !interleave::supports(self.format)
+            || self.rows == 0
+            || !self.rows.is_multiple_of(interleave::GROUP)
+            || Kernel::best() == Kernel::Scalar
+        {
+            return self;
+        }
+        self.into_interleaved()
+    }
+
+    /// [`QuantMatrix::interleaved`] on any CPU (tests run the portable kernel
+    /// on it); `None` where the format or row count has no interleaved layout.
+    pub fn to_interleaved(&self) -> Option<Self> {
+        (interleave::supports(self.format)
+            && self.rows > 0
+            && self.rows.is_multiple_of(interleave::GROUP))
+        .then(|| self.clone().into_interleaved())
+    }
+
+    fn into_interleaved(self) -> Self {
+        if self.interleaved {
+            return self;
+        }
+        let blocks_per_row = self.cols / self.format.block_size();
+        let data = interleave::interleave(self.format, blocks_per_row, self.bytes());
+        Self {
+            data: data.into(),
+            interleaved: true,
+            ..self
+        }
+    }
+
+    /// Whether the bytes are in the interleaved layout.
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
     }
 
     /// [`QuantMatrix::new`] from a GGUF `ggml_type` id.
@@ -420,7 +492,8 @@ impl QuantMatrix {
         self.cols
     }
 
-    /// The raw blocks, row after row.
+    /// The raw blocks: row after row, or in groups of 8 rows when
+    /// [`QuantMatrix::is_interleaved`].
     pub fn bytes(&self) -> &[u8] {
         self.data.as_slice()
     }
@@ -437,6 +510,12 @@ impl QuantMatrix {
     /// All weights as f32, row-major `[rows, cols]`.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
+        if self.interleaved {
+            for (row, values) in out.chunks_exact_mut(self.cols.max(1)).enumerate() {
+                let _ = self.dequantize_row_into(row, values);
+            }
+            return out;
+        }
         // Lengths were checked in `new`, so this cannot fail.
         let _ = dequantize_row(self.format, self.bytes(), &mut out);
         out
@@ -445,6 +524,11 @@ impl QuantMatrix {
     /// Row `row` as f32 into `out` (`cols` values): an embedding lookup.
     pub fn dequantize_row_into(&self, row: usize, out: &mut [f32]) -> Result<(), QuantError> {
         check_row_request(row, self.rows, self.cols, out)?;
+        if self.interleaved {
+            let blocks = self.cols / self.format.block_size();
+            let bytes = interleave::read_row(self.format, blocks, self.bytes(), row);
+            return dequantize_row(self.format, &bytes, out);
+        }
         let rb = self.row_bytes();
         dequantize_row(self.format, &self.bytes()[row * rb..(row + 1) * rb], out)
     }
@@ -504,7 +588,9 @@ impl QuantMatrix {
         let parallel = self.rows.saturating_mul(self.cols).saturating_mul(n) >= PARALLEL_MIN_WORK
             && rayon::current_num_threads() > 1
             && self.rows >= 2 * MIN_ROWS_PER_TASK;
-        if n == 1 {
+        if self.interleaved {
+            self.run_groups(kernel, &acts, out, parallel);
+        } else if n == 1 {
             // [1, rows] is already the rows-major layout the kernels write.
             self.run_rows(kernel, &acts, out, parallel);
         } else {
@@ -569,6 +655,92 @@ impl QuantMatrix {
         out.par_chunks_mut(per_task * n)
             .zip(w.par_chunks(per_task * rb))
             .for_each(|(o, wc)| rows_kernel(kernel, self.format, wc, rb, acts, o));
+    }
+}
+
+impl QuantMatrix {
+    /// [`QuantMatrix::run_rows`] for the interleaved layout. The kernels write
+    /// `[groups, n, 8]`, which for one activation row is `out` itself; for
+    /// more, runs of 8 are copied into place after.
+    fn run_groups(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {
+        use interleave::GROUP;
+        let n = acts.n;
+        let group_bytes = GROUP * self.row_bytes();
+        let w = self.bytes();
+        let run = |w: &[u8], o: &mut [f32]| groups_kernel(kernel, self.format, w, group_bytes, acts, o);
+        let mut tiles = if n == 1 {
+            Vec::new()
+        } else {
+            vec![0f32; self.rows * n]
+        };
+        let target: &mut [f32] = if n == 1 { out } else { &mut tiles };
+        if parallel {
+            let groups = self.rows / GROUP;
+            let per_task = groups
+                .div_ceil(rayon::current_num_threads() * 4)
+                .max(MIN_ROWS_PER_TASK / GROUP);
+            target
+                .par_chunks_mut(per_task * GROUP * n)
+                .zip(w.par_chunks(per_task * group_bytes))
+                .for_each(|(o, wc)| run(wc, o));
+        } else {
+            run(w, target);
+        }
+        if n > 1 {
+            for (g, tile) in tiles.chunks_exact(GROUP * n).enumerate() {
+                for (i, eight) in tile.chunks_exact(GROUP).enumerate() {
+                    out[i * self.rows + g * GROUP..][..GROUP].copy_from_slice(eight);
+                }
+            }
+        }
+    }
+}
+
+/// Interleaved groups `w` (of `group_bytes` each) against every activation
+/// row into `out` (`[groups, n, 8]`).
+fn groups_kernel(
+    kernel: Kernel,
+    format: BlockFormat,
+    w: &[u8],
+    group_bytes: usize,
+    acts: &Activations,
+    out: &mut [f32],
+) {
+    match simd(kernel) {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out),
+        Simd::None => scalar_groups(format, w, group_bytes, acts, out),
+    }
+}
+
+/// The portable kernel on interleaved groups: each group's rows are put back
+/// in GGUF order and multiplied as such (a reference, not a fast path: CPUs
+/// without SIMD kernels never interleave).
+fn scalar_groups(
+    format: BlockFormat,
+    w: &[u8],
+    group_bytes: usize,
+    acts: &Activations,
+    out: &mut [f32],
+) {
+    use interleave::GROUP;
+    let n = acts.n;
+    let blocks = acts.per_row;
+    let row_bytes = group_bytes / GROUP;
+    let mut rows_out = vec![0f32; GROUP * n];
+    for (group, o) in w.chunks_exact(group_bytes).zip(out.chunks_exact_mut(GROUP * n)) {
+        let rows: Vec<u8> = (0..GROUP)
+            .flat_map(|r| interleave::read_row(format, blocks, group, r))
+            .collect();
+        scalar::rows(format, &rows, row_bytes, acts, &mut rows_out);
+        // [8, n] → [n, 8]
+        for (r, vals) in rows_out.chunks_exact(n).enumerate() {
+            for (i, &v) in vals.iter().enumerate() {
+                o[i * GROUP + r] = v;
+            }
+        }
     }
 }
 

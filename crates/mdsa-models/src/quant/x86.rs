@@ -28,7 +28,7 @@
 /// `$detect` the run-time check for them, `$udot` the u8 × i8 dot product of 32
 /// bytes into 8 i32 lanes.
 macro_rules! kernels {
-    ($features:literal, $detect:expr, $udot:item) => {
+    ($features:literal, $detect:expr, $udot:item, $dpadd:item, $offset_q8:literal) => {
         use std::arch::x86_64::*;
 
         use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, quantize_q8_body, quantize_q8k_body};
@@ -58,6 +58,20 @@ macro_rules! kernels {
                 // SAFETY: a `Token` exists only if `detect` found every feature this
                 // module's `#[target_feature]` functions are compiled for.
                 unsafe { rows_impl(format, w, row_bytes, acts, out) }
+            }
+
+            /// See [`crate::quant::QuantMatrix::run_groups`]: interleaved groups
+            /// of 8 rows against every activation row, into `[groups, n, 8]`.
+            pub(crate) fn groups(
+                self,
+                format: BlockFormat,
+                w: &[u8],
+                group_bytes: usize,
+                acts: &Activations,
+                out: &mut [f32],
+            ) {
+                // SAFETY: as in `rows`.
+                unsafe { groups_impl(format, w, group_bytes, acts, out) }
             }
 
             /// Activation quantization compiled for these features (the same results
@@ -126,6 +140,141 @@ macro_rules! kernels {
                 // The dispatcher always pairs a format with its activation family.
                 _ => out.fill(0.0),
             }
+        }
+
+        #[target_feature(enable = $features)]
+        fn groups_impl(format: BlockFormat, w: &[u8], group_bytes: usize, acts: &Activations, out: &mut [f32]) {
+            let (n, per_row) = (acts.n, acts.per_row);
+            let ActBlocks::Q8(a) = &acts.blocks else {
+                out.fill(0.0);
+                return;
+            };
+            match format {
+                BlockFormat::Q8_0 => groups_q8::<Q8_0, 272>(w, group_bytes, a, n, per_row, out),
+                BlockFormat::Q4_0 => groups_q8::<Q4_0, 144>(w, group_bytes, a, n, per_row, out),
+                BlockFormat::Q4_1 => groups_q8::<Q4_1, 160>(w, group_bytes, a, n, per_row, out),
+                // Only these formats are ever interleaved.
+                _ => out.fill(0.0),
+            }
+        }
+
+        /// Interleaved groups of 8 rows: activations 4 at a time (one weight
+        /// unpack per 4), then one at a time; each result is 8 rows' outputs.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn groups_q8<const F: u8, const GB: usize>(
+            w: &[u8],
+            group_bytes: usize,
+            a: &[BlockQ8],
+            n: usize,
+            per_row: usize,
+            out: &mut [f32],
+        ) {
+            if group_bytes == 0 || n == 0 || per_row == 0 {
+                out.fill(0.0);
+                return;
+            }
+            let (blocks, _) = w.as_chunks::<GB>();
+            let act = |i: usize| &a[i * per_row..(i + 1) * per_row];
+            for (group, o) in blocks.chunks_exact(per_row).zip(out.chunks_exact_mut(8 * n)) {
+                let mut i = 0;
+                while i + 4 <= n {
+                    let r = dot8::<F, GB, 4>(group, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                    for (k, v) in r.iter().enumerate() {
+                        store8(&mut o[8 * (i + k)..], *v);
+                    }
+                    i += 4;
+                }
+                while i < n {
+                    store8(&mut o[8 * i..], dot8::<F, GB, 1>(group, [act(i)])[0]);
+                    i += 1;
+                }
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn store8(o: &mut [f32], v: __m256) {
+            let o = &mut o[..8];
+            // SAFETY: `o` has exactly 8 writable f32s; storeu has no alignment need.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) }
+        }
+
+        /// Bytes `4k..4k + 4` of an activation block in every 32-bit lane.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn bcast4(qs: &[i8; 32], k: usize) -> __m256i {
+            let q = &qs[4 * k..4 * k + 4];
+            _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
+        }
+
+        $dpadd
+
+        /// One interleaved group (8 rows) against `NA` activation rows: lane
+        /// `r` of result `k` is ⟨row r, activation k⟩.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn dot8<const F: u8, const GB: usize, const NA: usize>(
+            group: &[[u8; GB]],
+            acts: [&[BlockQ8]; NA],
+        ) -> [__m256; NA] {
+            let nb = group.len();
+            let mut acts_nb: [&[BlockQ8]; NA] = [&[]; NA];
+            for k in 0..NA {
+                acts_nb[k] = &acts[k][..nb];
+            }
+            // Q8_0 as unsigned bytes (+128) where `vpdpbusd` takes them whole;
+            // with `vpmaddubsw` that could saturate, so those keep the sign trick.
+            let offset_q8 = F == Q8_0 && $offset_q8;
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = [_mm256_setzero_ps(); NA];
+            for (b, blk) in group.iter().enumerate() {
+                let d = _mm256_cvtph_ps(load128(&blk[..16]));
+                // The term that multiplies each activation block's `s` (d · Σq):
+                // Q4_1's minimums, or the offset of the unsigned quants.
+                let off = match F {
+                    Q4_1 => _mm256_cvtph_ps(load128(&blk[16..32])),
+                    Q4_0 => _mm256_mul_ps(d, _mm256_set1_ps(-8.0)),
+                    _ if offset_q8 => _mm256_mul_ps(d, _mm256_set1_ps(-128.0)),
+                    _ => _mm256_setzero_ps(),
+                };
+                let qs_at = if F == Q4_1 { 32 } else { 16 };
+                let mut q = [_mm256_setzero_si256(); 8];
+                if F == Q8_0 {
+                    for k in 0..8 {
+                        q[k] = load256(&blk[qs_at + 32 * k..]);
+                        if offset_q8 {
+                            q[k] = _mm256_xor_si256(q[k], _mm256_set1_epi8(-128));
+                        }
+                    }
+                } else {
+                    for j in 0..4 {
+                        let v = load256(&blk[qs_at + 32 * j..]);
+                        q[j] = _mm256_and_si256(v, m4);
+                        q[j + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                    }
+                }
+                for k in 0..NA {
+                    let a = &acts_nb[k][b];
+                    // Two chains of integer sums, for the latency of `vpdpbusd`.
+                    let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for j in (0..8).step_by(2) {
+                        if F == Q8_0 && !offset_q8 {
+                            s0 = _mm256_add_epi32(s0, idot32::<Q8_0>(q[j], bcast4(&a.qs, j)));
+                            s1 = _mm256_add_epi32(s1, idot32::<Q8_0>(q[j + 1], bcast4(&a.qs, j + 1)));
+                        } else {
+                            s0 = dpadd(s0, q[j], bcast4(&a.qs, j));
+                            s1 = dpadd(s1, q[j + 1], bcast4(&a.qs, j + 1));
+                        }
+                    }
+                    let p = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));
+                    acc[k] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_set1_ps(a.d)), acc[k]);
+                    if F != Q8_0 || offset_q8 {
+                        acc[k] = _mm256_fmadd_ps(off, _mm256_set1_ps(a.s), acc[k]);
+                    }
+                }
+            }
+            acc
         }
 
         /// Whole rows of a 32-block format: activations in groups of 4 (one weight
@@ -538,7 +687,14 @@ pub(crate) mod avx2 {
         #[target_feature(enable = "avx2,fma,f16c")]
         fn udot(x: __m256i, y: __m256i) -> __m256i {
             _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
-        }
+        },
+        /// acc + u8 × i8 → i32 (no saturation for 4-bit x).
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn dpadd(acc: __m256i, x: __m256i, y: __m256i) -> __m256i {
+            _mm256_add_epi32(acc, udot(x, y))
+        },
+        false
     );
 }
 
@@ -556,6 +712,13 @@ pub(crate) mod vnni {
         #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
         fn udot(x: __m256i, y: __m256i) -> __m256i {
             _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
-        }
+        },
+        /// acc + u8 × i8 → i32 in one `vpdpbusd`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        fn dpadd(acc: __m256i, x: __m256i, y: __m256i) -> __m256i {
+            _mm256_dpbusd_epi32(acc, x, y)
+        },
+        true
     );
 }

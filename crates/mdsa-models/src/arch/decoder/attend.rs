@@ -14,12 +14,18 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::arch::matmul::{MatRef, matmul};
+use crate::arch::vector;
 
 use super::cache::HostKv;
 
 /// Query rows per tile: enough for the matrix products to run at speed, few
 /// enough that a tile's scores stay in cache for long prompts.
 const TILE_ROWS: usize = 64;
+
+/// Tiles of at most this many rows (a decode step's query heads of one KV
+/// head) take plain dot products: a general matrix product's set-up costs
+/// more than such a tile's arithmetic.
+const SMALL_TILE: usize = 8;
 
 /// Keys per piece of work: a decode step (one tile of a few rows per KV
 /// head) is split along the keys too, so that every core has a share of a
@@ -44,10 +50,11 @@ pub(crate) struct AttendSpec {
     pub(crate) window: Option<usize>,
 }
 
-/// One piece of work: rows `rows` of KV head `head`'s block against keys
-/// `keys`.
+/// One piece of work: rows `rows` of sequence `seq`'s KV head `head` block
+/// against keys `keys`.
 #[derive(Debug, Clone)]
 struct Piece {
+    seq: usize,
     head: usize,
     rows: Range<usize>,
     keys: Range<usize>,
@@ -61,10 +68,28 @@ struct Partial {
     out: Vec<f32>,
 }
 
+/// One sequence's share of a layer's attention: its `[heads, n, head_dim]`
+/// queries for `n` new positions, and its cache, which already holds their
+/// keys and values as its last `n` positions.
+pub(crate) struct SeqQueries<'a> {
+    pub(crate) q: &'a [f32],
+    pub(crate) n: usize,
+    pub(crate) cache: &'a HostKv,
+}
+
 /// Attends from `n` new positions, whose `[heads, n, head_dim]` queries are
 /// `q`, to everything in `cache` (which already holds their keys and values as
 /// its last `n` positions). Returns the `[n, heads · head_dim]` context.
+#[cfg(test)]
 pub(crate) fn attend(q: &[f32], n: usize, cache: &HostKv, spec: &AttendSpec) -> Vec<f32> {
+    attend_all(&[SeqQueries { q, n, cache }], spec)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`attend`] for several sequences of one layer at once, in one parallel
+/// pass over all their pieces (one fork-join per layer, not per sequence).
+pub(crate) fn attend_all(seqs: &[SeqQueries<'_>], spec: &AttendSpec) -> Vec<Vec<f32>> {
     let AttendSpec {
         heads,
         kv_heads,
@@ -72,46 +97,58 @@ pub(crate) fn attend(q: &[f32], n: usize, cache: &HostKv, spec: &AttendSpec) -> 
         ..
     } = *spec;
     let group = heads / kv_heads;
-    let rows = group * n;
-    let geometry = Geometry {
-        n,
-        past: cache.len() - n,
-        window: spec.window,
-    };
+    let geometry: Vec<Geometry> = seqs
+        .iter()
+        .map(|s| Geometry {
+            n: s.n,
+            past: s.cache.len() - s.n,
+            window: spec.window,
+        })
+        .collect();
     // The group's query heads are consecutive in `q`: one block of
     // `group · n` rows per KV head, cut into tiles, each tile's keys into chunks.
     let mut pieces = Vec::new();
-    for head in 0..kv_heads {
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let tile = r0..(r0 + TILE_ROWS).min(rows);
-            let seen = geometry.keys_of(tile.clone());
-            for k0 in seen.clone().step_by(KEY_CHUNK) {
-                pieces.push(Piece {
-                    head,
-                    rows: tile.clone(),
-                    keys: k0..(k0 + KEY_CHUNK).min(seen.end),
-                });
+    for (seq, (s, geometry)) in seqs.iter().zip(&geometry).enumerate() {
+        let rows = group * s.n;
+        for head in 0..kv_heads {
+            for r0 in (0..rows).step_by(TILE_ROWS) {
+                let tile = r0..(r0 + TILE_ROWS).min(rows);
+                let seen = geometry.keys_of(tile.clone());
+                for k0 in seen.clone().step_by(KEY_CHUNK) {
+                    pieces.push(Piece {
+                        seq,
+                        head,
+                        rows: tile.clone(),
+                        keys: k0..(k0 + KEY_CHUNK).min(seen.end),
+                    });
+                }
             }
         }
     }
-    let partials: Vec<Partial> = pieces
-        .par_iter()
-        .map(|piece| {
-            let block = &q[piece.head * rows * hd..(piece.head + 1) * rows * hd];
-            attend_piece(block, piece, &geometry, cache, spec)
-        })
-        .collect();
+    let work = |piece: &Piece| {
+        let s = &seqs[piece.seq];
+        let rows = group * s.n;
+        let block = &s.q[piece.head * rows * hd..(piece.head + 1) * rows * hd];
+        attend_piece(block, piece, &geometry[piece.seq], s.cache, spec)
+    };
+    let partials: Vec<Partial> = if pieces.len() > 1 {
+        pieces.par_iter().map(work).collect()
+    } else {
+        pieces.iter().map(work).collect()
+    };
 
-    let mut context = vec![0.0f32; n * heads * hd];
+    let mut contexts: Vec<Vec<f32>> = seqs.iter().map(|s| vec![0.0f32; s.n * heads * hd]).collect();
     let mut at = 0;
     while at < pieces.len() {
         // The pieces of one tile are consecutive.
         let tile = &pieces[at];
         let count = pieces[at..]
             .iter()
-            .take_while(|p| p.head == tile.head && p.rows == tile.rows)
+            .take_while(|p| p.seq == tile.seq && p.head == tile.head && p.rows == tile.rows)
             .count();
         let parts = &partials[at..at + count];
+        let n = seqs[tile.seq].n;
+        let context = &mut contexts[tile.seq];
         for (offset, r) in tile.rows.clone().enumerate() {
             let (g, i) = (r / n, r % n);
             let out = &mut context[(i * heads + tile.head * group + g) * hd..][..hd];
@@ -119,7 +156,7 @@ pub(crate) fn attend(q: &[f32], n: usize, cache: &HostKv, spec: &AttendSpec) -> 
         }
         at += count;
     }
-    context
+    contexts
 }
 
 /// Where the rows of a pass look: row `r` of a block is position
@@ -167,13 +204,22 @@ fn attend_piece(
     let values = &cache.values(piece.head)[lo * hd..hi * hd];
     let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
 
+    let small = t <= SMALL_TILE;
     let mut scores = vec![0.0f32; t * span];
-    matmul(
-        &mut scores,
-        span,
-        MatRef::rows(queries, t, hd, hd),
-        MatRef::rows(keys, span, hd, hd).t(),
-    );
+    if small {
+        for (row, query) in scores.chunks_exact_mut(span).zip(queries.chunks_exact(hd)) {
+            for (score, key) in row.iter_mut().zip(keys.chunks_exact(hd)) {
+                *score = vector::dot(query, key);
+            }
+        }
+    } else {
+        matmul(
+            &mut scores,
+            span,
+            MatRef::rows(queries, t, hd, hd),
+            MatRef::rows(keys, span, hd, hd).t(),
+        );
+    }
     let mut max = vec![f32::NEG_INFINITY; t];
     let mut sum = vec![0.0f32; t];
     for (offset, (row, r)) in scores
@@ -194,12 +240,22 @@ fn attend_piece(
         row[seen.end..].fill(0.0);
     }
     let mut out = vec![0.0f32; t * hd];
-    matmul(
-        &mut out,
-        hd,
-        MatRef::rows(&scores, t, span, span),
-        MatRef::rows(values, span, hd, hd),
-    );
+    if small {
+        for (row, o) in scores.chunks_exact(span).zip(out.chunks_exact_mut(hd)) {
+            for (&w, value) in row.iter().zip(values.chunks_exact(hd)) {
+                if w != 0.0 {
+                    vector::axpy(o, w, value);
+                }
+            }
+        }
+    } else {
+        matmul(
+            &mut out,
+            hd,
+            MatRef::rows(&scores, t, span, span),
+            MatRef::rows(values, span, hd, hd),
+        );
+    }
     Partial { max, sum, out }
 }
 

@@ -15,11 +15,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec};
 use mdsa_engine::ModelError;
 
-use super::attend::{AttendSpec, attend};
-use super::cache::LayerKv;
+use super::attend::{AttendSpec, SeqQueries, attend_all};
+use super::cache::{DeviceKv, LayerKv};
 use super::config::DecoderConfig;
 use super::loader::{Loader, Part};
-use super::stack::{LayerPass, SeqPass};
+use super::stack::LayerPass;
 
 /// The token embedding table, dense on the device or packed on the host (rows
 /// are dequantized on lookup).
@@ -272,6 +272,7 @@ impl Attention {
         layer: &mut LayerPass<'_>,
     ) -> Result<Tensor<2>, ModelError> {
         let [rows, _] = x.dims();
+        let x_device = x.device();
         let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
         // Every sequence's rows at once through the projections:
         // [rows, heads * hd] → [heads, rows, hd]
@@ -283,10 +284,12 @@ impl Attention {
             k = k_norm.forward3(k);
         }
         let v = split(self.v.forward(x)?, kv_heads);
-        // Then each sequence against its own cache.
+        // Then each sequence against its own cache: those on the host in
+        // one parallel pass, after all their keys and values are written.
         let single = layer.seqs.len() == 1;
-        let mut contexts = Vec::with_capacity(layer.seqs.len());
-        for seq in &mut layer.seqs {
+        let mut contexts: Vec<Option<Tensor<2>>> = Vec::with_capacity(layer.seqs.len());
+        let mut host_queries: Vec<(usize, Vec<f32>)> = Vec::new();
+        for (s, seq) in layer.seqs.iter_mut().enumerate() {
             let own = |t: &Tensor<3>| {
                 if single {
                     t.clone()
@@ -299,9 +302,50 @@ impl Attention {
                 layer.rope.apply(own(&k), seq.at),
                 own(&v),
             );
-            contexts.push(self.attend(q, k, v, seq)?);
+            let mask = seq.mask.take();
+            match &mut *seq.cache {
+                LayerKv::Host(kv) => {
+                    kv.write(&tensor_to_vec(k)?, &tensor_to_vec(v)?, seq.rows.len());
+                    host_queries.push((s, tensor_to_vec(q)?));
+                    contexts.push(None);
+                }
+                LayerKv::Device(kv) => {
+                    contexts.push(Some(self.attend_device(q, k, v, kv, mask)?));
+                }
+            }
         }
-        let context = if single {
+        if let Some(&(first, _)) = host_queries.first() {
+            let spec = AttendSpec {
+                heads,
+                kv_heads,
+                head_dim: hd,
+                scale: self.scale as f32,
+                softcap: self.softcap.map(|c| c as f32),
+                // Every sequence of a pass runs this layer's kind.
+                window: layer.seqs[first].window,
+            };
+            let seqs: Vec<SeqQueries<'_>> = host_queries
+                .iter()
+                .filter_map(|(s, q)| match &*layer.seqs[*s].cache {
+                    LayerKv::Host(cache) => Some(SeqQueries {
+                        q,
+                        n: layer.seqs[*s].rows.len(),
+                        cache,
+                    }),
+                    LayerKv::Device(_) => None,
+                })
+                .collect();
+            let device = x_device;
+            for ((s, _), context) in host_queries.iter().zip(attend_all(&seqs, &spec)) {
+                let n = layer.seqs[*s].rows.len();
+                contexts[*s] = Some(Tensor::from_data(
+                    TensorData::new(context, [n, heads * hd]),
+                    &device,
+                ));
+            }
+        }
+        let mut contexts: Vec<Tensor<2>> = contexts.into_iter().flatten().collect();
+        let context = if contexts.len() == 1 {
             contexts.pop().unwrap_or_else(|| unreachable!())
         } else {
             Tensor::cat(contexts, 0)
@@ -309,54 +353,35 @@ impl Attention {
         self.o.forward(context)
     }
 
-    /// One sequence's `[n, heads · hd]` context from its `[heads, n, hd]`
-    /// queries and `[kv_heads, n, hd]` new keys and values, which it appends
-    /// to its cache.
-    fn attend(
+    /// One sequence's `[n, heads · hd]` context on a device, from its
+    /// `[heads, n, hd]` queries and `[kv_heads, n, hd]` new keys and values,
+    /// which it appends to its cache.
+    fn attend_device(
         &self,
         q: Tensor<3>,
         k: Tensor<3>,
         v: Tensor<3>,
-        seq: &mut SeqPass<'_>,
+        kv: &mut DeviceKv,
+        mask: Option<Tensor<2>>,
     ) -> Result<Tensor<2>, ModelError> {
         let [heads, n, hd] = q.dims();
-        let kv_heads = self.kv_heads;
-        let group = heads / kv_heads;
-        Ok(match &mut *seq.cache {
-            LayerKv::Host(kv) => {
-                let device = q.device();
-                kv.write(&tensor_to_vec(k)?, &tensor_to_vec(v)?, n);
-                let spec = AttendSpec {
-                    heads,
-                    kv_heads,
-                    head_dim: hd,
-                    scale: self.scale as f32,
-                    softcap: self.softcap.map(|c| c as f32),
-                    window: seq.window,
-                };
-                let context = attend(&tensor_to_vec(q)?, n, kv, &spec);
-                Tensor::from_data(TensorData::new(context, [n, heads * hd]), &device)
-            }
-            LayerKv::Device(kv) => {
-                let (k, v) = kv.append(k, v);
-                // Grouped-query attention without copying K/V: the `group`
-                // query heads that share one KV head are stacked along the
-                // query axis.
-                let q = q.reshape([kv_heads, group * n, hd]);
-                let mut scores = q.matmul(k.swap_dims(1, 2)) * self.scale;
-                if let Some(cap) = self.softcap {
-                    scores = (scores / cap).tanh() * cap;
-                }
-                if let Some(mask) = seq.mask.take() {
-                    scores = scores + mask.unsqueeze::<3>();
-                }
-                softmax(scores, 2)
-                    .matmul(v) // [kv, group * n, hd]
-                    .reshape([heads, n, hd])
-                    .swap_dims(0, 1)
-                    .reshape([n, heads * hd])
-            }
-        })
+        let group = heads / self.kv_heads;
+        let (k, v) = kv.append(k, v);
+        // Grouped-query attention without copying K/V: the `group` query
+        // heads that share one KV head are stacked along the query axis.
+        let q = q.reshape([self.kv_heads, group * n, hd]);
+        let mut scores = q.matmul(k.swap_dims(1, 2)) * self.scale;
+        if let Some(cap) = self.softcap {
+            scores = (scores / cap).tanh() * cap;
+        }
+        if let Some(mask) = mask {
+            scores = scores + mask.unsqueeze::<3>();
+        }
+        Ok(softmax(scores, 2)
+            .matmul(v) // [kv, group * n, hd]
+            .reshape([heads, n, hd])
+            .swap_dims(0, 1)
+            .reshape([n, heads * hd]))
     }
 
     /// Bytes the projections and norms hold.

@@ -1,0 +1,147 @@
+//! f32 vector primitives for the host attention of short tiles (a decode
+//! step's few query rows), where a general matrix product spends more time
+//! choosing and packing than multiplying: a dot product and `y += a·x`, with
+//! AVX2 + FMA chosen at run time and portable loops otherwise.
+//!
+//! The intrinsics take raw pointers, so this module needs `unsafe`: the
+//! workspace denies `unsafe_code`, and the exception is made here for loads
+//! and stores whose slices are checked right there, and for calls into
+//! `#[target_feature]` functions after the CPU check.
+#![allow(unsafe_code)]
+
+/// Whether the AVX2 + FMA paths can run (std caches the check).
+#[inline]
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Σ a·b over the shorter of the two.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { x86::dot(a, b) };
+    }
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += alpha · x` over the shorter of the two.
+#[inline]
+pub(crate) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    let len = y.len().min(x.len());
+    let (y, x) = (&mut y[..len], &x[..len]);
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { x86::axpy(y, alpha, x) };
+        return;
+    }
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load(s: &[f32]) -> __m256 {
+        let s = &s[..8];
+        // SAFETY: `s` has exactly 8 readable f32s; loadu has no alignment need.
+        unsafe { _mm256_loadu_ps(s.as_ptr()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn store(s: &mut [f32], v: __m256) {
+        let s = &mut s[..8];
+        // SAFETY: `s` has exactly 8 writable f32s; storeu has no alignment need.
+        unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
+    }
+
+    /// See [`super::dot`]; `a` and `b` have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for (x, y) in ca.zip(cb) {
+            s0 = _mm256_fmadd_ps(load(x), load(y), s0);
+            s1 = _mm256_fmadd_ps(load(&x[8..]), load(&y[8..]), s1);
+        }
+        let mut tail = 0.0f32;
+        let rest = if ra.len() >= 8 {
+            s0 = _mm256_fmadd_ps(load(ra), load(rb), s0);
+            8
+        } else {
+            0
+        };
+        for (x, y) in ra[rest..].iter().zip(&rb[rest..]) {
+            tail += x * y;
+        }
+        let s = _mm256_add_ps(s0, s1);
+        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + tail
+    }
+
+    /// See [`super::axpy`]; `y` and `x` have the same length.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let a = _mm256_set1_ps(alpha);
+        let mut cy = y.chunks_exact_mut(8);
+        let mut cx = x.chunks_exact(8);
+        for (y, x) in (&mut cy).zip(&mut cx) {
+            let v = _mm256_fmadd_ps(a, load(x), load(y));
+            store(y, v);
+        }
+        for (y, &x) in cy.into_remainder().iter_mut().zip(cx.remainder()) {
+            *y += alpha * x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_and_axpy_agree_with_plain_loops_at_every_length() {
+        for len in [0, 1, 7, 8, 9, 16, 23, 64, 96, 130] {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "dot, {len}");
+            let mut y = b.clone();
+            axpy(&mut y, 0.5, &a);
+            for i in 0..len {
+                assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6, "axpy, {len}");
+            }
+        }
+    }
+}

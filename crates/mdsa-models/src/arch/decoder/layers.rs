@@ -272,7 +272,6 @@ impl Attention {
         layer: &mut LayerPass<'_>,
     ) -> Result<Tensor<2>, ModelError> {
         let [rows, _] = x.dims();
-        let x_device = x.device();
         let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
         // Every sequence's rows at once through the projections:
         // [rows, heads * hd] → [heads, rows, hd]
@@ -284,73 +283,113 @@ impl Attention {
             k = k_norm.forward3(k);
         }
         let v = split(self.v.forward(x)?, kv_heads);
-        // Then each sequence against its own cache: those on the host in
-        // one parallel pass, after all their keys and values are written.
-        let single = layer.seqs.len() == 1;
-        let mut contexts: Vec<Option<Tensor<2>>> = Vec::with_capacity(layer.seqs.len());
-        let mut host_queries: Vec<(usize, Vec<f32>)> = Vec::new();
-        for (s, seq) in layer.seqs.iter_mut().enumerate() {
-            let own = |t: &Tensor<3>| {
-                if single {
-                    t.clone()
-                } else {
-                    t.clone().narrow(1, seq.rows.start, seq.rows.len())
-                }
-            };
-            let (q, k, v) = (
-                layer.rope.apply(own(&q), seq.at),
-                layer.rope.apply(own(&k), seq.at),
-                own(&v),
-            );
-            let mask = seq.mask.take();
-            match &mut *seq.cache {
-                LayerKv::Host(kv) => {
-                    kv.write(&tensor_to_vec(k)?, &tensor_to_vec(v)?, seq.rows.len());
-                    host_queries.push((s, tensor_to_vec(q)?));
-                    contexts.push(None);
-                }
-                LayerKv::Device(kv) => {
-                    contexts.push(Some(self.attend_device(q, k, v, kv, mask)?));
-                }
-            }
-        }
-        if let Some(&(first, _)) = host_queries.first() {
-            let spec = AttendSpec {
-                heads,
-                kv_heads,
-                head_dim: hd,
-                scale: self.scale as f32,
-                softcap: self.softcap.map(|c| c as f32),
-                // Every sequence of a pass runs this layer's kind.
-                window: layer.seqs[first].window,
-            };
-            let seqs: Vec<SeqQueries<'_>> = host_queries
-                .iter()
-                .filter_map(|(s, q)| match &*layer.seqs[*s].cache {
-                    LayerKv::Host(cache) => Some(SeqQueries {
-                        q,
-                        n: layer.seqs[*s].rows.len(),
-                        cache,
-                    }),
-                    LayerKv::Device(_) => None,
-                })
-                .collect();
-            let device = x_device;
-            for ((s, _), context) in host_queries.iter().zip(attend_all(&seqs, &spec)) {
-                let n = layer.seqs[*s].rows.len();
-                contexts[*s] = Some(Tensor::from_data(
-                    TensorData::new(context, [n, heads * hd]),
-                    &device,
-                ));
-            }
-        }
-        let mut contexts: Vec<Tensor<2>> = contexts.into_iter().flatten().collect();
-        let context = if contexts.len() == 1 {
-            contexts.pop().unwrap_or_else(|| unreachable!())
+        // Every row rotated by its own position in one go.
+        let q = layer.rope.apply(q, layer.at);
+        let k = layer.rope.apply(k, layer.at);
+        let on_host = layer
+            .seqs
+            .iter()
+            .all(|seq| matches!(&*seq.cache, LayerKv::Host(_)));
+        let context = if on_host {
+            self.attend_host(q, k, v, layer)?
         } else {
-            Tensor::cat(contexts, 0)
+            // Then each sequence against its own cache, on the device.
+            let single = layer.seqs.len() == 1;
+            let mut contexts = Vec::with_capacity(layer.seqs.len());
+            for seq in &mut layer.seqs {
+                let own = |t: &Tensor<3>| {
+                    if single {
+                        t.clone()
+                    } else {
+                        t.clone().narrow(1, seq.rows.start, seq.rows.len())
+                    }
+                };
+                let mask = seq.mask.take();
+                let LayerKv::Device(kv) = &mut *seq.cache else {
+                    return Err(ModelError::Backend(
+                        "a batch mixed host and device KV caches".into(),
+                    ));
+                };
+                contexts.push(self.attend_device(own(&q), own(&k), own(&v), kv, mask)?);
+            }
+            if single {
+                contexts.pop().unwrap_or_else(|| unreachable!())
+            } else {
+                Tensor::cat(contexts, 0)
+            }
         };
         self.o.forward(context)
+    }
+
+    /// The `[rows, heads · hd]` context of every sequence of the pass, whose
+    /// caches are on the host, from the pass's rotated `[heads, rows, hd]`
+    /// queries and `[kv_heads, rows, hd]` new keys and values: each sequence's
+    /// keys and values are appended to its cache, then all attend in one
+    /// parallel pass ([`attend_all`]).
+    fn attend_host(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        layer: &mut LayerPass<'_>,
+    ) -> Result<Tensor<2>, ModelError> {
+        let [heads, rows, hd] = q.dims();
+        let device = q.device();
+        let (q, k, v) = (tensor_to_vec(q)?, tensor_to_vec(k)?, tensor_to_vec(v)?);
+        let single = layer.seqs.len() == 1;
+        // One sequence's rows of a [h, rows, hd] buffer, as [h, n, hd].
+        let own = |all: &[f32], h: usize, range: &Range<usize>| -> Vec<f32> {
+            let mut out = Vec::with_capacity(h * range.len() * hd);
+            for head in 0..h {
+                out.extend_from_slice(&all[(head * rows + range.start) * hd..(head * rows + range.end) * hd]);
+            }
+            out
+        };
+        let mut queries = Vec::with_capacity(layer.seqs.len());
+        for seq in &mut layer.seqs {
+            let n = seq.rows.len();
+            let LayerKv::Host(kv) = &mut *seq.cache else {
+                return Err(ModelError::Backend(
+                    "a batch mixed host and device KV caches".into(),
+                ));
+            };
+            if single {
+                kv.write(&k, &v, n);
+            } else {
+                let range = &seq.rows;
+                kv.write(&own(&k, self.kv_heads, range), &own(&v, self.kv_heads, range), n);
+                queries.push(own(&q, heads, range));
+            }
+        }
+        let spec = AttendSpec {
+            heads,
+            kv_heads: self.kv_heads,
+            head_dim: hd,
+            scale: self.scale as f32,
+            softcap: self.softcap.map(|c| c as f32),
+            // Every sequence of a pass runs this layer's kind.
+            window: layer.seqs.first().and_then(|seq| seq.window),
+        };
+        let seqs: Vec<SeqQueries<'_>> = layer
+            .seqs
+            .iter()
+            .enumerate()
+            .filter_map(|(s, seq)| match &*seq.cache {
+                LayerKv::Host(cache) => Some(SeqQueries {
+                    q: if single { &q } else { &queries[s] },
+                    n: seq.rows.len(),
+                    cache,
+                }),
+                LayerKv::Device(_) => None,
+            })
+            .collect();
+        // The sequences' rows are consecutive and in order: their contexts
+        // concatenated are the pass's.
+        let context: Vec<f32> = attend_all(&seqs, &spec).concat();
+        Ok(Tensor::from_data(
+            TensorData::new(context, [rows, heads * hd]),
+            &device,
+        ))
     }
 
     /// One sequence's `[n, heads · hd]` context on a device, from its

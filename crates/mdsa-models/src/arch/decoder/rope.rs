@@ -69,6 +69,20 @@ pub(crate) struct RopeAt {
     sin: Tensor<2>,
 }
 
+impl RopeAt {
+    /// The rows of several sequences' positions, one after another: a
+    /// batched pass rotates all its rows in one go.
+    pub(crate) fn concat(parts: &[RopeAt]) -> RopeAt {
+        if let [one] = parts {
+            return one.clone();
+        }
+        RopeAt {
+            cos: Tensor::cat(parts.iter().map(|p| p.cos.clone()).collect(), 0),
+            sin: Tensor::cat(parts.iter().map(|p| p.sin.clone()).collect(), 0),
+        }
+    }
+}
+
 /// `1 / base^(2i/d)` for `i < d/2`, in f32 as transformers computes it.
 fn base_frequencies(theta: f32, dim: usize) -> Vec<f32> {
     (0..dim / 2)

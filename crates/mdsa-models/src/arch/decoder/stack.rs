@@ -43,6 +43,9 @@ pub(crate) trait Block: Send + Sync + std::fmt::Debug + Sized {
 pub(crate) struct LayerPass<'a> {
     /// The layer's RoPE.
     pub(crate) rope: &'a Rope,
+    /// RoPE rows for every row of the pass (each sequence's new positions,
+    /// in the order of the sequences).
+    pub(crate) at: &'a RopeAt,
     /// The sequences, in the order of their rows.
     pub(crate) seqs: Vec<SeqPass<'a>>,
 }
@@ -51,8 +54,6 @@ pub(crate) struct LayerPass<'a> {
 pub(crate) struct SeqPass<'a> {
     /// Its rows in the pass's `[rows, hidden]` input.
     pub(crate) rows: Range<usize>,
-    /// Its RoPE rows for its new positions.
-    pub(crate) at: &'a RopeAt,
     /// Its attention mask for burn's attention on a device (`None`: nothing
     /// hidden, or attention runs on the host).
     pub(crate) mask: Option<Tensor<2>>,
@@ -236,8 +237,11 @@ impl<B: Block> Decoder for Stack<B> {
                 .map(|(run, &past)| rope.at(past, run.len()))
                 .collect()
         };
-        let ats = at_of(&self.rope);
-        let local_ats = self.local_rope.as_ref().map(at_of);
+        let at = RopeAt::concat(&at_of(&self.rope));
+        let local_at = self
+            .local_rope
+            .as_ref()
+            .map(|rope| RopeAt::concat(&at_of(rope)));
         // Masks are O(n · positions): only burn's attention on a device needs them.
         let sliding = config.layer_kinds.contains(&AttentionKind::Sliding);
         let masks: Vec<[Option<Tensor<2>>; 2]> = batch
@@ -260,9 +264,9 @@ impl<B: Block> Decoder for Stack<B> {
             .map(|item| item.cache.layers_mut().iter_mut())
             .collect();
         for (block, kind) in self.blocks.iter().zip(&config.layer_kinds) {
-            let (rope, ats) = match (kind, &self.local_rope, &local_ats) {
-                (AttentionKind::Sliding, Some(rope), Some(ats)) => (rope, ats),
-                _ => (&self.rope, &ats),
+            let (rope, at) = match (kind, &self.local_rope, &local_at) {
+                (AttentionKind::Sliding, Some(rope), Some(at)) => (rope, at),
+                _ => (&self.rope, &at),
             };
             let mut seqs = Vec::with_capacity(caches.len());
             for (s, layers) in caches.iter_mut().enumerate() {
@@ -272,14 +276,13 @@ impl<B: Block> Decoder for Stack<B> {
                 };
                 seqs.push(SeqPass {
                     rows: rows[s].clone(),
-                    at: &ats[s],
                     mask,
                     window,
                     // Checked above: one cache per layer.
                     cache: layers.next().unwrap_or_else(|| unreachable!()),
                 });
             }
-            x = block.forward(x, &mut LayerPass { rope, seqs })?;
+            x = block.forward(x, &mut LayerPass { rope, at, seqs })?;
         }
         drop(caches);
         for (item, run) in batch.iter_mut().zip(&runs) {

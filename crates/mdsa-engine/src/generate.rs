@@ -176,6 +176,25 @@ impl SamplingParams {
     }
 }
 
+/// How a generator has been serving: its batched passes since it loaded, and
+/// the keys and values it holds now. Engines that run one request at a time,
+/// or elsewhere, report none ([`TextGenerator::serving_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingStats {
+    /// Forward passes run (each one step for every sequence in it).
+    pub steps: u64,
+    /// Sequences summed over those passes: `sequence_steps / steps` is the
+    /// mean batch size.
+    pub sequence_steps: u64,
+    /// The most sequences one pass ran.
+    pub largest_batch: usize,
+    /// Sequences running now.
+    pub active_sequences: usize,
+    /// Bytes of keys and values held now: the running sequences' positions
+    /// and the kept prompt prefixes.
+    pub kv_cache_bytes: u64,
+}
+
 /// Writes text from prompts. Shared between threads; each call keeps its own KV
 /// cache, so concurrent generations do not interfere, and a cancelled or finished
 /// call frees its cache when it returns.
@@ -217,4 +236,10 @@ pub trait TextGenerator: Send + Sync {
     /// prefixes); called when the domains, and so their prompts, change. The
     /// default keeps nothing.
     fn forget_prefixes(&self) {}
+
+    /// Batching and KV-cache figures, for engines that batch requests; the
+    /// default has none.
+    fn serving_stats(&self) -> Option<ServingStats> {
+        None
+    }
 }

@@ -49,7 +49,8 @@ pub use embed::{Embedder, cosine_similarity, dot};
 pub use error::ModelError;
 pub use format::WeightFormat;
 pub use generate::{
-    FinishReason, GenerationOutput, GenerationParams, SamplingParams, TextGenerator, Timings, Usage,
+    FinishReason, GenerationOutput, GenerationParams, SamplingParams, ServingStats, TextGenerator,
+    Timings, Usage,
 };
 pub use mdsa_config::ConfigError;
 pub use options::{OptionValue, SpecOptions, SpecOrigin};

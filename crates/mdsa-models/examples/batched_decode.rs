@@ -42,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Different prompts, so that the sequences differ in length and content.
     let prompts: Vec<Vec<u32>> = (0..sequences)
         .map(|i| {
-            let text = format!("Question {i}: what is {} plus {}? Explain briefly.", i * 7, i + 3);
+            let text = format!(
+                "Question {i}: what is {} plus {}? Explain briefly.",
+                i * 7,
+                i + 3
+            );
             generator.tokenizer().encode_plain(&text)
         })
         .collect::<Result<_, _>>()?;
@@ -70,7 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut batch: Vec<BatchItem<'_>> = caches
         .iter_mut()
         .zip(&prompts)
-        .map(|(cache, prompt)| BatchItem { tokens: prompt, cache })
+        .map(|(cache, prompt)| BatchItem {
+            tokens: prompt,
+            cache,
+        })
         .collect();
     let mut next: Vec<[u32; 1]> = run_in_pool(|| decoder.forward_batch(&mut batch))?
         .iter()
@@ -81,7 +88,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut batch: Vec<BatchItem<'_>> = caches
             .iter_mut()
             .zip(&next)
-            .map(|(cache, token)| BatchItem { tokens: token, cache })
+            .map(|(cache, token)| BatchItem {
+                tokens: token,
+                cache,
+            })
             .collect();
         let logits = run_in_pool(|| decoder.forward_batch(&mut batch))?;
         next = logits.iter().map(|l| [argmax(l)]).collect();

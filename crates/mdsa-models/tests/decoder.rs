@@ -571,6 +571,55 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
 }
 
 #[test]
+fn serving_stats_show_running_sequences_and_their_kv_bytes() {
+    let model = load(WeightFormat::Stored);
+    let before = model.serving_stats().expect("a batching generator");
+    let prompt = model
+        .render_chat(&[ChatMessage::user("Count from 1 to 20.")])
+        .unwrap();
+    let params = GenerationParams {
+        max_tokens: 12,
+        ..greedy()
+    };
+    // Read at the third piece of text: the scheduler publishes its figures
+    // between passes, and that piece's pass follows at least two of them.
+    let (mut pieces, mut during) = (0, None);
+    let output = model
+        .generate(&prompt, &params, &mut |_| {
+            pieces += 1;
+            if pieces == 3 {
+                during = model.serving_stats();
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(output.usage.completion_tokens, 12, "counting takes longer");
+    let during = during.expect("text arrived");
+    assert_eq!(during.active_sequences, 1, "{during:?}");
+    // The running sequence holds at least its prompt's keys and values.
+    let per_token = model.model().kv_bytes_per_token() as u64;
+    assert!(
+        during.kv_cache_bytes >= output.usage.prompt_tokens as u64 * per_token,
+        "{during:?}, {} prompt tokens of {per_token} bytes",
+        output.usage.prompt_tokens
+    );
+    let after = model.serving_stats().unwrap();
+    assert_eq!(after.active_sequences, 0, "{after:?}");
+    assert_eq!(
+        after.kv_cache_bytes,
+        model.prefix_stats().bytes as u64,
+        "only kept prefixes remain: {after:?}"
+    );
+    // One pass for the prompt, one per token after the first.
+    assert_eq!(
+        after.steps - before.steps,
+        output.usage.completion_tokens as u64,
+        "{before:?} → {after:?}"
+    );
+    assert_eq!(after.sequence_steps - before.sequence_steps, after.steps - before.steps);
+}
+
+#[test]
 fn a_request_cancelled_mid_batch_ends_alone_and_frees_its_place() {
     let model = load(WeightFormat::Stored);
     let long = GenerationParams {

@@ -36,6 +36,9 @@
 //! | `mdsa_uptime_seconds` | gauge | |
 //! | `mdsa_model_loads_total`, `mdsa_model_hits_total`, `mdsa_model_misses_total`, `mdsa_model_evictions_total`, `mdsa_model_unloads_total`, `mdsa_model_load_failures_total` | counter | `model` |
 //! | `mdsa_model_prefix_hits_total`, `mdsa_model_prefix_misses_total`, `mdsa_model_cached_prompt_tokens_total` | counter | `model` |
+//! | `mdsa_model_batch_steps_total`, `mdsa_model_batch_sequences_total` (÷: mean batch size per step) | counter | `model` |
+//! | `mdsa_model_batch_size_max`, `mdsa_model_active_sequences` | gauge | `model` |
+//! | `mdsa_model_kv_cache_bytes` | gauge | `model` |
 //! | `mdsa_model_load_duration_seconds` | histogram (5 ms … 120 s) | `model` |
 //! | `mdsa_model_resident_bytes` | gauge | `model`, `device` |
 //! | `mdsa_device_resident_bytes` | gauge | `device` |
@@ -90,7 +93,7 @@ pub use metrics::{
     GroupSnapshot, HistoryHandle, LatencySummary, MetricsCollector, MetricsConfig, MetricsSnapshot,
     NONE_LABEL, Observation, StatusCounts,
 };
-pub use models::{ModelMetrics, ModelMetricsSnapshot, ModelResidency};
+pub use models::{ModelMetrics, ModelMetricsSnapshot, ModelResidency, ModelServing};
 pub use record::{LatencyBreakdown, RequestRecord, RequestStatus, query_sha256};
 pub use sink::{SinkConfig, read_jsonl, read_jsonl_with_rotations, rotated_path};
 

@@ -29,9 +29,20 @@ struct ModelStats {
     prefix_hits: AtomicU64,
     prefix_misses: AtomicU64,
     cached_prompt_tokens: AtomicU64,
+    serving: Mutex<ModelServing>,
     load_duration: Buckets,
     resident_bytes: AtomicU64,
     device: Mutex<String>,
+}
+
+impl ModelStats {
+    /// A model that left memory runs nothing and holds no keys or values;
+    /// its pass counts stay (counters do not go back).
+    fn forget_running(&self) {
+        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        serving.active_sequences = 0;
+        serving.kv_cache_bytes = 0;
+    }
 }
 
 /// Model-manager counters, shared by every clone of the collector.
@@ -72,12 +83,42 @@ pub struct ModelResidency {
     /// Prompt tokens taken from kept prefixes instead of being run.
     #[serde(default)]
     pub cached_prompt_tokens: u64,
+    /// How its generator batches, as last reported.
+    #[serde(default)]
+    pub serving: ModelServing,
     /// Total seconds spent loading.
     pub load_seconds: f64,
     /// Bytes resident now (0 when not loaded).
     pub resident_bytes: u64,
     /// The device it was last loaded on.
     pub device: String,
+}
+
+/// A batching generator's figures ([`ModelMetrics::record_serving`]): its
+/// passes since it loaded, and what it runs and holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelServing {
+    /// Batched forward passes run.
+    pub batch_steps: u64,
+    /// Sequences summed over those passes (÷ steps: the mean batch size).
+    pub batch_sequences: u64,
+    /// The most sequences one pass ran.
+    pub largest_batch: u64,
+    /// Sequences running now.
+    pub active_sequences: u64,
+    /// Bytes of keys and values held now.
+    pub kv_cache_bytes: u64,
+}
+
+impl ModelServing {
+    /// Sequences per pass on average; 0 before the first pass.
+    pub fn mean_batch(&self) -> f64 {
+        if self.batch_steps == 0 {
+            0.0
+        } else {
+            self.batch_sequences as f64 / self.batch_steps as f64
+        }
+    }
 }
 
 /// Everything [`ModelMetrics`] knows, at one instant.
@@ -143,11 +184,21 @@ impl ModelMetrics {
         }
     }
 
+    /// A generator's batching figures now (they replace the last report).
+    pub fn record_serving(&self, model: &str, serving: ModelServing) {
+        *self
+            .entry(model)
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = serving;
+    }
+
     /// An eviction; the model holds no bytes any more.
     pub fn record_eviction(&self, model: &str) {
         let stats = self.entry(model);
         stats.evictions.fetch_add(1, Ordering::Relaxed);
         stats.resident_bytes.store(0, Ordering::Relaxed);
+        stats.forget_running();
     }
 
     /// An unload on request; the model holds no bytes any more.
@@ -155,6 +206,7 @@ impl ModelMetrics {
         let stats = self.entry(model);
         stats.unloads.fetch_add(1, Ordering::Relaxed);
         stats.resident_bytes.store(0, Ordering::Relaxed);
+        stats.forget_running();
     }
 
     pub(crate) fn rows(&self) -> Vec<ModelRow> {
@@ -177,6 +229,7 @@ impl ModelMetrics {
                         prefix_hits: read(&s.prefix_hits),
                         prefix_misses: read(&s.prefix_misses),
                         cached_prompt_tokens: read(&s.cached_prompt_tokens),
+                        serving: *s.serving.lock().unwrap_or_else(PoisonError::into_inner),
                         load_seconds: load_duration.sum_secs,
                         resident_bytes: read(&s.resident_bytes),
                         device: s

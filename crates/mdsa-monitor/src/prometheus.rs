@@ -108,7 +108,7 @@ fn encode_models(
     rows: &[ModelRow],
     per_device: &std::collections::BTreeMap<String, u64>,
 ) -> Result<(), std::fmt::Error> {
-    let counters: [(&str, &str, ModelCount); 9] = [
+    let counters: [(&str, &str, ModelCount); 11] = [
         ("model_loads", "Model loads finished.", |m| m.loads),
         (
             "model_hits",
@@ -146,6 +146,16 @@ fn encode_models(
             "Prompt tokens taken from kept prefixes instead of being run.",
             |m| m.cached_prompt_tokens,
         ),
+        (
+            "model_batch_steps",
+            "Batched forward passes a generator ran since it loaded.",
+            |m| m.serving.batch_steps,
+        ),
+        (
+            "model_batch_sequences",
+            "Sequences summed over those passes (divided by the steps: the mean batch size).",
+            |m| m.serving.batch_sequences,
+        ),
     ];
     for (name, help, value) in counters {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -162,6 +172,33 @@ fn encode_models(
         model_label,
         |r| &r.load_duration,
     )?;
+    let gauges: [(&str, &str, Option<Unit>, ModelCount); 3] = [
+        (
+            "model_batch_size_max",
+            "The most sequences one batched pass of the generator ran.",
+            None,
+            |m| m.serving.largest_batch,
+        ),
+        (
+            "model_active_sequences",
+            "Sequences the generator runs now.",
+            None,
+            |m| m.serving.active_sequences,
+        ),
+        (
+            "model_kv_cache",
+            "Bytes of keys and values the generator holds now: running sequences and kept prompt prefixes.",
+            Some(Unit::Bytes),
+            |m| m.serving.kv_cache_bytes,
+        ),
+    ];
+    for (name, help, unit, value) in gauges {
+        let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+        for row in rows {
+            let labels = [("model", row.model.as_str())];
+            ConstGauge::new(value(&row.figures) as i64).encode(metric.encode_family(&labels)?)?;
+        }
+    }
     let mut resident = encoder.encode_descriptor(
         "model_resident",
         "Bytes a model holds (weights plus KV reservation), by model and device.",
@@ -320,7 +357,7 @@ mod tests {
 
     use crate::clock::ManualClock;
     use crate::metrics::{MetricsConfig, NONE_LABEL, Observation};
-    use crate::{MetricsCollector, RequestStatus};
+    use crate::{MetricsCollector, ModelServing, RequestStatus};
 
     /// One sample line: name, labels, value.
     #[derive(Debug, PartialEq)]
@@ -446,6 +483,50 @@ mod tests {
         ));
         clock.advance(Duration::from_secs(9));
         collector
+    }
+
+    #[test]
+    fn serving_figures_are_counters_and_gauges_per_model() {
+        let collector = collector();
+        let models = collector.model_metrics();
+        models.record_load("smol", "cpu", Duration::from_millis(5), 1000);
+        models.record_serving(
+            "smol",
+            ModelServing {
+                batch_steps: 40,
+                batch_sequences: 100,
+                largest_batch: 4,
+                active_sequences: 3,
+                kv_cache_bytes: 65_536,
+            },
+        );
+        let samples = parse(&collector.encode_prometheus().unwrap());
+        let smol = [("model", "smol")];
+        assert_eq!(value(&samples, "mdsa_model_batch_steps_total", &smol), 40.0);
+        assert_eq!(
+            value(&samples, "mdsa_model_batch_sequences_total", &smol),
+            100.0
+        );
+        assert_eq!(value(&samples, "mdsa_model_batch_size_max", &smol), 4.0);
+        assert_eq!(value(&samples, "mdsa_model_active_sequences", &smol), 3.0);
+        assert_eq!(
+            value(&samples, "mdsa_model_kv_cache_bytes", &smol),
+            65_536.0
+        );
+        assert!(
+            (collector.snapshot().model_residency.per_model["smol"]
+                .serving
+                .mean_batch()
+                - 2.5)
+                .abs()
+                < 1e-12
+        );
+        // Evicted: nothing runs or is held; the pass counts stay.
+        models.record_eviction("smol");
+        let samples = parse(&collector.encode_prometheus().unwrap());
+        assert_eq!(value(&samples, "mdsa_model_kv_cache_bytes", &smol), 0.0);
+        assert_eq!(value(&samples, "mdsa_model_active_sequences", &smol), 0.0);
+        assert_eq!(value(&samples, "mdsa_model_batch_steps_total", &smol), 40.0);
     }
 
     #[test]

@@ -147,6 +147,7 @@ async function pollStats() {
     renderTimeCharts();
     renderDomainChart(stats.metrics.per_domain);
     renderMemory(stats.resident, stats.budgets);
+    renderServing(stats.resident, stats.metrics.model_residency.per_model);
     $("last-update").textContent = `updated ${fmtClock(new Date())}`;
   } catch (error) {
     setReadiness("offline", `offline: ${error.message}`);
@@ -267,6 +268,36 @@ function renderMemory(resident, budgets) {
     limit: budgetValues.length === 1 ? { value: budgetValues[0], label: "budget" } : null,
     empty: "no model resident",
   });
+}
+
+/**
+ * One line per resident generator that batches: sequences running, batch size
+ * per step (mean and largest), KV bytes held and prefix-cache hits. Each item
+ * carries its figures as data attributes too.
+ */
+function renderServing(resident, perModel) {
+  const list = $("serving");
+  list.replaceChildren();
+  for (const m of resident) {
+    const s = m.serving;
+    if (!s) continue;
+    const figures = perModel[m.id] || {};
+    const prompts = (figures.prefix_hits || 0) + (figures.prefix_misses || 0);
+    const mean = s.steps > 0 ? s.sequence_steps / s.steps : 0;
+    const item = document.createElement("li");
+    item.dataset.model = m.id;
+    item.dataset.active = s.active_sequences;
+    item.dataset.steps = s.steps;
+    item.dataset.meanBatch = mean.toFixed(2);
+    item.dataset.largestBatch = s.largest_batch;
+    item.dataset.kvBytes = s.kv_cache_bytes;
+    item.dataset.prefixHits = figures.prefix_hits || 0;
+    item.textContent =
+      `${m.id}: ${s.active_sequences} running · batch ${mean.toFixed(1)} per step (max ${s.largest_batch}, ` +
+      `${s.steps} steps) · KV cache ${fmtBytes(s.kv_cache_bytes)} · prefix hits ` +
+      `${figures.prefix_hits || 0} of ${prompts} prompts`;
+    list.append(item);
+  }
 }
 
 // ------------------------------------------------------------------- logs --

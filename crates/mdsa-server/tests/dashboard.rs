@@ -245,6 +245,17 @@ async fn use_the_dashboard(client: Client, addr: SocketAddr) {
             .is_some_and(|m| m.keys().any(|k| k.starts_with("smollm2"))),
         "the generator is resident: {memory}"
     );
+    // Its batching figures: passes of one sequence (one request at a time).
+    let serving = page
+        .wait_for(
+            "the serving line of the generator",
+            "(() => { const li = document.querySelector('#serving li');               return li && Number(li.dataset.steps) > 0 && [li.dataset.model, li.dataset.largestBatch,               li.dataset.kvBytes, li.textContent]; })()",
+        )
+        .await;
+    let serving = strings(&serving);
+    assert!(serving[0].starts_with("smollm2"), "{serving:?}");
+    assert_eq!(serving[1], "1", "one request at a time: {serving:?}");
+    assert!(serving[3].contains("batch 1.0 per step"), "{serving:?}");
 
     fit_window_to_page(&page).await;
     screenshot(&page, "dashboard.png").await;

@@ -17,7 +17,7 @@ use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, 
 use mdsa_engine::{ChatMessage, ModelBackend};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
 use mdsa_models::manager::{LocalBackend, ManagerConfig, ModelHandle, ModelManager};
-use mdsa_monitor::{LoggerConfig, MetricsCollector, RequestLogger, SinkConfig};
+use mdsa_monitor::{LoggerConfig, MetricsCollector, ModelServing, RequestLogger, SinkConfig};
 
 use crate::config::SystemConfig;
 use crate::error::MdsaError;
@@ -415,6 +415,28 @@ impl Mdsa {
     /// [`MetricsCollector::encode_prometheus`]).
     pub fn metrics(&self) -> &MetricsCollector {
         &self.inner.metrics
+    }
+
+    /// Copies every resident generator's batching figures (passes, batch
+    /// sizes, sequences running, KV bytes held) into [`Mdsa::metrics`], where
+    /// the Prometheus text and snapshots read them. `mdsa serve` calls this on
+    /// every scrape of `/metrics` and `/v1/stats`.
+    pub fn refresh_serving_metrics(&self) {
+        let models = self.inner.metrics.model_metrics();
+        for model in self.inner.manager.resident() {
+            if let Some(s) = model.serving {
+                models.record_serving(
+                    &model.id,
+                    ModelServing {
+                        batch_steps: s.steps,
+                        batch_sequences: s.sequence_steps,
+                        largest_batch: s.largest_batch as u64,
+                        active_sequences: s.active_sequences as u64,
+                        kv_cache_bytes: s.kv_cache_bytes,
+                    },
+                );
+            }
+        }
     }
 
     /// The last error writing the request log file, if any write failed.

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use mdsa_engine::ModelError;
+use mdsa_engine::{ModelError, ServingStats};
 
 use super::caches::CachePool;
 use super::prefix::PrefixCache;
@@ -39,6 +39,9 @@ pub(crate) struct Core {
     pub(crate) sequence_steps: AtomicU64,
     /// The most sequences one pass ran.
     pub(crate) largest: AtomicUsize,
+    /// Sequences running now, and the bytes of their keys and values.
+    pub(crate) active: AtomicUsize,
+    pub(crate) active_kv_bytes: AtomicU64,
 }
 
 /// How the scheduler has batched since the model loaded.
@@ -66,6 +69,26 @@ impl Core {
             },
             largest_batch: self.largest.load(Ordering::Relaxed),
         }
+    }
+
+    /// The figures of [`mdsa_engine::ServingStats`]: the passes so far, and
+    /// the keys and values held now (running sequences and kept prefixes).
+    pub(crate) fn serving_stats(&self) -> ServingStats {
+        ServingStats {
+            steps: self.steps.load(Ordering::Relaxed),
+            sequence_steps: self.sequence_steps.load(Ordering::Relaxed),
+            largest_batch: self.largest.load(Ordering::Relaxed),
+            active_sequences: self.active.load(Ordering::Relaxed),
+            kv_cache_bytes: self.active_kv_bytes.load(Ordering::Relaxed)
+                + self.prefixes.stats().bytes as u64,
+        }
+    }
+
+    /// Publishes how many sequences run and the bytes their caches hold.
+    fn publish_active(&self, active: &mut [Sequence]) {
+        let bytes: usize = active.iter_mut().map(|s| s.cache_mut().bytes()).sum();
+        self.active.store(active.len(), Ordering::Relaxed);
+        self.active_kv_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -149,6 +172,7 @@ fn run(core: &Core, queue: &Receiver<Job>) {
                 i += 1;
             }
         }
+        core.publish_active(&mut active);
         if !open && active.is_empty() {
             return;
         }

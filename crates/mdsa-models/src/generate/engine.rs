@@ -184,6 +184,8 @@ impl DecoderGenerator {
             steps: AtomicU64::new(0),
             sequence_steps: AtomicU64::new(0),
             largest: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            active_kv_bytes: AtomicU64::new(0),
         };
         Ok(Self {
             core: Arc::new(core),
@@ -337,6 +339,10 @@ impl TextGenerator for DecoderGenerator {
 
     fn forget_prefixes(&self) {
         self.core.prefixes.clear();
+    }
+
+    fn serving_stats(&self) -> Option<mdsa_engine::ServingStats> {
+        Some(self.core.serving_stats())
     }
 }
 

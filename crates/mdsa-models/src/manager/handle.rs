@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdsa_engine::{Embedder, LoadedEngine, ModelSpec, TextGenerator};
+use mdsa_engine::{Embedder, LoadedEngine, ModelSpec, ServingStats, TextGenerator};
 
 use super::Lease;
 
@@ -29,6 +29,8 @@ pub struct ResidentModel {
     pub in_use: usize,
     /// Time since it was last handed out or released.
     pub idle_for: Duration,
+    /// A batching generator's figures (batched passes, KV bytes held now).
+    pub serving: Option<ServingStats>,
 }
 
 /// A resident model. Holding it (or a clone) keeps the model in memory.

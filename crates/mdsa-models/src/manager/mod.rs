@@ -368,6 +368,13 @@ impl ModelManager {
                     idle_for: Duration::from_micros(
                         now.saturating_sub(r.last_used_us.load(Ordering::Relaxed)),
                     ),
+                    // Atomics only: cheap under the lock.
+                    serving: match &r.engine {
+                        mdsa_engine::LoadedEngine::Generator(generator) => {
+                            generator.serving_stats()
+                        }
+                        _ => None,
+                    },
                 }),
                 Slot::Loading { .. } => None,
             })

@@ -119,7 +119,12 @@ pub(crate) fn read_row(
     let group = &bytes[row / GROUP * group_bytes..][..group_bytes];
     let mut out = vec![0u8; blocks_per_row * bb];
     for (b, block) in out.chunks_exact_mut(bb).enumerate() {
-        read_lane(format, &group[b * GROUP * bb..][..GROUP * bb], row % GROUP, block);
+        read_lane(
+            format,
+            &group[b * GROUP * bb..][..GROUP * bb],
+            row % GROUP,
+            block,
+        );
     }
     out
 }

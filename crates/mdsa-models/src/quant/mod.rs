@@ -108,9 +108,7 @@ pub enum QuantError {
         rows: usize,
     },
     /// Rows of an interleaved matrix asked for that do not fall on its groups.
-    #[error(
-        "rows {start}..{end} of an interleaved matrix do not fall on its groups of 8 rows"
-    )]
+    #[error("rows {start}..{end} of an interleaved matrix do not fall on its groups of 8 rows")]
     Interleaved {
         /// Range start.
         start: usize,
@@ -667,7 +665,8 @@ impl QuantMatrix {
         let n = acts.n;
         let group_bytes = GROUP * self.row_bytes();
         let w = self.bytes();
-        let run = |w: &[u8], o: &mut [f32]| groups_kernel(kernel, self.format, w, group_bytes, acts, o);
+        let run =
+            |w: &[u8], o: &mut [f32]| groups_kernel(kernel, self.format, w, group_bytes, acts, o);
         let mut tiles = if n == 1 {
             Vec::new()
         } else {
@@ -730,7 +729,10 @@ fn scalar_groups(
     let blocks = acts.per_row;
     let row_bytes = group_bytes / GROUP;
     let mut rows_out = vec![0f32; GROUP * n];
-    for (group, o) in w.chunks_exact(group_bytes).zip(out.chunks_exact_mut(GROUP * n)) {
+    for (group, o) in w
+        .chunks_exact(group_bytes)
+        .zip(out.chunks_exact_mut(GROUP * n))
+    {
         let rows: Vec<u8> = (0..GROUP)
             .flat_map(|r| interleave::read_row(format, blocks, group, r))
             .collect();

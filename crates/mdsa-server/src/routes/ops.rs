@@ -35,6 +35,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus text (OpenMetrics).
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.mdsa().refresh_serving_metrics();
     let text = state.mdsa().metrics().encode_prometheus().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -153,6 +154,7 @@ fn millis(param: &str, ms: f64) -> Result<Duration, ApiError> {
 /// the metrics snapshot, the resident models, the queue and the limits.
 pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
     let mdsa = state.mdsa();
+    mdsa.refresh_serving_metrics();
     let resident: Vec<Value> = mdsa
         .manager()
         .resident()
@@ -168,6 +170,7 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Json<Value> {
                 "pinned": m.pinned,
                 "in_use": m.in_use,
                 "idle_secs": m.idle_for.as_secs_f64(),
+                "serving": m.serving,
             })
         })
         .collect();

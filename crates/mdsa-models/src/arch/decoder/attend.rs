@@ -137,7 +137,10 @@ pub(crate) fn attend_all(seqs: &[SeqQueries<'_>], spec: &AttendSpec) -> Vec<Vec<
         pieces.iter().map(work).collect()
     };
 
-    let mut contexts: Vec<Vec<f32>> = seqs.iter().map(|s| vec![0.0f32; s.n * heads * hd]).collect();
+    let mut contexts: Vec<Vec<f32>> = seqs
+        .iter()
+        .map(|s| vec![0.0f32; s.n * heads * hd])
+        .collect();
     let mut at = 0;
     while at < pieces.len() {
         // The pieces of one tile are consecutive.

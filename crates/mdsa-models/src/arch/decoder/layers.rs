@@ -341,7 +341,9 @@ impl Attention {
         let own = |all: &[f32], h: usize, range: &Range<usize>| -> Vec<f32> {
             let mut out = Vec::with_capacity(h * range.len() * hd);
             for head in 0..h {
-                out.extend_from_slice(&all[(head * rows + range.start) * hd..(head * rows + range.end) * hd]);
+                out.extend_from_slice(
+                    &all[(head * rows + range.start) * hd..(head * rows + range.end) * hd],
+                );
             }
             out
         };
@@ -357,7 +359,11 @@ impl Attention {
                 kv.write(&k, &v, n);
             } else {
                 let range = &seq.rows;
-                kv.write(&own(&k, self.kv_heads, range), &own(&v, self.kv_heads, range), n);
+                kv.write(
+                    &own(&k, self.kv_heads, range),
+                    &own(&v, self.kv_heads, range),
+                    n,
+                );
                 queries.push(own(&q, heads, range));
             }
         }

@@ -91,10 +91,14 @@ pub(super) fn outcome(mode: Mode, status: u16, body: &str) -> Outcome {
         Mode::Route => Some(Outcome::Ok {
             completion_tokens: 0,
             abstained: v["abstained"].as_bool()?,
+            first_token: None,
         }),
         Mode::Chat => Some(Outcome::Ok {
             completion_tokens: v["usage"]["completion_tokens"].as_u64()?,
             abstained: v["mdsa"]["outcome"].as_str() == Some("abstained"),
+            first_token: v["mdsa"]["timings"]["first_token_ms"]
+                .as_f64()
+                .and_then(|ms| Duration::try_from_secs_f64(ms / 1e3).ok()),
         }),
     });
     answer.unwrap_or_else(|| Outcome::Http {
@@ -225,12 +229,13 @@ mod tests {
 
     #[test]
     fn answers_and_errors_are_told_apart() {
-        let chat = r#"{"usage":{"prompt_tokens":54,"completion_tokens":16},"mdsa":{"outcome":"answered"}}"#;
+        let chat = r#"{"usage":{"prompt_tokens":54,"completion_tokens":16},"mdsa":{"outcome":"answered","timings":{"first_token_ms":12.5}}}"#;
         assert_eq!(
             outcome(Mode::Chat, 200, chat),
             Outcome::Ok {
                 completion_tokens: 16,
-                abstained: false
+                abstained: false,
+                first_token: Some(Duration::from_micros(12_500)),
             }
         );
         let abstained = r#"{"usage":{"completion_tokens":0},"mdsa":{"outcome":"abstained"}}"#;
@@ -238,14 +243,16 @@ mod tests {
             outcome(Mode::Chat, 200, abstained),
             Outcome::Ok {
                 completion_tokens: 0,
-                abstained: true
+                abstained: true,
+                first_token: None,
             }
         );
         assert_eq!(
             outcome(Mode::Route, 200, r#"{"abstained":true,"domain":null}"#),
             Outcome::Ok {
                 completion_tokens: 0,
-                abstained: true
+                abstained: true,
+                first_token: None,
             }
         );
         let full = r#"{"error":{"message":"...","type":"rate_limit_error","param":null,"code":"queue_full"}}"#;

@@ -232,7 +232,7 @@ fn print_run(run: &Run) {
 
 fn print_table(runs: &[Run]) {
     println!(
-        "\n{:<6} {:>7} {:>8} {:>6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "\n{:<6} {:>7} {:>8} {:>6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
         "mode",
         "clients",
         "requests",
@@ -243,7 +243,8 @@ fn print_table(runs: &[Run]) {
         "p95 ms",
         "p99 ms",
         "max ms",
-        "tok/s"
+        "tok/s",
+        "ttft p95"
     );
     for run in runs {
         let s = &run.summary;
@@ -251,8 +252,11 @@ fn print_table(runs: &[Run]) {
             Mode::Chat => format!("{:.1}", s.tokens_per_second()),
             Mode::Route => "-".into(),
         };
+        let ttft = s
+            .first_token
+            .map_or("-".into(), |t| format!("{:.1}", ms(t.p95)));
         println!(
-            "{:<6} {:>7} {:>8} {:>6} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7}",
+            "{:<6} {:>7} {:>8} {:>6} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>9}",
             run.mode.name(),
             run.clients,
             s.requests,
@@ -263,7 +267,8 @@ fn print_table(runs: &[Run]) {
             ms(s.latency.p95),
             ms(s.latency.p99),
             ms(s.latency.max),
-            tokens
+            tokens,
+            ttft
         );
     }
     for run in runs {
@@ -272,7 +277,7 @@ fn print_table(runs: &[Run]) {
         }
     }
     println!(
-        "(latency of successful requests, nearest rank; req/s counts successes over the run's wall time)"
+        "(latency of successful requests, nearest rank; req/s counts successes over the run's wall time; ttft: the server's time to first token, ms)"
     );
 }
 
@@ -307,6 +312,12 @@ fn write_json(
                     "max": ms(s.latency.max),
                     "mean": ms(s.latency.mean),
                 },
+                "time_to_first_token_ms": s.first_token.map(|t| json!({
+                    "p50": ms(t.p50),
+                    "p95": ms(t.p95),
+                    "p99": ms(t.p99),
+                    "max": ms(t.max),
+                })),
                 "completion_tokens": s.completion_tokens,
                 "completion_tokens_per_s": (run.mode == Mode::Chat).then(|| s.tokens_per_second()),
                 "load_average_at_start": run.load_before,

@@ -13,6 +13,10 @@ pub(super) enum Outcome {
         completion_tokens: u64,
         /// The router abstained (no domain fit).
         abstained: bool,
+        /// The server's time from the request's start to its first generated
+        /// text (`mdsa.timings.first_token_ms`); `None` for routes and
+        /// abstentions.
+        first_token: Option<Duration>,
     },
     /// An HTTP error answer: status and the body's `error.code`.
     Http { status: u16, code: String },
@@ -53,6 +57,8 @@ pub(super) struct Summary {
     pub(super) completion_tokens: u64,
     pub(super) wall: Duration,
     pub(super) latency: Latency,
+    /// Time to first token of the answers that generated text.
+    pub(super) first_token: Option<Latency>,
 }
 
 impl Summary {
@@ -63,16 +69,19 @@ impl Summary {
             ..Self::default()
         };
         let mut ok_latencies = Vec::with_capacity(samples.len());
+        let mut first_tokens = Vec::new();
         for sample in samples {
             match &sample.outcome {
                 Outcome::Ok {
                     completion_tokens,
                     abstained,
+                    first_token,
                 } => {
                     summary.ok += 1;
                     summary.abstained += usize::from(*abstained);
                     summary.completion_tokens += completion_tokens;
                     ok_latencies.push(sample.latency);
+                    first_tokens.extend(*first_token);
                 }
                 Outcome::Http { status, code } => {
                     *summary
@@ -91,6 +100,8 @@ impl Summary {
         }
         ok_latencies.sort_unstable();
         summary.latency = latency(&ok_latencies);
+        first_tokens.sort_unstable();
+        summary.first_token = (!first_tokens.is_empty()).then(|| latency(&first_tokens));
         summary
     }
 
@@ -171,6 +182,7 @@ mod tests {
             outcome: Outcome::Ok {
                 completion_tokens: tokens,
                 abstained,
+                first_token: None,
             },
         };
         let samples = vec![

@@ -295,6 +295,37 @@ impl LinearWeight {
         })
     }
 
+    /// One layer computing all of `parts` (same input, outputs side by side
+    /// in order) where they are quantized blocks of one format: see
+    /// [`QuantMatrix::concat_rows`]. `None` otherwise (dense, half or device
+    /// weights, or a bias on some parts only).
+    pub(crate) fn fuse(parts: &[&LinearWeight]) -> Option<LinearWeight> {
+        let mut blocks = Vec::with_capacity(parts.len());
+        let mut biases = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Self::Packed {
+                matrix: Packed::Blocks(m),
+                bias,
+            } = part
+            else {
+                return None;
+            };
+            blocks.push(m);
+            biases.push(bias.clone());
+        }
+        let bias = if biases.iter().all(Option::is_some) {
+            Some(Tensor::cat(biases.into_iter().flatten().collect(), 0))
+        } else if biases.iter().all(Option::is_none) {
+            None
+        } else {
+            return None;
+        };
+        Some(Self::Packed {
+            matrix: Packed::Blocks(QuantMatrix::concat_rows(&blocks)?),
+            bias,
+        })
+    }
+
     /// `x` is `[batch, seq, in]`; returns `[batch, seq, out]`.
     pub(crate) fn forward3(&self, x: Tensor<3>) -> Result<Tensor<3>, ModelError> {
         let [batch, seq, d_in] = x.dims();
@@ -311,6 +342,67 @@ impl LinearWeight {
             }
             Self::Packed { matrix, bias: b } => matrix.resident_bytes() + bias(b),
             Self::Device { bytes, bias: b, .. } => bytes + bias(b),
+        }
+    }
+}
+
+/// Linear layers that read the same input (Q, K and V; gate and up): one
+/// fused layer on the CPU's quantized path ([`LinearWeight::fuse`]), else
+/// each on its own. Either way [`SharedInput::forward`] gives each layer's
+/// output.
+#[derive(Debug)]
+pub(crate) enum SharedInput<const N: usize> {
+    /// One layer whose outputs are the parts' side by side, `widths` wide.
+    Fused {
+        weight: LinearWeight,
+        widths: [usize; N],
+    },
+    /// The layers as loaded.
+    Separate([LinearWeight; N]),
+}
+
+impl<const N: usize> SharedInput<N> {
+    /// Fuses `parts` where they can be.
+    pub(crate) fn new(parts: [LinearWeight; N]) -> Self {
+        let widths = parts.each_ref().map(|part| match part {
+            LinearWeight::Packed { matrix, .. } => matrix.rows(),
+            _ => 0,
+        });
+        match LinearWeight::fuse(&parts.each_ref()) {
+            Some(weight) => Self::Fused { weight, widths },
+            None => Self::Separate(parts),
+        }
+    }
+
+    /// Each layer's `[n, out]` output for the `[n, in]` input.
+    pub(crate) fn forward(&self, x: Tensor<2>) -> Result<[Tensor<2>; N], ModelError> {
+        match self {
+            Self::Fused { weight, widths } => {
+                let y = weight.forward(x)?;
+                let mut start = 0;
+                Ok(widths.map(|width| {
+                    let part = y.clone().narrow(1, start, width);
+                    start += width;
+                    part
+                }))
+            }
+            Self::Separate(parts) => {
+                let mut outputs = Vec::with_capacity(N);
+                for part in parts {
+                    outputs.push(part.forward(x.clone())?);
+                }
+                outputs
+                    .try_into()
+                    .map_err(|_| ModelError::Backend("a projection went missing".into()))
+            }
+        }
+    }
+
+    /// Bytes the weights hold.
+    pub(crate) fn resident_bytes(&self) -> usize {
+        match self {
+            Self::Fused { weight, .. } => weight.resident_bytes(),
+            Self::Separate(parts) => parts.iter().map(LinearWeight::resident_bytes).sum(),
         }
     }
 }

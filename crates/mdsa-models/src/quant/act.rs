@@ -58,7 +58,7 @@ impl BlockQ8K {
 
 /// Scale and inverse scale for a block whose largest magnitude is `amax`.
 #[inline(always)]
-fn scales(amax: f32) -> (f32, f32) {
+pub(crate) fn scales(amax: f32) -> (f32, f32) {
     let d = amax / 127.0;
     let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
     (d, id)

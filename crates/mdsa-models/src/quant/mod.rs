@@ -418,6 +418,27 @@ impl QuantMatrix {
         }
     }
 
+    /// The rows of `parts`, one matrix after another, as one matrix (a copy):
+    /// projections that read the same input (Q, K and V; gate and up) run
+    /// as one matmul, which quantizes the input once and splits the work
+    /// over the cores once. `None` unless all share format, columns and
+    /// layout.
+    pub fn concat_rows(parts: &[&QuantMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts.iter().any(|m| {
+            m.format != first.format || m.cols != first.cols || m.interleaved != first.interleaved
+        }) {
+            return None;
+        }
+        let bytes: Vec<u8> = parts.iter().flat_map(|m| m.bytes().iter().copied()).collect();
+        let rows = parts.iter().map(|m| m.rows).sum();
+        let matrix = Self::new(first.format, rows, first.cols, bytes).ok()?;
+        Some(Self {
+            interleaved: first.interleaved,
+            ..matrix
+        })
+    }
+
     /// Whether the bytes are in the interleaved layout.
     pub fn is_interleaved(&self) -> bool {
         self.interleaved

@@ -31,7 +31,7 @@ macro_rules! kernels {
     ($features:literal, $detect:expr, $udot:item, $dpadd:item, $offset_q8:literal) => {
         use std::arch::x86_64::*;
 
-        use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, quantize_q8_body, quantize_q8k_body};
+        use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, quantize_q8k_body};
         use crate::quant::formats::{BlockFormat, scale_min_k4};
 
         /// Proof that this CPU has the features this module is compiled for: the
@@ -88,9 +88,53 @@ macro_rules! kernels {
             }
         }
 
+        /// [`quantize_q8_body`] in vector registers: the same products, the
+        /// same ties-to-even rounding and clamp, so the same blocks.
         #[target_feature(enable = $features)]
         fn quantize_q8_simd(x: &[f32], out: &mut [BlockQ8]) {
-            quantize_q8_body(x, out)
+            let sign = _mm256_set1_ps(-0.0);
+            let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+            // packs interleaves the 128-bit lanes; this puts the bytes back in order.
+            let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+            for (blk, o) in x.chunks_exact(32).zip(out.iter_mut()) {
+                let v = [load_ps(&blk[..8]), load_ps(&blk[8..16]), load_ps(&blk[16..24]), load_ps(&blk[24..32])];
+                let abs = v.map(|x| _mm256_andnot_ps(sign, x));
+                let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+                let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+                let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+                let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+                let (d, id) = crate::quant::act::scales(amax);
+                let id = _mm256_set1_ps(id);
+                let q = v.map(|x| {
+                    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, id));
+                    _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), hi), lo)
+                });
+                let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                let t = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256::<1>(total));
+                let t = _mm_add_epi32(t, _mm_shuffle_epi32::<0b01_00_11_10>(t));
+                let sum = _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32::<0b10_11_00_01>(t)));
+                let words = _mm256_packs_epi32(q[0], q[1]);
+                let words2 = _mm256_packs_epi32(q[2], q[3]);
+                let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), order);
+                store256_i8(&mut o.qs, bytes);
+                o.d = d;
+                o.s = d * sum as f32;
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn load_ps(s: &[f32]) -> __m256 {
+            let s = &s[..8];
+            // SAFETY: `s` has exactly 8 readable f32s; loadu has no alignment need.
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn store256_i8(s: &mut [i8; 32], v: __m256i) {
+            // SAFETY: `s` has exactly 32 writable bytes; storeu has no alignment need.
+            unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), v) }
         }
 
         #[target_feature(enable = $features)]

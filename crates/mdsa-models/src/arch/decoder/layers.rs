@@ -12,7 +12,7 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, Matrix, Packed, tensor_to_vec};
+use crate::arch::linear::{LinearWeight, Matrix, Packed, SharedInput, tensor_to_vec};
 use mdsa_engine::ModelError;
 
 use super::attend::{AttendSpec, SeqQueries, attend_all};
@@ -198,9 +198,8 @@ impl AttentionSpec {
 /// `kv_heads` key/value heads, in groups of `heads / kv_heads`.
 #[derive(Debug)]
 pub(crate) struct Attention {
-    q: LinearWeight,
-    k: LinearWeight,
-    v: LinearWeight,
+    /// Q, K and V, in that order.
+    qkv: SharedInput<3>,
     o: LinearWeight,
     qk_norm: Option<(RmsNorm, RmsNorm)>,
     heads: usize,
@@ -248,9 +247,7 @@ impl Attention {
             None => None,
         };
         Ok(Self {
-            q,
-            k,
-            v,
+            qkv: SharedInput::new([q, k, v]),
             o: loader.linear(&n(Part::O), q_dim, h, false)?,
             qk_norm,
             heads,
@@ -276,13 +273,14 @@ impl Attention {
         // Every sequence's rows at once through the projections:
         // [rows, heads * hd] → [heads, rows, hd]
         let split = |t: Tensor<2>, h: usize| t.reshape([rows, h, hd]).swap_dims(0, 1);
-        let mut q = split(self.q.forward(x.clone())?, heads);
-        let mut k = split(self.k.forward(x.clone())?, kv_heads);
+        let [q, k, v] = self.qkv.forward(x)?;
+        let mut q = split(q, heads);
+        let mut k = split(k, kv_heads);
         if let Some((q_norm, k_norm)) = &self.qk_norm {
             q = q_norm.forward3(q);
             k = k_norm.forward3(k);
         }
-        let v = split(self.v.forward(x)?, kv_heads);
+        let v = split(v, kv_heads);
         // Every row rotated by its own position in one go.
         let q = layer.rope.apply(q, layer.at);
         let k = layer.rope.apply(k, layer.at);
@@ -435,11 +433,7 @@ impl Attention {
             .qk_norm
             .as_ref()
             .map_or(0, |(q, k)| q.resident_bytes() + k.resident_bytes());
-        [&self.q, &self.k, &self.v, &self.o]
-            .iter()
-            .map(|l| l.resident_bytes())
-            .sum::<usize>()
-            + norms
+        self.qkv.resident_bytes() + self.o.resident_bytes() + norms
     }
 }
 
@@ -491,8 +485,8 @@ pub(crate) enum Activation {
 /// The gated feed-forward layer: `down(act(gate(x)) * up(x))`.
 #[derive(Debug)]
 pub(crate) struct Mlp {
-    gate: LinearWeight,
-    up: LinearWeight,
+    /// Gate and up, in that order.
+    gate_up: SharedInput<2>,
     down: LinearWeight,
     activation: Activation,
 }
@@ -522,8 +516,7 @@ impl Mlp {
             )
         };
         Ok(Self {
-            gate,
-            up,
+            gate_up: SharedInput::new([gate, up]),
             down: loader.linear(&n(Part::Down), ffn, hidden, false)?,
             activation,
         })
@@ -531,19 +524,16 @@ impl Mlp {
 
     /// Runs `[n, hidden]` through the layer.
     pub(crate) fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        let gate = self.gate.forward(x.clone())?;
+        let [gate, up] = self.gate_up.forward(x)?;
         let gate = match self.activation {
             Activation::Silu => silu(gate),
             Activation::GeluTanh => gelu_approximate(gate),
         };
-        self.down.forward(gate * self.up.forward(x)?)
+        self.down.forward(gate * up)
     }
 
     /// Bytes the projections hold.
     pub(crate) fn resident_bytes(&self) -> usize {
-        [&self.gate, &self.up, &self.down]
-            .iter()
-            .map(|l| l.resident_bytes())
-            .sum()
+        self.gate_up.resident_bytes() + self.down.resident_bytes()
     }
 }

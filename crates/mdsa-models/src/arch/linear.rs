@@ -326,6 +326,25 @@ impl LinearWeight {
         })
     }
 
+    /// Whether [`LinearWeight::forward_host`] takes this layer: quantized or
+    /// half weights without a bias, which the CPU multiplies itself.
+    pub(crate) fn on_host(&self) -> bool {
+        matches!(self, Self::Packed { bias: None, .. })
+    }
+
+    /// `x` (`n` rows of `in`) through the layer in host buffers, without burn
+    /// tensors; an error unless [`LinearWeight::on_host`].
+    pub(crate) fn forward_host(&self, x: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
+        let Self::Packed { matrix, bias: None } = self else {
+            return Err(ModelError::Backend(
+                "a layer with a bias or on a device was run on the host".into(),
+            ));
+        };
+        let mut out = vec![0.0f32; n * matrix.rows()];
+        matrix.matmul(x, n, &mut out)?;
+        Ok(out)
+    }
+
     /// `x` is `[batch, seq, in]`; returns `[batch, seq, out]`.
     pub(crate) fn forward3(&self, x: Tensor<3>) -> Result<Tensor<3>, ModelError> {
         let [batch, seq, d_in] = x.dims();
@@ -395,6 +414,14 @@ impl<const N: usize> SharedInput<N> {
                     .try_into()
                     .map_err(|_| ModelError::Backend("a projection went missing".into()))
             }
+        }
+    }
+
+    /// The fused layer, where there is one.
+    pub(crate) fn fused(&self) -> Option<(&LinearWeight, &[usize; N])> {
+        match self {
+            Self::Fused { weight, widths } => Some((weight, widths)),
+            Self::Separate(_) => None,
         }
     }
 

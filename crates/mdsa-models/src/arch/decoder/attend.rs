@@ -14,7 +14,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::arch::matmul::{MatRef, matmul};
-use crate::arch::vector;
+use crate::arch::vector::{self, exp};
 
 use super::cache::HostKv;
 
@@ -316,29 +316,6 @@ fn lanes(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32 
     rest.iter().chain(&acc).fold(init, |a, &v| op(a, v))
 }
 
-/// `e^x` for `x ≤ 0` to ~1 ulp of f32 (Cephes' `expf`: 2^k · e^r with
-/// |r| ≤ ln2/2 and a degree-6 polynomial), written so that the compiler
-/// vectorizes the softmax loop, which a libm call prevents.
-#[inline]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.max(-87.0);
-    // k = round(x · log2 e) without `round` (a libm call without SSE4.1).
-    let t = x * LOG2E + 0.5;
-    let truncated = t as i32;
-    let k = truncated - i32::from((truncated as f32) > t);
-    let kf = k as f32;
-    let r = x - kf * LN2_HI - kf * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((k + 127) as u32) << 23)
-}
-
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
@@ -440,18 +417,5 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(worst < 1e-5, "n {n}, window {window:?}: max error {worst}");
         }
-    }
-
-    #[test]
-    fn exp_agrees_with_libm_over_the_softmax_range() {
-        let mut worst = 0.0f32;
-        for i in 0..=87_000 {
-            let x = -(i as f32) / 1000.0;
-            let relative = (exp(x) - x.exp()).abs() / x.exp();
-            worst = worst.max(relative);
-        }
-        assert!(worst < 4e-7, "relative error {worst}");
-        assert_eq!(exp(0.0), 1.0);
-        assert!(exp(-1000.0) < 1e-37);
     }
 }

@@ -13,6 +13,7 @@ use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::arch::linear::{LinearWeight, Matrix, Packed, SharedInput, tensor_to_vec};
+use crate::arch::vector::silu_mul;
 use mdsa_engine::ModelError;
 
 use super::attend::{AttendSpec, SeqQueries, attend_all};
@@ -524,12 +525,39 @@ impl Mlp {
 
     /// Runs `[n, hidden]` through the layer.
     pub(crate) fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
+        if let Some(y) = self.forward_host(&x) {
+            return y;
+        }
         let [gate, up] = self.gate_up.forward(x)?;
         let gate = match self.activation {
             Activation::Silu => silu(gate),
             Activation::GeluTanh => gelu_approximate(gate),
         };
         self.down.forward(gate * up)
+    }
+
+    /// SwiGLU on the CPU's quantized path, in host buffers from the input to
+    /// the output (the gate's SiLU fused with the product): `None` where the
+    /// layers are not all multiplied on the host.
+    fn forward_host(&self, x: &Tensor<2>) -> Option<Result<Tensor<2>, ModelError>> {
+        let (gate_up, &[ffn, _]) = self.gate_up.fused()?;
+        if self.activation != Activation::Silu || !gate_up.on_host() || !self.down.on_host() {
+            return None;
+        }
+        let [n, _] = x.dims();
+        let run = || -> Result<Tensor<2>, ModelError> {
+            let input = tensor_to_vec(x.clone())?;
+            let both = gate_up.forward_host(&input, n)?;
+            let mut hidden = vec![0.0f32; n * ffn];
+            for (row, out) in both.chunks_exact(2 * ffn).zip(hidden.chunks_exact_mut(ffn)) {
+                let (gate, up) = row.split_at(ffn);
+                silu_mul(gate, up, out);
+            }
+            let y = self.down.forward_host(&hidden, n)?;
+            let hidden_size = y.len() / n.max(1);
+            Ok(Tensor::from_data(TensorData::new(y, [n, hidden_size]), &x.device()))
+        };
+        Some(run())
     }
 
     /// Bytes the projections hold.

@@ -193,6 +193,11 @@ pub struct ServingStats {
     /// Bytes of keys and values held now: the running sequences' positions
     /// and the kept prompt prefixes.
     pub kv_cache_bytes: u64,
+    /// Bytes allocated for keys and values now: every cache that exists
+    /// (running or kept for the next request) at its full capacity, and the
+    /// kept prefixes. What a memory budget must cover.
+    #[serde(default)]
+    pub kv_allocated_bytes: u64,
 }
 
 /// Writes text from prompts. Shared between threads; each call keeps its own KV

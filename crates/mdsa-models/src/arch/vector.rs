@@ -93,7 +93,11 @@ pub(crate) fn exp(x: f32) -> f32 {
 pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         let e = exp(-g.abs());
-        let sigmoid = if g >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+        let sigmoid = if g >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
         *o = g * sigmoid * u;
     }
 }
@@ -185,7 +189,10 @@ mod tests {
         silu_mul(&gate, &up, &mut out);
         for ((&g, &u), &o) in gate.iter().zip(&up).zip(&out) {
             let want = f64::from(g) / (1.0 + (-f64::from(g)).exp()) * f64::from(u);
-            assert!((f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1.0), "{g}: {o} vs {want}");
+            assert!(
+                (f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{g}: {o} vs {want}"
+            );
         }
     }
 

@@ -81,6 +81,10 @@ impl Core {
             active_sequences: self.active.load(Ordering::Relaxed),
             kv_cache_bytes: self.active_kv_bytes.load(Ordering::Relaxed)
                 + self.prefixes.stats().bytes as u64,
+            kv_allocated_bytes: (self.caches.alive()
+                * self.caches.capacity()
+                * self.model.kv_bytes_per_token()
+                + self.prefixes.stats().bytes) as u64,
         }
     }
 

@@ -6,6 +6,7 @@
 //! heap, every allocation is zero-filled anew (~80 ms for SmolLM2's 8,192
 //! positions on this kind of machine).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::arch::decoder::{Decoder, KvCache};
@@ -17,6 +18,8 @@ pub(crate) struct CachePool {
     idle: Mutex<Vec<KvCache>>,
     capacity: usize,
     most: usize,
+    /// Caches that exist now, idle or in use.
+    alive: AtomicUsize,
 }
 
 impl CachePool {
@@ -26,7 +29,18 @@ impl CachePool {
             idle: Mutex::default(),
             capacity,
             most,
+            alive: AtomicUsize::new(0),
         }
+    }
+
+    /// Caches that exist now (idle or in use), each of the pool's capacity.
+    pub(crate) fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
+    /// Positions each cache holds room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// An empty cache of the pool's capacity, idle or new.
@@ -36,7 +50,10 @@ impl CachePool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        idle.unwrap_or_else(|| model.new_cache_with_capacity(self.capacity))
+        idle.unwrap_or_else(|| {
+            self.alive.fetch_add(1, Ordering::Relaxed);
+            model.new_cache_with_capacity(self.capacity)
+        })
     }
 
     /// Keeps `cache` for a later request (emptied), unless enough are idle.
@@ -45,6 +62,8 @@ impl CachePool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < self.most {
             idle.push(cache);
+        } else {
+            self.alive.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

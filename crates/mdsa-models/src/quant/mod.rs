@@ -430,7 +430,10 @@ impl QuantMatrix {
         }) {
             return None;
         }
-        let bytes: Vec<u8> = parts.iter().flat_map(|m| m.bytes().iter().copied()).collect();
+        let bytes: Vec<u8> = parts
+            .iter()
+            .flat_map(|m| m.bytes().iter().copied())
+            .collect();
         let rows = parts.iter().map(|m| m.rows).sum();
         let matrix = Self::new(first.format, rows, first.cols, bytes).ok()?;
         Some(Self {

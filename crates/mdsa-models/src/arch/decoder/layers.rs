@@ -555,7 +555,10 @@ impl Mlp {
             }
             let y = self.down.forward_host(&hidden, n)?;
             let hidden_size = y.len() / n.max(1);
-            Ok(Tensor::from_data(TensorData::new(y, [n, hidden_size]), &x.device()))
+            Ok(Tensor::from_data(
+                TensorData::new(y, [n, hidden_size]),
+                &x.device(),
+            ))
         };
         Some(run())
     }

@@ -1,6 +1,8 @@
 //! The figures the report is about, derived from one run's raw results: what
 //! each bench id means, the physical limits, and the issue's targets.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::Results;
@@ -159,6 +161,178 @@ pub(crate) struct Figures {
     pub(crate) encoder_engine: Option<String>,
     pub(crate) llamacpp: Option<Engine>,
     pub(crate) transformers: Option<Engine>,
+    /// Serving: many users on one model (issue 19's figures).
+    pub(crate) serving: Serving,
+}
+
+/// Long prompts, batched decoding, cached prompt prefixes and the server
+/// under concurrent clients.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Serving {
+    /// mdsa's prefill tok/s of the long prompt and decode tok/s after it
+    /// (`--example long_context`), and llama.cpp's on the same file
+    /// (`bench.py llamacpp-long`): (prompt tokens, prefill, decode).
+    pub(crate) long: Option<(u64, f64, f64)>,
+    pub(crate) llamacpp_long: Option<(u64, f64, f64)>,
+    /// `--example batched_decode`: sequences, tok/s one at a time, batched.
+    pub(crate) batched: Option<(u64, f64, f64)>,
+    /// Time to first token of a domain query, run whole and with its system
+    /// prompt's keys and values kept.
+    pub(crate) ttft_uncached: Option<Stat>,
+    pub(crate) ttft_cached: Option<Stat>,
+    /// The server's chat runs: clients → (completion tok/s, p95 TTFT s).
+    pub(crate) chat: BTreeMap<u64, (f64, Option<f64>)>,
+}
+
+impl Serving {
+    fn from(results: &Results) -> Self {
+        let extra = |id: &str| results.extra.get(id);
+        let value = |id: &str| extra(id).and_then(|e| e["value"].as_f64());
+        let long_tokens = extra("decoder/smollm2/stored_q4_1/long_prefill_tok_s")
+            .and_then(|e| e["tokens"].as_u64());
+        let long = long_tokens
+            .zip(value("decoder/smollm2/stored_q4_1/long_prefill_tok_s"))
+            .zip(value("decoder/smollm2/stored_q4_1/long_decode_tok_s"))
+            .map(|((n, p), d)| (n, p, d));
+        let llamacpp_long = results
+            .references
+            .get("llamacpp-long")
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|v| {
+                Some((
+                    v["prompt_tokens"].as_u64()?,
+                    v["long_prefill_tok_s"].as_f64()?,
+                    v["long_decode_tok_s"].as_f64()?,
+                ))
+            });
+        let batched_id = "decoder/smollm2/stored_q4_1/decode_batched_tok_s";
+        let batched = extra(batched_id)
+            .and_then(|e| e["sequences"].as_u64())
+            .zip(value(
+                "decoder/smollm2/stored_q4_1/decode_one_at_a_time_tok_s",
+            ))
+            .zip(value(batched_id))
+            .map(|((n, one), all)| (n, one, all));
+        let stat = |id: &str| results.criterion.get(id).map(Stat::of);
+        let chat = results
+            .server
+            .as_ref()
+            .and_then(|s| s["runs"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|run| run["mode"] == "chat")
+            .filter_map(|run| {
+                Some((
+                    run["clients"].as_u64()?,
+                    (
+                        run["completion_tokens_per_s"].as_f64()?,
+                        run["time_to_first_token_ms"]["p95"]
+                            .as_f64()
+                            .map(|ms| ms / 1e3),
+                    ),
+                ))
+            })
+            .collect();
+        Serving {
+            long,
+            llamacpp_long,
+            batched,
+            ttft_uncached: stat("decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt"),
+            ttft_cached: stat(
+                "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached",
+            ),
+            chat,
+        }
+    }
+
+    /// The serving issue's targets.
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        let versus = |ours: Option<(u64, f64, f64)>, pick: fn(&(u64, f64, f64)) -> f64| {
+            let reference = self.llamacpp_long.as_ref().map(pick);
+            let ratio = ours.as_ref().map(pick).zip(reference).map(|(o, r)| o / r);
+            (ours.as_ref().map(pick), reference, ratio)
+        };
+        let tokens = self.long.map_or(4000, |l| l.0);
+        for (goal, pick) in [
+            (
+                "prefill of a ~4,000-token prompt ≥ 1.0× llama.cpp",
+                (|l: &(u64, f64, f64)| l.1) as fn(&(u64, f64, f64)) -> f64,
+            ),
+            (
+                "decode after a ~4,000-token prompt ≥ 1.0× llama.cpp",
+                |l: &(u64, f64, f64)| l.2,
+            ),
+        ] {
+            let (ours, reference, ratio) = versus(self.long, pick);
+            targets.push(Target {
+                goal,
+                measured: match (ours, reference, ratio) {
+                    (Some(o), Some(r), Some(x)) => {
+                        format!("{o:.1} tok/s, {x:.2}× llama.cpp ({r:.1} tok/s), {tokens} tokens")
+                    }
+                    (Some(o), _, _) => format!("{o:.1} tok/s (llama.cpp not compared)"),
+                    _ => "not measured".to_owned(),
+                },
+                met: ratio.map(|x| x >= 1.0),
+                factor: ratio.map(|x| 1.0 / x),
+                limit: "the KV cache is written in place and read by a tiled attention kernel (flash-decoding split of the keys); past a few thousand positions attention, not the weights, is the work".to_owned(),
+            });
+        }
+        let ttft = self.ttft_cached.zip(self.ttft_uncached);
+        let saving = ttft.map(|(c, u)| 1.0 - c.median / u.median);
+        targets.push(Target {
+            goal: "time to first token of a domain query ≥ 30 % lower with its system prompt cached",
+            measured: match (ttft, saving) {
+                (Some((c, u)), Some(s)) => format!(
+                    "{} cached vs {} uncached ({:.0} % lower)",
+                    ms(c.median),
+                    ms(u.median),
+                    s * 100.0
+                ),
+                _ => "not measured".to_owned(),
+            },
+            met: saving.map(|s| s >= 0.3),
+            factor: saving.map(|s| 0.3 / s.max(1e-9)),
+            limit: "only the query's own tokens are run; the kept prefix is copied into the request's cache".to_owned(),
+        });
+        let one = self.chat.get(&1).copied();
+        let eight = self.chat.get(&8).copied();
+        let scale = one.zip(eight).map(|(o, e)| e.0 / o.0);
+        targets.push(Target {
+            goal: "mdsa serve, chat with 8 clients: completion tokens/s ≥ 3× one client's",
+            measured: match (one, eight, scale) {
+                (Some(o), Some(e), Some(x)) => {
+                    format!("{:.1} vs {:.1} tok/s ({x:.2}×)", e.0, o.0)
+                }
+                _ => "not measured (the server run was skipped)".to_owned(),
+            },
+            met: scale.map(|x| x >= 3.0),
+            factor: scale.map(|x| 3.0 / x),
+            limit: self.batched.map_or_else(
+                || "batched decoding not measured".to_owned(),
+                |(n, single, all)| format!(
+                    "{n} sequences decoded together run at {all:.0} tok/s against {single:.0} one at a time ({:.2}×) on these cores: with the weights read once per step, the integer dot products of every sequence are the work. A server request adds routing, prompt building and prefill between its decode steps",
+                    all / single
+                ),
+            ),
+        });
+        let ttft_ratio = one
+            .and_then(|o| o.1)
+            .zip(eight.and_then(|e| e.1))
+            .map(|(o, e)| e / o);
+        targets.push(Target {
+            goal: "mdsa serve, chat with 8 clients: p95 time to first token ≤ 2× one client's",
+            measured: match (one.and_then(|o| o.1), eight.and_then(|e| e.1), ttft_ratio) {
+                (Some(o), Some(e), Some(x)) => format!("{} vs {} ({x:.2}×)", ms(e), ms(o)),
+                _ => "not measured (the server run was skipped)".to_owned(),
+            },
+            met: ttft_ratio.map(|x| x <= 2.0),
+            factor: ttft_ratio.map(|x| x / 2.0),
+            limit: "a new request's prompt joins the running batch between decode steps (in chunks), so it waits for the step in flight and shares the next one with every running sequence".to_owned(),
+        });
+        targets
+    }
 }
 
 impl Figures {
@@ -254,6 +428,7 @@ impl Figures {
             encoder_engine: encoder.and_then(|e| e["engine"].as_str().map(str::to_owned)),
             llamacpp: engine("llamacpp"),
             transformers: engine("transformers"),
+            serving: Serving::from(results),
         }
     }
 
@@ -364,6 +539,7 @@ impl Figures {
                 limit
             },
         });
+        targets.extend(self.serving.targets());
         targets
     }
 
@@ -432,6 +608,88 @@ mod tests {
             samples: samples.to_vec(),
             throughput,
         }
+    }
+
+    #[test]
+    fn serving_targets_from_the_examples_references_and_server_runs() {
+        let mut results = Results::default();
+        results.criterion.insert(
+            "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt".into(),
+            measurement(
+                "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt",
+                &[0.2],
+                None,
+            ),
+        );
+        results.criterion.insert(
+            "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached".into(),
+            measurement(
+                "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached",
+                &[0.05],
+                None,
+            ),
+        );
+        for (id, value) in [
+            (
+                "long_prefill_tok_s",
+                serde_json::json!({"tokens": 4000, "value": 200.0}),
+            ),
+            (
+                "long_decode_tok_s",
+                serde_json::json!({"tokens": 4000, "value": 30.0}),
+            ),
+            (
+                "decode_one_at_a_time_tok_s",
+                serde_json::json!({"sequences": 8, "value": 200.0}),
+            ),
+            (
+                "decode_batched_tok_s",
+                serde_json::json!({"sequences": 8, "value": 450.0}),
+            ),
+        ] {
+            results
+                .extra
+                .insert(format!("decoder/smollm2/stored_q4_1/{id}"), value);
+        }
+        results.references = BTreeMap::from([(
+            "llamacpp-long".to_owned(),
+            Ok(
+                serde_json::json!({"prompt_tokens": 4000, "long_prefill_tok_s": 160.0, "long_decode_tok_s": 40.0}),
+            ),
+        )]);
+        results.server = Some(serde_json::json!({"runs": [
+            {"mode": "route", "clients": 1},
+            {"mode": "chat", "clients": 1, "completion_tokens_per_s": 100.0, "time_to_first_token_ms": {"p95": 50.0}},
+            {"mode": "chat", "clients": 8, "completion_tokens_per_s": 320.0, "time_to_first_token_ms": {"p95": 150.0}},
+        ]}));
+        let targets = Figures::from(&results).serving.targets();
+        let verdicts: Vec<Option<bool>> = targets.iter().map(|t| t.met).collect();
+        // Prefill 1.25× (met), decode 0.75× (missed), 75 % less TTFT (met),
+        // 3.2× tokens (met), 3× TTFT (missed).
+        assert_eq!(
+            verdicts,
+            [Some(true), Some(false), Some(true), Some(true), Some(false)]
+        );
+        assert!(
+            targets[0].measured.contains("1.25×"),
+            "{}",
+            targets[0].measured
+        );
+        assert!(
+            targets[2].measured.contains("75 % lower"),
+            "{}",
+            targets[2].measured
+        );
+        assert!(
+            targets[3].measured.contains("3.20×"),
+            "{}",
+            targets[3].measured
+        );
+        assert!(targets[3].limit.contains("2.25×"), "{}", targets[3].limit);
+        assert_eq!(targets[4].shortfall(), "50 %");
+        // Nothing measured: nothing claimed.
+        let none = Figures::from(&Results::default()).serving.targets();
+        assert!(none.iter().all(|t| t.met.is_none()));
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub(crate) fn run(options: &BenchArgs) -> anyhow::Result<()> {
         ..Results::default()
     };
     results.extra = run_criterion(options)?;
+    results.extra.extend(run_examples(options)?);
     results.criterion = criterion::read_results(&target_dir().join("criterion"), started)?;
     anyhow::ensure!(
         !results.criterion.is_empty(),
@@ -202,6 +203,47 @@ fn run_criterion(options: &BenchArgs) -> anyhow::Result<BTreeMap<String, Value>>
     }
     let status = child.wait().context("waiting for cargo bench")?;
     anyhow::ensure!(status.success(), "cargo bench failed ({status})");
+    Ok(extra)
+}
+
+/// The measurements that are whole runs rather than criterion samples: a
+/// long prompt's prefill and the decode after it, and sequences decoded
+/// together against one at a time. Each example prints `mdsa-bench` lines.
+fn run_examples(options: &BenchArgs) -> anyhow::Result<BTreeMap<String, Value>> {
+    let steps = if options.quick { "16" } else { "64" };
+    let mut extra = BTreeMap::new();
+    for (example, args) in [
+        ("long_context", vec!["4000"]),
+        ("batched_decode", vec!["8", steps]),
+    ] {
+        let mut command = cargo();
+        command
+            .args([
+                "run",
+                "--locked",
+                "--release",
+                "-p",
+                "mdsa-models",
+                "--example",
+                example,
+                "--",
+            ])
+            .args(&args)
+            .env("HF_HUB_OFFLINE", "1");
+        println!("\n==> example: {command:?}");
+        let output = command
+            .output()
+            .with_context(|| format!("could not run the {example} example"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        print!("{stdout}");
+        anyhow::ensure!(
+            output.status.success(),
+            "the {example} example failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        extra.extend(stdout.lines().filter_map(parse_extra));
+    }
     Ok(extra)
 }
 

@@ -10,9 +10,10 @@ use serde_json::Value;
 use crate::cmd::workspace_root;
 
 /// Workloads of bench.py and what each needs.
-const WORKLOADS: [(&str, &str); 3] = [
+const WORKLOADS: [(&str, &str); 4] = [
     ("encoder", "sentence-transformers, transformers, torch"),
     ("llamacpp", "llama-cpp-python"),
+    ("llamacpp-long", "llama-cpp-python"),
     ("transformers", "transformers, torch, gguf, accelerate"),
 ];
 

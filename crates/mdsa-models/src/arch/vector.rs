@@ -48,6 +48,47 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `out[r · n + j] = ⟨queries row r, keys row j⟩` for every row of
+/// `queries` and of `keys` (rows of `width` values; `out` has `n` = the
+/// number of key rows per query row): a short tile's attention scores.
+pub(crate) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32]) {
+    let n = keys.len() / width.max(1);
+    #[cfg(target_arch = "x86_64")]
+    if avx2() && width.is_multiple_of(8) {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { x86::scores(queries, keys, width, out) };
+        return;
+    }
+    for (row, query) in out
+        .chunks_exact_mut(n.max(1))
+        .zip(queries.chunks_exact(width))
+    {
+        for (score, key) in row.iter_mut().zip(keys.chunks_exact(width)) {
+            *score = dot(query, key);
+        }
+    }
+}
+
+/// `out row r = Σ_j weights[r · n + j] · values row j` (rows of `width`;
+/// `n` value rows): a short tile's weighted values, added to `out`.
+pub(crate) fn weighted_sum(weights: &[f32], values: &[f32], width: usize, out: &mut [f32]) {
+    let n = values.len() / width.max(1);
+    #[cfg(target_arch = "x86_64")]
+    if avx2() && width.is_multiple_of(8) {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { x86::weighted_sum(weights, values, width, out) };
+        return;
+    }
+    for (row, o) in weights
+        .chunks_exact(n.max(1))
+        .zip(out.chunks_exact_mut(width))
+    {
+        for (&w, value) in row.iter().zip(values.chunks_exact(width)) {
+            axpy(o, w, value);
+        }
+    }
+}
+
 /// `y += alpha · x` over the shorter of the two.
 #[inline]
 pub(crate) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -148,6 +189,63 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + tail
     }
 
+    /// See [`super::scores`]; `width` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32]) {
+        let n = keys.len() / width;
+        for (j, key) in keys.chunks_exact(width).enumerate() {
+            for (r, query) in queries.chunks_exact(width).enumerate() {
+                let mut acc = _mm256_setzero_ps();
+                for (q, k) in query.chunks_exact(8).zip(key.chunks_exact(8)) {
+                    acc = _mm256_fmadd_ps(load(q), load(k), acc);
+                }
+                if let Some(o) = out.get_mut(r * n + j) {
+                    *o = hsum(acc);
+                }
+            }
+        }
+    }
+
+    /// See [`super::weighted_sum`]; `width` is a multiple of 8. Each output
+    /// row is accumulated 64 values at a time in registers.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn weighted_sum(weights: &[f32], values: &[f32], width: usize, out: &mut [f32]) {
+        let n = values.len() / width;
+        for (row, o) in weights
+            .chunks_exact(n.max(1))
+            .zip(out.chunks_exact_mut(width))
+        {
+            for start in (0..width).step_by(64) {
+                let len = (width - start).min(64);
+                let lanes = len / 8;
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (i, a) in acc.iter_mut().enumerate().take(lanes) {
+                    *a = load(&o[start + 8 * i..]);
+                }
+                for (&w, value) in row.iter().zip(values.chunks_exact(width)) {
+                    if w == 0.0 {
+                        continue;
+                    }
+                    let w = _mm256_set1_ps(w);
+                    for (i, a) in acc.iter_mut().enumerate().take(lanes) {
+                        *a = _mm256_fmadd_ps(w, load(&value[start + 8 * i..]), *a);
+                    }
+                }
+                for (i, a) in acc.iter().enumerate().take(lanes) {
+                    store(&mut o[start + 8 * i..], *a);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(s: __m256) -> f32 {
+        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
+    }
+
     /// See [`super::axpy`]; `y` and `x` have the same length.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -193,6 +291,51 @@ mod tests {
                 (f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1.0),
                 "{g}: {o} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn scores_and_weighted_sums_agree_with_plain_loops() {
+        for width in [8, 16, 64, 96, 128, 256, 12] {
+            let (rows, keys) = (3, 37);
+            let q: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.31).sin()).collect();
+            let k: Vec<f32> = (0..keys * width).map(|i| (i as f32 * 0.17).cos()).collect();
+            let mut got = vec![0.0; rows * keys];
+            scores(&q, &k, width, &mut got);
+            for r in 0..rows {
+                for j in 0..keys {
+                    let want: f32 = (0..width)
+                        .map(|d| q[r * width + d] * k[j * width + d])
+                        .sum();
+                    assert!(
+                        (got[r * keys + j] - want).abs() < 1e-4,
+                        "scores {width} {r} {j}"
+                    );
+                }
+            }
+            let w: Vec<f32> = (0..rows * keys)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        0.0
+                    } else {
+                        (i as f32 * 0.07).sin()
+                    }
+                })
+                .collect();
+            let mut got = vec![1.0; rows * width];
+            weighted_sum(&w, &k, width, &mut got);
+            for r in 0..rows {
+                for d in 0..width {
+                    let want: f32 = 1.0
+                        + (0..keys)
+                            .map(|j| w[r * keys + j] * k[j * width + d])
+                            .sum::<f32>();
+                    assert!(
+                        (got[r * width + d] - want).abs() < 1e-4,
+                        "sums {width} {r} {d}"
+                    );
+                }
+            }
         }
     }
 

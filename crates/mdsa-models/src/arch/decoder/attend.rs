@@ -210,11 +210,7 @@ fn attend_piece(
     let small = t <= SMALL_TILE;
     let mut scores = vec![0.0f32; t * span];
     if small {
-        for (row, query) in scores.chunks_exact_mut(span).zip(queries.chunks_exact(hd)) {
-            for (score, key) in row.iter_mut().zip(keys.chunks_exact(hd)) {
-                *score = vector::dot(query, key);
-            }
-        }
+        vector::scores(queries, keys, hd, &mut scores);
     } else {
         matmul(
             &mut scores,
@@ -244,13 +240,7 @@ fn attend_piece(
     }
     let mut out = vec![0.0f32; t * hd];
     if small {
-        for (row, o) in scores.chunks_exact(span).zip(out.chunks_exact_mut(hd)) {
-            for (&w, value) in row.iter().zip(values.chunks_exact(hd)) {
-                if w != 0.0 {
-                    vector::axpy(o, w, value);
-                }
-            }
-        }
+        vector::weighted_sum(&scores, values, hd, &mut out);
     } else {
         matmul(
             &mut out,

@@ -5,6 +5,9 @@
 //! dequantized to f32. Resident bytes and the kernel are printed once per
 //! format as `mdsa-bench` lines, which `cargo xtask bench` reads.
 //!
+//! Forward passes run inside rayon's pool ([`run_in_pool`]), as the
+//! generator runs them.
+//!
 //! Needs `cargo xtask fetch-models`. The llama.cpp and transformers references
 //! for the same file: `scripts/reference/bench.py llamacpp|transformers`.
 
@@ -17,6 +20,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use mdsa_engine::{ChatMessage, GenerationParams, TextGenerator, WeightFormat};
 use mdsa_engine::{source::ModelRef, source::ResolveOptions};
 use mdsa_models::arch::decoder::BatchItem;
+use mdsa_models::quant::run_in_pool;
 use mdsa_models::{generate::DecoderGenerator, generate::DecoderOptions};
 
 /// A domain's system prompt, as the built-in finance domain's is long.
@@ -66,7 +70,13 @@ fn decoder(c: &mut Criterion) {
         let model = generator.model();
         group.throughput(Throughput::Elements(ids.len() as u64));
         group.bench_function(format!("prefill_{}tok", ids.len()), |b| {
-            b.iter(|| model.forward(&ids, &mut model.new_cache()).expect("runs"))
+            // A cache just big enough: a whole context's zeroed allocation
+            // would cost more than the prefill (the generator reuses its caches).
+            b.iter_batched(
+                || model.new_cache_with_capacity(ids.len()),
+                |mut cache| run_in_pool(|| model.forward(&ids, &mut cache)).expect("runs"),
+                BatchSize::LargeInput,
+            )
         });
         // One decode step at position ~64 with a warm cache.
         group.throughput(Throughput::Elements(1));
@@ -78,7 +88,7 @@ fn decoder(c: &mut Criterion) {
                     model.forward(&context, &mut cache).expect("runs");
                     cache
                 },
-                |mut cache| model.forward(&[ids[5]], &mut cache).expect("runs"),
+                |mut cache| run_in_pool(|| model.forward(&[ids[5]], &mut cache)).expect("runs"),
                 BatchSize::LargeInput,
             )
         });
@@ -108,7 +118,7 @@ fn decoder(c: &mut Criterion) {
                                 cache,
                             })
                             .collect();
-                        model.forward_batch(&mut batch).expect("runs")
+                        run_in_pool(|| model.forward_batch(&mut batch)).expect("runs")
                     },
                     BatchSize::LargeInput,
                 )

@@ -603,7 +603,14 @@ fn serving_stats_show_running_sequences_and_their_kv_bytes() {
         "{during:?}, {} prompt tokens of {per_token} bytes",
         output.usage.prompt_tokens
     );
-    let after = model.serving_stats().unwrap();
+    // The scheduler publishes between passes, just after the answer's last
+    // piece went out: give it a moment.
+    let waited = std::time::Instant::now();
+    let mut after = model.serving_stats().unwrap();
+    while after.active_sequences > 0 && waited.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        after = model.serving_stats().unwrap();
+    }
     assert_eq!(after.active_sequences, 0, "{after:?}");
     assert_eq!(
         after.kv_cache_bytes,

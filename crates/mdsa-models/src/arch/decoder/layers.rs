@@ -282,9 +282,6 @@ impl Attention {
             k = k_norm.forward3(k);
         }
         let v = split(v, kv_heads);
-        // Every row rotated by its own position in one go.
-        let q = layer.rope.apply(q, layer.at);
-        let k = layer.rope.apply(k, layer.at);
         let on_host = layer
             .seqs
             .iter()
@@ -292,6 +289,9 @@ impl Attention {
         let context = if on_host {
             self.attend_host(q, k, v, layer)?
         } else {
+            // Every row rotated by its own position in one go.
+            let q = layer.rope.apply(q, layer.at);
+            let k = layer.rope.apply(k, layer.at);
             // Then each sequence against its own cache, on the device.
             let single = layer.seqs.len() == 1;
             let mut contexts = Vec::with_capacity(layer.seqs.len());
@@ -321,7 +321,7 @@ impl Attention {
     }
 
     /// The `[rows, heads · hd]` context of every sequence of the pass, whose
-    /// caches are on the host, from the pass's rotated `[heads, rows, hd]`
+    /// caches are on the host, from the pass's (not yet rotated) `[heads, rows, hd]`
     /// queries and `[kv_heads, rows, hd]` new keys and values: each sequence's
     /// keys and values are appended to its cache, then all attend in one
     /// parallel pass ([`attend_all`]).
@@ -334,7 +334,10 @@ impl Attention {
     ) -> Result<Tensor<2>, ModelError> {
         let [heads, rows, hd] = q.dims();
         let device = q.device();
-        let (q, k, v) = (tensor_to_vec(q)?, tensor_to_vec(k)?, tensor_to_vec(v)?);
+        let (mut q, mut k, v) = (tensor_to_vec(q)?, tensor_to_vec(k)?, tensor_to_vec(v)?);
+        // Every row rotated by its own position in one go.
+        layer.rope.apply_host(&mut q, heads, hd, layer.at)?;
+        layer.rope.apply_host(&mut k, self.kv_heads, hd, layer.at)?;
         let single = layer.seqs.len() == 1;
         // One sequence's rows of a [h, rows, hd] buffer, as [h, n, hd].
         let own = |all: &[f32], h: usize, range: &Range<usize>| -> Vec<f32> {

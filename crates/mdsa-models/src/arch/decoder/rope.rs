@@ -10,6 +10,10 @@
 //! them (`1 / base^(2i/d)`, then `position · freq`), so the tables agree with
 //! the reference to the last bits that matter.
 
+use std::sync::Arc;
+
+use mdsa_engine::ModelError;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{DecoderConfig, RopeScaling};
@@ -67,6 +71,10 @@ enum Beyond {
 pub(crate) struct RopeAt {
     cos: Tensor<2>,
     sin: Tensor<2>,
+    /// The same `[n, rotary_dim / 2]` values on the host, for
+    /// [`Rope::apply_host`].
+    cos_host: Arc<[f32]>,
+    sin_host: Arc<[f32]>,
 }
 
 impl RopeAt {
@@ -76,9 +84,14 @@ impl RopeAt {
         if let [one] = parts {
             return one.clone();
         }
+        let host = |pick: fn(&RopeAt) -> &[f32]| -> Arc<[f32]> {
+            parts.iter().flat_map(|p| pick(p).iter().copied()).collect()
+        };
         RopeAt {
             cos: Tensor::cat(parts.iter().map(|p| p.cos.clone()).collect(), 0),
             sin: Tensor::cat(parts.iter().map(|p| p.sin.clone()).collect(), 0),
+            cos_host: host(|p| &p.cos_host),
+            sin_host: host(|p| &p.sin_host),
         }
     }
 }
@@ -204,6 +217,8 @@ fn rows(freqs: &[f32], scale: f32, positions: std::ops::Range<usize>, device: &D
         }
     }
     RopeAt {
+        cos_host: cos.as_slice().into(),
+        sin_host: sin.as_slice().into(),
         cos: Tensor::from_data(TensorData::new(cos, [count, half]), device),
         sin: Tensor::from_data(TensorData::new(sin, [count, half]), device),
     }
@@ -294,6 +309,53 @@ impl Rope {
             return Tensor::cat(vec![rotated, x.narrow(2, rot, hd - rot)], 2);
         }
         self.rotate(x, at).reshape([heads, n, hd])
+    }
+
+    /// [`Rope::apply`] on host values: `x` is `[heads, n, hd]`, rotated in
+    /// place with the same f32 products and sums (so the same results).
+    pub(crate) fn apply_host(
+        &self,
+        x: &mut [f32],
+        heads: usize,
+        hd: usize,
+        at: &RopeAt,
+    ) -> Result<(), ModelError> {
+        let half = self.rotary_dim / 2;
+        if half == 0 {
+            return Ok(());
+        }
+        let n = at.cos_host.len() / half;
+        if x.len() != heads * n * hd || 2 * half > hd {
+            return Err(ModelError::Backend(format!(
+                "RoPE of {n} positions over {} dimensions given {} values for {heads} heads of {hd}",
+                2 * half,
+                x.len()
+            )));
+        }
+        for (i, row) in x.chunks_exact_mut(hd).enumerate() {
+            let position = i % n;
+            let cos = &at.cos_host[position * half..(position + 1) * half];
+            let sin = &at.sin_host[position * half..(position + 1) * half];
+            let rotated = &mut row[..2 * half];
+            match self.layout {
+                RopeLayout::Interleaved => {
+                    for ((pair, &c), &s) in rotated.chunks_exact_mut(2).zip(cos).zip(sin) {
+                        let (a, b) = (pair[0], pair[1]);
+                        pair[0] = a * c - b * s;
+                        pair[1] = a * s + b * c;
+                    }
+                }
+                RopeLayout::Halves => {
+                    let (first, second) = rotated.split_at_mut(half);
+                    for (((a, b), &c), &s) in first.iter_mut().zip(second).zip(cos).zip(sin) {
+                        let (x, y) = (*a, *b);
+                        *a = x * c - y * s;
+                        *b = x * s + y * c;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn rotate(&self, x: Tensor<3>, at: &RopeAt) -> Tensor<3> {

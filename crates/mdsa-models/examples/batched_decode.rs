@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Prints `mdsa-bench` JSON lines (tokens/s one at a time, batched, and the
-//! ratio). Needs `cargo xtask fetch-models`.
+//! ratio). `MDSA_BATCHED_ONLY=1` skips the one-at-a-time run (for a
+//! profiler). Needs `cargo xtask fetch-models`.
 
 #![allow(clippy::print_stdout)]
 
@@ -58,11 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for prompt in prompts.iter().filter(|_| !skip_single) {
         let mut cache = decoder.new_cache_with_capacity(capacity);
         let mut next = argmax(&run_in_pool(|| decoder.forward(prompt, &mut cache))?);
-        let step_started = Instant::now();
         for _ in 0..steps {
             next = argmax(&run_in_pool(|| decoder.forward(&[next], &mut cache))?);
         }
-        let _ = step_started;
     }
     let single = started.elapsed().as_secs_f64();
 

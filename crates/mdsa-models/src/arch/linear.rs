@@ -373,11 +373,11 @@ impl LinearWeight {
 pub(crate) enum SharedInput<const N: usize> {
     /// One layer whose outputs are the parts' side by side, `widths` wide.
     Fused {
-        weight: LinearWeight,
+        weight: Box<LinearWeight>,
         widths: [usize; N],
     },
     /// The layers as loaded.
-    Separate([LinearWeight; N]),
+    Separate(Box<[LinearWeight; N]>),
 }
 
 impl<const N: usize> SharedInput<N> {
@@ -388,8 +388,11 @@ impl<const N: usize> SharedInput<N> {
             _ => 0,
         });
         match LinearWeight::fuse(&parts.each_ref()) {
-            Some(weight) => Self::Fused { weight, widths },
-            None => Self::Separate(parts),
+            Some(weight) => Self::Fused {
+                weight: Box::new(weight),
+                widths,
+            },
+            None => Self::Separate(Box::new(parts)),
         }
     }
 
@@ -407,7 +410,7 @@ impl<const N: usize> SharedInput<N> {
             }
             Self::Separate(parts) => {
                 let mut outputs = Vec::with_capacity(N);
-                for part in parts {
+                for part in parts.iter() {
                     outputs.push(part.forward(x.clone())?);
                 }
                 outputs

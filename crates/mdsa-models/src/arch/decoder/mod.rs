@@ -90,7 +90,9 @@ pub trait Decoder: Send + Sync + Debug {
     }
 
     /// Bytes of weights held in memory. A tied output head is counted with the
-    /// embedding it shares: quantized blocks borrow one mmap and are not copied.
+    /// embedding it shares. Embedding tables borrow the file's mmap; linear
+    /// layers in block formats the SIMD kernels interleave are copied once at
+    /// load (the same number of bytes, rearranged).
     fn resident_bytes(&self) -> usize;
 }
 

@@ -17,7 +17,10 @@ use serde_json::json;
 
 /// A prompt a small model answers at length: it holds its slot for the whole
 /// `max_tokens`, so the tests can see what happens around a busy server.
-const LONG_ANSWER: &str = "Count from 1 to 500, separated by commas.";
+/// A question SmolLM2 answers at length in the finance domain (to its 200
+/// token cap), so that a request holds its slot for a while.
+const LONG_ANSWER: &str =
+    "List fifty common personal finance terms, each with a one-sentence definition.";
 
 /// Opens a streaming chat request on a raw socket and returns the reader
 /// positioned after the headers, so a test can read some and hang up.
@@ -66,7 +69,8 @@ fn a_full_queue_gets_429_and_a_long_wait_503() {
     let limits = Limits {
         max_concurrent: 1,
         max_queue: 1,
-        queue_timeout: Duration::from_millis(800),
+        // Well inside the slot holder's answer (200 tokens).
+        queue_timeout: Duration::from_millis(300),
         max_tokens: 400,
         ..Limits::default()
     };

@@ -132,6 +132,16 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// from [`exp`] of `-|x|` so that it never overflows, in a loop the compiler
 /// vectorizes.
 pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        let done = unsafe { x86::silu_mul(gate, up, out) };
+        return silu_mul_portable(&gate[done..], &up[done..], &mut out[done..]);
+    }
+    silu_mul_portable(gate, up, out);
+}
+
+fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         let e = exp(-g.abs());
         let sigmoid = if g >= 0.0 {
@@ -193,7 +203,25 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32]) {
         let n = keys.len() / width;
-        for (j, key) in keys.chunks_exact(width).enumerate() {
+        // Eight keys at a time: eight accumulators per query row, reduced
+        // together into one vector of eight scores.
+        let blocks = n / 8;
+        for b in 0..blocks {
+            let keys8 = &keys[8 * b * width..8 * (b + 1) * width];
+            for (r, query) in queries.chunks_exact(width).enumerate() {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (c, q) in query.chunks_exact(8).enumerate() {
+                    let q = load(q);
+                    for (t, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(q, load(&keys8[t * width + 8 * c..]), *a);
+                    }
+                }
+                if let Some(o) = out.get_mut(r * n + 8 * b..r * n + 8 * b + 8) {
+                    store(o, hsum8(acc));
+                }
+            }
+        }
+        for (j, key) in keys.chunks_exact(width).enumerate().skip(8 * blocks) {
             for (r, query) in queries.chunks_exact(width).enumerate() {
                 let mut acc = _mm256_setzero_ps();
                 for (q, k) in query.chunks_exact(8).zip(key.chunks_exact(8)) {
@@ -236,6 +264,84 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// See [`super::silu_mul`]: whole runs of 8, with [`super::exp`]'s
+    /// method in vector registers; returns how many values it wrote.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) -> usize {
+        let n = out.len().min(gate.len()).min(up.len()) / 8 * 8;
+        let (one, sign) = (_mm256_set1_ps(1.0), _mm256_set1_ps(-0.0));
+        for i in (0..n).step_by(8) {
+            let g = load(&gate[i..]);
+            let e = exp(_mm256_or_ps(g, sign));
+            let denominator = _mm256_add_ps(one, e);
+            let positive = _mm256_cmp_ps::<_CMP_GE_OQ>(g, _mm256_setzero_ps());
+            let sigmoid = _mm256_div_ps(_mm256_blendv_ps(e, one, positive), denominator);
+            store(
+                &mut out[i..],
+                _mm256_mul_ps(_mm256_mul_ps(g, sigmoid), load(&up[i..])),
+            );
+        }
+        n
+    }
+
+    /// `e^x` for `x ≤ 0` (Cephes, as [`super::exp`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp(x: __m256) -> __m256 {
+        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.0));
+        let t = _mm256_fmadd_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+            _mm256_set1_ps(0.5),
+        );
+        let truncated = _mm256_cvttps_epi32(t);
+        let above = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(
+            _mm256_cvtepi32_ps(truncated),
+            t,
+        ));
+        // floor(t): one less where truncation rounded up (the mask is -1 there).
+        let k = _mm256_add_epi32(truncated, above);
+        let kf = _mm256_cvtepi32_ps(k);
+        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let e_r = _mm256_fmadd_ps(
+            _mm256_mul_ps(p, r),
+            r,
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            k,
+            _mm256_set1_epi32(127),
+        )));
+        _mm256_mul_ps(e_r, scale)
+    }
+
+    /// The sums of eight vectors, as one vector (lane t: the sum of `v[t]`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum8(v: [__m256; 8]) -> __m256 {
+        let s01 = _mm256_hadd_ps(v[0], v[1]);
+        let s23 = _mm256_hadd_ps(v[2], v[3]);
+        let s45 = _mm256_hadd_ps(v[4], v[5]);
+        let s67 = _mm256_hadd_ps(v[6], v[7]);
+        let s0123 = _mm256_hadd_ps(s01, s23);
+        let s4567 = _mm256_hadd_ps(s45, s67);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(s0123, s4567),
+            _mm256_permute2f128_ps::<0x31>(s0123, s4567),
+        )
     }
 
     #[inline]
@@ -281,7 +387,7 @@ mod tests {
 
     #[test]
     fn silu_mul_agrees_with_its_definition() {
-        let gate: Vec<f32> = (-200..200).map(|i| i as f32 * 0.25).collect();
+        let gate: Vec<f32> = (-200..203).map(|i| i as f32 * 0.25).collect();
         let up: Vec<f32> = gate.iter().map(|g| 1.5 - g * 0.1).collect();
         let mut out = vec![0.0; gate.len()];
         silu_mul(&gate, &up, &mut out);

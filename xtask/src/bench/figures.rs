@@ -613,22 +613,12 @@ mod tests {
     #[test]
     fn serving_targets_from_the_examples_references_and_server_runs() {
         let mut results = Results::default();
-        results.criterion.insert(
-            "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt".into(),
-            measurement(
-                "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt",
-                &[0.2],
-                None,
-            ),
-        );
-        results.criterion.insert(
-            "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached".into(),
-            measurement(
-                "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached",
-                &[0.05],
-                None,
-            ),
-        );
+        for (name, seconds) in [("", 0.2), ("_cached", 0.05)] {
+            let id = format!("decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt{name}");
+            results
+                .criterion
+                .insert(id.clone(), measurement(&id, &[seconds], None));
+        }
         for (id, value) in [
             (
                 "long_prefill_tok_s",
@@ -670,21 +660,13 @@ mod tests {
             verdicts,
             [Some(true), Some(false), Some(true), Some(true), Some(false)]
         );
-        assert!(
-            targets[0].measured.contains("1.25×"),
-            "{}",
-            targets[0].measured
-        );
-        assert!(
-            targets[2].measured.contains("75 % lower"),
-            "{}",
-            targets[2].measured
-        );
-        assert!(
-            targets[3].measured.contains("3.20×"),
-            "{}",
-            targets[3].measured
-        );
+        for (i, text) in [(0, "1.25×"), (2, "75 % lower"), (3, "3.20×")] {
+            assert!(
+                targets[i].measured.contains(text),
+                "{}",
+                targets[i].measured
+            );
+        }
         assert!(targets[3].limit.contains("2.25×"), "{}", targets[3].limit);
         assert_eq!(targets[4].shortfall(), "50 %");
         // Nothing measured: nothing claimed.

@@ -56,35 +56,33 @@ pub struct BatchStats {
 }
 
 impl Core {
-    /// The figures of [`BatchStats`].
+    /// The figures of [`BatchStats`], from [`Core::serving_stats`].
     pub(crate) fn batch_stats(&self) -> BatchStats {
-        let steps = self.steps.load(Ordering::Relaxed);
-        let sequences = self.sequence_steps.load(Ordering::Relaxed);
+        let serving = self.serving_stats();
         BatchStats {
-            steps,
-            mean_batch: if steps == 0 {
+            steps: serving.steps,
+            mean_batch: if serving.steps == 0 {
                 0.0
             } else {
-                sequences as f64 / steps as f64
+                serving.sequence_steps as f64 / serving.steps as f64
             },
-            largest_batch: self.largest.load(Ordering::Relaxed),
+            largest_batch: serving.largest_batch,
         }
     }
 
     /// The figures of [`mdsa_engine::ServingStats`]: the passes so far, and
     /// the keys and values held now (running sequences and kept prefixes).
     pub(crate) fn serving_stats(&self) -> ServingStats {
+        let prefix_bytes = self.prefixes.stats().bytes;
+        let allocated =
+            self.caches.alive() * self.caches.capacity() * self.model.kv_bytes_per_token();
         ServingStats {
             steps: self.steps.load(Ordering::Relaxed),
             sequence_steps: self.sequence_steps.load(Ordering::Relaxed),
             largest_batch: self.largest.load(Ordering::Relaxed),
             active_sequences: self.active.load(Ordering::Relaxed),
-            kv_cache_bytes: self.active_kv_bytes.load(Ordering::Relaxed)
-                + self.prefixes.stats().bytes as u64,
-            kv_allocated_bytes: (self.caches.alive()
-                * self.caches.capacity()
-                * self.model.kv_bytes_per_token()
-                + self.prefixes.stats().bytes) as u64,
+            kv_cache_bytes: self.active_kv_bytes.load(Ordering::Relaxed) + prefix_bytes as u64,
+            kv_allocated_bytes: (allocated + prefix_bytes) as u64,
         }
     }
 

@@ -20,6 +20,11 @@ use mdsa::engine::{ModelRef, ResolveOptions, ResolvedModel};
 use mdsa_server::{Limits, ServerConfig};
 use serde_json::json;
 
+/// A question SmolLM2 answers at length (hundreds of tokens), so that its
+/// generation outlasts the short limits these tests set.
+const LONG_ANSWER: &str =
+    "List fifty common personal finance terms, each with a one-sentence definition.";
+
 /// One server for the tests that only send requests.
 fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
@@ -261,7 +266,7 @@ fn a_stream_whose_client_leaves_at_once_is_cancelled_and_frees_its_slot() {
             ..ServerConfig::default()
         },
     );
-    let mut body = chat("finance", "Count from 1 to 500, separated by commas.", 400);
+    let mut body = chat("finance", LONG_ANSWER, 400);
     body["stream"] = json!(true);
     let body = body.to_string();
     let send = || {
@@ -387,7 +392,7 @@ fn no_room_for_the_model_is_503_and_a_timeout_is_504() {
     let server = TestServer::start(mdsa, ServerConfig::default());
     let reply = post_json(
         &server.url("/v1/chat/completions"),
-        &chat("hasty", "Count from 1 to 500, separated by commas.", 400),
+        &chat("hasty", LONG_ANSWER, 400),
     );
     assert_eq!(reply.status, 504, "{}", reply.body);
     let body = reply.json();
@@ -400,7 +405,7 @@ fn no_room_for_the_model_is_503_and_a_timeout_is_504() {
     );
     assert!(!message.contains("1, 2"), "partial text leaked: {message}");
     // Streaming: the error arrives as an error event, not as the answer's end.
-    let mut stream = chat("hasty", "Count from 1 to 500, separated by commas.", 400);
+    let mut stream = chat("hasty", LONG_ANSWER, 400);
     stream["stream"] = json!(true);
     let reply = post_json(&server.url("/v1/chat/completions"), &stream);
     let events = common::sse_data(&reply.body);

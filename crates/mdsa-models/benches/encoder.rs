@@ -1,6 +1,7 @@
 //! Router encoder speed: one short query (the latency a routed request pays) and a
 //! batch of 32 (throughput when routing files or evaluating a router), with the
-//! weights in f32 (the default), and the short query with f16 and int8 weights.
+//! weights in f32 (the default), the short query with f16 and int8 weights, and
+//! both workloads through burn's modules (the GPU path) for comparison.
 //! Resident bytes per format are printed as `mdsa-bench` lines for
 //! `cargo xtask bench`.
 //!
@@ -14,7 +15,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdsa_engine::{
     DEFAULT_ENCODER, Embedder, WeightFormat, source::ModelRef, source::ResolveOptions,
 };
-use mdsa_models::{BertEmbedder, EmbedderOptions};
+use mdsa_models::{BertEmbedder, EmbedderOptions, EncoderPath};
 
 /// The same short query the Python reference times (12 tokens with specials).
 const QUERY: &str = "What is the interest rate on a 30-year mortgage?";
@@ -29,10 +30,11 @@ fn batch_texts() -> Vec<String> {
         .collect()
 }
 
-fn load(format: WeightFormat, name: &str) -> BertEmbedder {
+fn load(format: WeightFormat, path: EncoderPath, name: &str) -> BertEmbedder {
     let model: ModelRef = DEFAULT_ENCODER.parse().expect("valid id");
     let options = EmbedderOptions {
         format,
+        path,
         ..EmbedderOptions::default()
     };
     let embedder = BertEmbedder::load(&model, &ResolveOptions::offline(), &options)
@@ -45,7 +47,7 @@ fn load(format: WeightFormat, name: &str) -> BertEmbedder {
 }
 
 fn encoder(c: &mut Criterion) {
-    let embedder = load(WeightFormat::F32, "f32");
+    let embedder = load(WeightFormat::F32, EncoderPath::Auto, "f32");
     let tokens = embedder.tokenizer().encode(QUERY).expect("tokenizes").len();
 
     let mut group = c.benchmark_group("encoder/minilm");
@@ -62,7 +64,7 @@ fn encoder(c: &mut Criterion) {
     group.finish();
 
     for (format, name) in [(WeightFormat::F16, "f16"), (WeightFormat::Int8, "int8")] {
-        let embedder = load(format, name);
+        let embedder = load(format, EncoderPath::Auto, name);
         let mut group = c.benchmark_group(format!("encoder/minilm/{name}"));
         group.throughput(Throughput::Elements(1));
         group.bench_function("query_batch1", |b| {
@@ -70,6 +72,16 @@ fn encoder(c: &mut Criterion) {
         });
         group.finish();
     }
+
+    let burn = load(WeightFormat::F32, EncoderPath::Burn, "burn");
+    let mut group = c.benchmark_group("encoder/minilm/burn");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("query_batch1", |b| {
+        b.iter(|| burn.embed(&[QUERY]).expect("embeds"))
+    });
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("batch32", |b| b.iter(|| burn.embed(&refs).expect("embeds")));
+    group.finish();
 }
 
 criterion_group! {

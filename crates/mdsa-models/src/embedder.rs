@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::arch::bert::{Bert, BertConfig};
+use crate::arch::bert::{Bert, BertConfig, HostBert};
+use crate::arch::linear::uses_block_kernels;
 use crate::tokenizer::{EncodedBatch, TextTokenizer};
 use crate::weights::SafetensorsWeights;
 use mdsa_engine::source::{ModelRef, ResolveOptions, ResolvedModel};
@@ -18,6 +19,18 @@ pub enum Pooling {
     Mean,
     /// The first token's state (`[CLS]`).
     Cls,
+}
+
+/// Which implementation of the encoder runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EncoderPath {
+    /// [`EncoderPath::Host`] on the CPU, [`EncoderPath::Burn`] on other devices.
+    #[default]
+    Auto,
+    /// The fused CPU path in plain buffers ([`HostBert`]); CPU only.
+    Host,
+    /// burn modules ([`Bert`]), on any device.
+    Burn,
 }
 
 /// Options for loading a sentence embedder.
@@ -35,12 +48,21 @@ pub struct EmbedderOptions {
     /// How linear weights are held: `stored`/`f32` as f32, `f16`/`bf16`, or
     /// quantized at load to `int8` (Q8_0) or `int4` (Q4_0) blocks.
     pub format: WeightFormat,
+    /// Which implementation runs; default: the fused one on the CPU.
+    pub path: EncoderPath,
+}
+
+/// The encoder of a [`BertEmbedder`], as [`EncoderPath`] chose it.
+#[derive(Debug)]
+enum Encoder {
+    Host(HostBert),
+    Burn(Box<Bert>),
 }
 
 /// A BERT-family sentence encoder on burn, with its tokenizer and pooling.
 #[derive(Debug)]
 pub struct BertEmbedder {
-    model: Bert,
+    model: Encoder,
     tokenizer: TextTokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -90,7 +112,26 @@ impl BertEmbedder {
             .device
             .clone()
             .unwrap_or_else(crate::backend::default_device);
-        let model = Bert::load_as(&config, &weights, options.format, &device)?;
+        let host = match options.path {
+            EncoderPath::Auto => uses_block_kernels(&device),
+            EncoderPath::Host if !uses_block_kernels(&device) => {
+                return Err(ModelError::Backend(format!(
+                    "the fused encoder path runs on the CPU only, not on {device:?}"
+                )));
+            }
+            EncoderPath::Host => true,
+            EncoderPath::Burn => false,
+        };
+        let model = if host {
+            Encoder::Host(HostBert::load(&config, &weights, options.format)?)
+        } else {
+            Encoder::Burn(Box::new(Bert::load_as(
+                &config,
+                &weights,
+                options.format,
+                &device,
+            )?))
+        };
         let st = SentenceTransformersConfig::read(&dir)?;
         let max_length = options
             .max_length
@@ -135,7 +176,18 @@ impl BertEmbedder {
 
     /// Bytes of weights held in memory.
     pub fn resident_bytes(&self) -> usize {
-        self.model.resident_bytes()
+        match &self.model {
+            Encoder::Host(model) => model.resident_bytes(),
+            Encoder::Burn(model) => model.resident_bytes(),
+        }
+    }
+
+    /// The implementation that runs.
+    pub fn path(&self) -> EncoderPath {
+        match self.model {
+            Encoder::Host(_) => EncoderPath::Host,
+            Encoder::Burn(_) => EncoderPath::Burn,
+        }
     }
 
     /// The tokenizer (for counting tokens).
@@ -146,6 +198,10 @@ impl BertEmbedder {
     /// The encoder forward pass, pooling and normalisation of a tokenized
     /// batch: `batch × dimension` values, row by row.
     fn pooled(&self, batch: &EncodedBatch) -> Result<Vec<f32>, ModelError> {
+        let model = match &self.model {
+            Encoder::Host(model) => return self.pooled_host(model, batch),
+            Encoder::Burn(model) => model,
+        };
         let (b, s) = (batch.batch, batch.seq);
         let ids: Vec<i64> = batch.ids.iter().map(|&id| i64::from(id)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, s]), &self.device);
@@ -153,7 +209,7 @@ impl BertEmbedder {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), &self.device);
         // Padding gets a large negative score so softmax gives it no weight.
         let bias = batch.is_padded().then(|| (mask.clone() - 1.0) * 1e9);
-        let hidden = self.model.forward(ids, bias)?;
+        let hidden = model.forward(ids, bias)?;
         let pooled: Tensor<2> = match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1).reshape([b, self.dimension]),
             Pooling::Mean => {
@@ -179,6 +235,43 @@ impl BertEmbedder {
             .try_into_vec::<f32>()
             .map_err(|e| ModelError::Backend(format!("reading embeddings back: {e:?}")))?;
         Ok(values)
+    }
+}
+
+impl BertEmbedder {
+    /// [`BertEmbedder::pooled`] on the fused CPU path: the batch unpadded,
+    /// pooled and normalised in place.
+    fn pooled_host(&self, model: &HostBert, batch: &EncodedBatch) -> Result<Vec<f32>, ModelError> {
+        let sequences: Vec<&[u32]> = (0..batch.batch)
+            .map(|i| &batch.ids[i * batch.seq..][..batch.lengths[i]])
+            .collect();
+        let hidden = model.forward(&sequences)?;
+        let d = self.dimension;
+        let mut pooled = vec![0.0f32; batch.batch * d];
+        let mut at = 0;
+        for (out, &len) in pooled.chunks_exact_mut(d).zip(&batch.lengths) {
+            let states = &hidden[at * d..(at + len) * d];
+            match self.pooling {
+                Pooling::Cls => {
+                    if let Some(first) = states.get(..d) {
+                        out.copy_from_slice(first);
+                    }
+                }
+                Pooling::Mean => {
+                    for state in states.chunks_exact(d) {
+                        out.iter_mut().zip(state).for_each(|(o, s)| *o += s);
+                    }
+                    let inv = 1.0 / len.max(1) as f32;
+                    out.iter_mut().for_each(|o| *o *= inv);
+                }
+            }
+            if self.normalize {
+                let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                out.iter_mut().for_each(|o| *o /= norm);
+            }
+            at += len;
+        }
+        Ok(pooled)
     }
 }
 

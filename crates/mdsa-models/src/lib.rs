@@ -38,7 +38,7 @@ mod storage;
 pub mod tokenizer;
 pub mod weights;
 
-pub use embedder::{BertEmbedder, EmbedderOptions, Pooling};
+pub use embedder::{BertEmbedder, EmbedderOptions, EncoderPath, Pooling};
 
 // The README's snippets are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -158,7 +158,11 @@ pub(crate) struct Figures {
     pub(crate) st_batch32: Option<Stat>,
     pub(crate) tf_batch1: Option<Stat>,
     pub(crate) tf_batch32: Option<Stat>,
+    /// ONNX Runtime on the exported model, batch 1 and 32 (seconds).
+    pub(crate) ort_batch1: Option<Stat>,
+    pub(crate) ort_batch32: Option<Stat>,
     pub(crate) encoder_engine: Option<String>,
+    pub(crate) ort_engine: Option<String>,
     pub(crate) llamacpp: Option<Engine>,
     pub(crate) transformers: Option<Engine>,
     /// Serving: many users on one model (issue 19's figures).
@@ -382,6 +386,7 @@ impl Figures {
             .references
             .get("encoder")
             .and_then(|r| r.as_ref().ok());
+        let onnx = results.references.get("onnx").and_then(|r| r.as_ref().ok());
         let engine = |name: &str| {
             results
                 .references
@@ -425,7 +430,10 @@ impl Figures {
             st_batch32: encoder.and_then(|e| Stat::from_ms(&e["st_batch32_ms"])),
             tf_batch1: encoder.and_then(|e| Stat::from_ms(&e["transformers_batch1_ms"])),
             tf_batch32: encoder.and_then(|e| Stat::from_ms(&e["transformers_batch32_ms"])),
+            ort_batch1: onnx.and_then(|e| Stat::from_ms(&e["ort_batch1_ms"])),
+            ort_batch32: onnx.and_then(|e| Stat::from_ms(&e["ort_batch32_ms"])),
             encoder_engine: encoder.and_then(|e| e["engine"].as_str().map(str::to_owned)),
+            ort_engine: onnx.and_then(|e| e["engine"].as_str().map(str::to_owned)),
             llamacpp: engine("llamacpp"),
             transformers: engine("transformers"),
             serving: Serving::from(results),
@@ -454,7 +462,7 @@ impl Figures {
             .map(|(flops, rate)| flops / rate);
         let routing_limit = match compute_floor {
             Some(floor) => format!(
-                "the query's {:.0} MFLOP at the best f32 GEMM rate measured here ({:.0} GFLOP/s) take {} on their own; the rest is per-op overhead in burn-flex (allocations, small matmuls, layer norms)",
+                "the query's {:.0} MFLOP at the best f32 GEMM rate measured here ({:.0} GFLOP/s) take {} on their own; the fused CPU path spends the rest in attention, layer norms, GELU and handing each product to the second core",
                 self.encoder_flops().unwrap_or(0.0) / 1e6,
                 self.f32_flops.unwrap_or(0.0) / 1e9,
                 ms(floor)
@@ -462,26 +470,34 @@ impl Figures {
             None => "compute floor not measured (run the quant bench)".to_owned(),
         };
         let route = self.route.or(self.encode_batch1);
+        let ort_ratio = self
+            .encode_batch1
+            .zip(self.ort_batch1)
+            .map(|(ours, ort)| ours.median / ort.median);
         targets.push(Target {
-            goal: "routing p50 ≤ 3 ms (short query, CPU)",
-            measured: route.map_or_else(|| "not measured".to_owned(), |r| ms(r.median)),
-            met: route.map(|r| r.median <= 3e-3),
-            factor: route.map(|r| r.median / 3e-3),
+            goal: "routing p50 ≤ 4 ms and ≤ 0.67× ONNX Runtime's time (short query, CPU)",
+            measured: match (route, ort_ratio) {
+                (Some(r), Some(x)) => format!("{}, {x:.2}× ONNX Runtime's", ms(r.median)),
+                (Some(r), None) => format!("{} (ONNX Runtime not compared)", ms(r.median)),
+                _ => "not measured".to_owned(),
+            },
+            met: route.map(|r| r.median <= 4e-3 && ort_ratio.is_none_or(|x| x <= 0.67)),
+            factor: route.map(|r| (r.median / 4e-3).max(ort_ratio.map_or(0.0, |x| x / 0.67))),
             limit: routing_limit,
         });
         let st_ratio = self
-            .st_batch1
-            .zip(self.encode_batch1)
+            .st_batch32
+            .zip(self.encode_batch32)
             .map(|(st, ours)| st.median / ours.median);
         targets.push(Target {
-            goal: "routing ≥ 3× faster than sentence-transformers",
+            goal: "batch of 32 ≥ 2× sentence-transformers' queries/s",
             measured: st_ratio.map_or_else(
                 || "not compared (run with --compare)".to_owned(),
                 |r| format!("{r:.2}×"),
             ),
-            met: st_ratio.map(|r| r >= 3.0),
-            factor: st_ratio.map(|r| 3.0 / r),
-            limit: "same model, query and cores; the encoder's time is mostly f32 matmuls on 14-row inputs, where burn-flex runs the smaller ones on one thread".to_owned(),
+            met: st_ratio.map(|r| r >= 2.0),
+            factor: st_ratio.map(|r| 2.0 / r),
+            limit: "same model, texts and cores; the batch is not padded (its sequences' tokens are stacked for the matmuls), so the time is the f32 products of its tokens".to_owned(),
         });
         let q4 = self.format("stored_q4_1");
         let ours = q4.and_then(|f| f.decode).map(|d| d.rate(1.0));
@@ -489,7 +505,7 @@ impl Figures {
         let parity = ours.zip(llama).map(|(o, l)| o.median / l.median);
         let ceiling = q4.and_then(|f| f.ceiling_tok_s(self.bandwidth));
         targets.push(Target {
-            goal: "SmolLM2 Q4_1 decode at parity with llama.cpp",
+            goal: "SmolLM2 Q4_1 short-prompt decode ≥ 1.1× llama.cpp",
             measured: match (ours, parity) {
                 (Some(o), Some(p)) => format!(
                     "{:.1} tok/s, {p:.2}× llama.cpp ({:.1} tok/s)",
@@ -499,8 +515,8 @@ impl Figures {
                 (Some(o), None) => format!("{:.1} tok/s (llama.cpp not compared)", o.median),
                 _ => "not measured".to_owned(),
             },
-            met: parity.map(|p| p >= 0.95),
-            factor: parity.map(|p| 1.0 / p),
+            met: parity.map(|p| p >= 1.1),
+            factor: parity.map(|p| 1.1 / p),
             limit: match (ceiling, ours) {
                 (Some(c), Some(o)) => format!(
                     "memory bandwidth caps this format at {c:.0} tok/s; mdsa reaches {:.0} %{}. A step of a 135M model is short: the fixed per-op costs around the matmuls (norms, RoPE, attention, thread hand-offs, tensor conversions) weigh as much as streaming the weights",
@@ -509,6 +525,25 @@ impl Figures {
                 ),
                 _ => "bandwidth ceiling not measured".to_owned(),
             },
+        });
+        let prefill = q4
+            .and_then(|f| f.prefill)
+            .map(|(stat, tokens)| stat.rate(tokens as f64).median);
+        let llama_prefill = self.llamacpp.as_ref().and_then(|e| e.prefill_tok_s);
+        let prefill_ratio = prefill.zip(llama_prefill).map(|(o, l)| o / l);
+        targets.push(Target {
+            goal: "SmolLM2 Q4_1 prefill ≥ 1.2× llama.cpp",
+            measured: match (prefill, prefill_ratio) {
+                (Some(o), Some(r)) => format!(
+                    "{o:.0} tok/s, {r:.2}× llama.cpp ({:.0} tok/s)",
+                    llama_prefill.unwrap_or(0.0)
+                ),
+                (Some(o), None) => format!("{o:.0} tok/s (llama.cpp not compared)"),
+                _ => "not measured".to_owned(),
+            },
+            met: prefill_ratio.map(|r| r >= 1.2),
+            factor: prefill_ratio.map(|r| 1.2 / r),
+            limit: "the prompt's rows go through each quantized matmul together (one weight read per 4 rows); attention over the prompt is tiled".to_owned(),
         });
         let load = self.manager_cold_load.or(q4.and_then(|f| f.cold_load));
         targets.push(Target {
@@ -697,7 +732,7 @@ mod tests {
         ));
         add(measurement(
             "encoder/minilm/query_batch1_14tok",
-            &[0.004],
+            &[0.005],
             None,
         ));
         add(measurement(
@@ -715,6 +750,10 @@ mod tests {
                 Ok(serde_json::json!({"engine": "llama.cpp", "decode_tok_s": 100.0})),
             ),
             ("encoder".to_owned(), Err("not installed".to_owned())),
+            (
+                "onnx".to_owned(),
+                Ok(serde_json::json!({"ort_batch1_ms": {"median": 5.0, "min": 4.0, "max": 6.0}})),
+            ),
         ]);
         let f = Figures::from(&results);
         // 1 GB in 50 ms.
@@ -727,7 +766,14 @@ mod tests {
         assert_eq!(f.f32_flops, Some(2.0 * 576.0 * 1536.0 * 64.0 / 0.001));
 
         let targets = f.targets();
-        assert_eq!(targets[0].met, Some(false), "4 ms routing misses 3 ms");
+        // 5 ms misses 4 ms by 25 %, and ONNX Runtime's 5 ms × 0.67 by 49 %.
+        assert_eq!(targets[0].met, Some(false));
+        assert!(
+            targets[0].measured.contains("1.00× ONNX Runtime"),
+            "{}",
+            targets[0].measured
+        );
+        assert_eq!(targets[0].shortfall(), "49 %");
         assert_eq!(targets[1].met, None, "sentence-transformers was not run");
         assert_eq!(targets[2].met, Some(false), "80 tok/s is 0.8× llama.cpp");
         assert!(
@@ -740,11 +786,11 @@ mod tests {
             "{}",
             targets[2].limit
         );
-        assert_eq!(targets[2].shortfall(), "25 %");
-        assert_eq!(targets[0].shortfall(), "33 %");
-        assert_eq!(targets[3].met, None);
-        assert_eq!(targets[3].shortfall(), "?");
-        assert_eq!(targets[4].met, Some(true));
+        assert_eq!(targets[2].shortfall(), "38 %");
+        assert_eq!(targets[3].met, None, "no prefill measured");
+        assert_eq!(targets[4].met, None);
+        assert_eq!(targets[4].shortfall(), "?");
+        assert_eq!(targets[5].met, Some(true));
     }
 
     #[test]

@@ -10,8 +10,12 @@ use serde_json::Value;
 use crate::cmd::workspace_root;
 
 /// Workloads of bench.py and what each needs.
-const WORKLOADS: [(&str, &str); 4] = [
+const WORKLOADS: [(&str, &str); 5] = [
     ("encoder", "sentence-transformers, transformers, torch"),
+    (
+        "onnx",
+        "onnxruntime, tokenizers, torch (to export the model once)",
+    ),
     ("llamacpp", "llama-cpp-python"),
     ("llamacpp-long", "llama-cpp-python"),
     ("transformers", "transformers, torch, gguf, accelerate"),

@@ -146,16 +146,30 @@ fn routing_section(md: &mut String, f: &Figures) {
         "MiniLM-L6 on one short query{tokens} and on a batch of 32. Speed-up is the reference's \
          time divided by mdsa's (above 1: mdsa is faster).\n"
     );
-    md.push_str("| workload | mdsa | sentence-transformers | speed-up | transformers | speed-up |\n|---|---:|---:|---:|---:|---:|\n");
+    md.push_str("| workload | mdsa | ONNX Runtime | speed-up | sentence-transformers | speed-up | transformers | speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let cell = |s: Option<Stat>| s.map_or_else(|| "–".to_owned(), range);
-    for (workload, ours, st, tf) in [
-        ("batch 1", f.encode_batch1, f.st_batch1, f.tf_batch1),
-        ("batch 32", f.encode_batch32, f.st_batch32, f.tf_batch32),
+    for (workload, ours, ort, st, tf) in [
+        (
+            "batch 1",
+            f.encode_batch1,
+            f.ort_batch1,
+            f.st_batch1,
+            f.tf_batch1,
+        ),
+        (
+            "batch 32",
+            f.encode_batch32,
+            f.ort_batch32,
+            f.st_batch32,
+            f.tf_batch32,
+        ),
     ] {
         let _ = writeln!(
             md,
-            "| {workload} | {} | {} | {} | {} | {} |",
+            "| {workload} | {} | {} | {} | {} | {} | {} | {} |",
             cell(ours),
+            cell(ort),
+            ratio(ort, ours),
             cell(st),
             ratio(st, ours),
             cell(tf),
@@ -181,8 +195,13 @@ fn routing_section(md: &mut String, f: &Figures) {
             range(route)
         );
     }
-    if let Some(engine) = &f.encoder_engine {
-        let _ = writeln!(md, "\nReference: {engine}.");
+    let engines: Vec<&str> = [&f.ort_engine, &f.encoder_engine]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if !engines.is_empty() {
+        let _ = writeln!(md, "\nReferences: {}.", engines.join("; "));
     }
     md.push('\n');
 }
@@ -401,7 +420,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("`llamacpp`: not run: not installed"), "{md}");
-        assert!(md.contains("| batch 32 | – | – | – | – | – |"), "{md}");
+        assert!(
+            md.contains("| batch 32 | – | – | – | – | – | – | – |"),
+            "{md}"
+        );
         // 20 GB/s over 500 MiB of f32 weights: a 38 tok/s ceiling for both.
         assert!(
             md.contains("| mdsa f32 | 500 MiB | 20.0 (12.5 – 25.0) | 38 | 52 % |"),
@@ -412,7 +434,9 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| routing p50 ≤ 3 ms (short query, CPU) | not measured | not measured |"),
+            md.contains(
+                "| routing p50 ≤ 4 ms and ≤ 0.67× ONNX Runtime's time (short query, CPU) | not measured | not measured |"
+            ),
             "{md}"
         );
     }

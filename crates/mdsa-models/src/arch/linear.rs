@@ -15,28 +15,48 @@
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 
-use crate::quant::{BlockFormat, HalfKind, HalfMatrix, QuantMatrix};
+use crate::quant::{BlockFormat, HalfKind, HalfMatrix, PanelMatrix, QuantMatrix};
 use mdsa_engine::{ModelError, WeightFormat};
 
-/// A weight matrix the CPU multiplies row by row: quantized blocks or 16-bit floats.
+/// A weight matrix the CPU multiplies itself: quantized blocks, 16-bit
+/// floats, or f32 in the panels of a register-blocked product.
 #[derive(Debug)]
 pub(crate) enum Packed {
     Blocks(QuantMatrix),
     Half(HalfMatrix),
+    Panels(PanelMatrix),
 }
 
 impl Packed {
+    /// Row-major `[rows, cols]` f32 values as the host multiplies them in
+    /// `format`: f32 in panels, the others as [`Matrix::from_f32`] makes
+    /// them (blocks interleaved for the 8-row kernels).
+    pub(crate) fn from_f32(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        values: Vec<f32>,
+    ) -> Result<Self, ModelError> {
+        Ok(match Matrix::from_f32(format, rows, cols, values)? {
+            Matrix::Dense(values) => Self::Panels(PanelMatrix::from_rows(rows, cols, &values)?),
+            Matrix::Packed(Self::Blocks(blocks)) => Self::Blocks(blocks.interleaved()),
+            Matrix::Packed(packed) => packed,
+        })
+    }
+
     pub(crate) fn rows(&self) -> usize {
         match self {
             Self::Blocks(m) => m.rows(),
             Self::Half(m) => m.rows(),
+            Self::Panels(m) => m.rows(),
         }
     }
 
-    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
+    pub(crate) fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), ModelError> {
         match self {
             Self::Blocks(m) => m.matmul(x, n, out)?,
             Self::Half(m) => m.matmul(x, n, out)?,
+            Self::Panels(m) => m.matmul(x, n, out)?,
         }
         Ok(())
     }
@@ -45,6 +65,7 @@ impl Packed {
         match self {
             Self::Blocks(m) => m.dequantize_row_into(row, out)?,
             Self::Half(m) => m.row_into(row, out)?,
+            Self::Panels(m) => m.row_into(row, out)?,
         }
         Ok(())
     }
@@ -53,6 +74,7 @@ impl Packed {
         match self {
             Self::Blocks(m) => m.resident_bytes(),
             Self::Half(m) => m.resident_bytes(),
+            Self::Panels(m) => m.resident_bytes(),
         }
     }
 }
@@ -485,7 +507,7 @@ impl Linear {
         self.0.resident_bytes()
     }
 
-    /// How the weight is held: `f32`, `cpu-blocks`, `cpu-half`,
+    /// How the weight is held: `f32`, `cpu-blocks`, `cpu-half`, `cpu-panels`,
     /// `burn-quantized` or `burn-half`.
     pub fn representation(&self) -> &'static str {
         match &self.0 {
@@ -498,6 +520,10 @@ impl Linear {
                 matrix: Packed::Half(_),
                 ..
             } => "cpu-half",
+            LinearWeight::Packed {
+                matrix: Packed::Panels(_),
+                ..
+            } => "cpu-panels",
             LinearWeight::Device { compute: None, .. } => "burn-quantized",
             LinearWeight::Device { .. } => "burn-half",
         }

@@ -14,7 +14,9 @@
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        crate::quant::simd_allowed()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -139,6 +141,46 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
         return silu_mul_portable(&gate[done..], &up[done..], &mut out[done..]);
     }
     silu_mul_portable(gate, up, out);
+}
+
+/// The error function to ~2e-7 absolute: Eigen's odd/even rational
+/// approximation on [-4, 4] (±1 beyond, where f32 cannot tell). Plain
+/// arithmetic, so that a loop of it vectorizes (a libm call would not).
+#[inline]
+pub(crate) fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = ((((((-2.726_142_3e-10 * x2 + 2.770_681_4e-8) * x2 - 2.101_024e-6) * x2
+        - 5.692_506_4e-5)
+        * x2
+        - 7.349_906_3e-4)
+        * x2
+        - 2.954_600_1e-3)
+        * x2
+        - 1.609_603_3e-2)
+        * x;
+    let q = (((-1.456_607_2e-5 * x2 - 2.133_740_6e-4) * x2 - 1.682_827e-3) * x2 - 7.373_329_2e-3)
+        * x2
+        - 1.426_474e-2;
+    p / q
+}
+
+/// GELU in place, the exact form BERT uses: `x · Φ(x) = x/2 · (1 + erf(x/√2))`.
+pub(crate) fn gelu(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { x86::gelu(values) };
+        return;
+    }
+    gelu_portable(values);
+}
+
+#[inline]
+fn gelu_portable(values: &mut [f32]) {
+    for v in values {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
 }
 
 fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
@@ -266,6 +308,13 @@ mod x86 {
         }
     }
 
+    /// [`super::gelu`]'s loop compiled for AVX2 + FMA (the compiler
+    /// vectorizes it 8 lanes wide).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gelu(values: &mut [f32]) {
+        super::gelu_portable(values);
+    }
+
     /// See [`super::silu_mul`]: whole runs of 8, with [`super::exp`]'s
     /// method in vector registers; returns how many values it wrote.
     #[target_feature(enable = "avx2,fma")]
@@ -383,6 +432,42 @@ mod tests {
         assert!(worst < 4e-7, "relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn erf_and_gelu_agree_with_a_series_in_f64() {
+        // erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1)), fine in f64 for |x| ≤ 4.
+        let series = |x: f64| {
+            let (mut term, mut total) = (x, x);
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                total += term / (2 * n + 1) as f64;
+            }
+            total * 2.0 / std::f64::consts::PI.sqrt()
+        };
+        let xs: Vec<f32> = (-500..=500).map(|i| i as f32 * 0.01).collect();
+        for &x in &xs {
+            let want = if x.abs() >= 4.0 {
+                series(4.0_f64.copysign(f64::from(x)))
+            } else {
+                series(f64::from(x))
+            };
+            assert!(
+                (f64::from(erf(x)) - want).abs() < 1e-6,
+                "erf({x}) = {} vs {want}",
+                erf(x)
+            );
+        }
+        let mut got = xs.clone();
+        gelu(&mut got);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let x64 = f64::from(x);
+            let want = 0.5 * x64 * (1.0 + series(x64 / std::f64::consts::SQRT_2));
+            assert!(
+                (f64::from(g) - want).abs() < 2e-6,
+                "gelu({x}) = {g} vs {want}"
+            );
+        }
     }
 
     #[test]

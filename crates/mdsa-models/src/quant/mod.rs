@@ -18,6 +18,7 @@ mod act;
 mod formats;
 mod half;
 mod interleave;
+mod panel;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -32,6 +33,7 @@ pub use formats::{
     BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
 };
 pub use half::{HalfKind, HalfMatrix};
+pub use panel::PanelMatrix;
 
 /// What can go wrong building or using a [`QuantMatrix`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,9 +158,9 @@ impl Kernel {
         match self {
             Kernel::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => x86::avx2::Token::detect().is_some(),
+            Kernel::Avx2 => simd_allowed() && x86::avx2::Token::detect().is_some(),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => x86::vnni::Token::detect().is_some(),
+            Kernel::Avx512Vnni => simd_allowed() && x86::vnni::Token::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2 | Kernel::Avx512Vnni => false,
         }
@@ -179,6 +181,19 @@ impl Kernel {
 /// path made it).
 pub fn kernel_name() -> &'static str {
     Kernel::best().name()
+}
+
+/// Whether the SIMD kernels may run. `MDSA_SIMD=off` makes every kernel of
+/// this crate take its portable code (read once per process): how tests check
+/// the fallbacks of a CPU without AVX2 on one that has it.
+pub fn simd_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        !matches!(
+            std::env::var("MDSA_SIMD").as_deref(),
+            Ok("off" | "0" | "scalar")
+        )
+    })
 }
 
 /// Runs `f` on a rayon worker thread (directly, if already on one).

@@ -156,8 +156,25 @@ impl SafetensorsWeights {
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
-    /// Builds a layer norm from `{prefix}.weight` and `{prefix}.bias`
-    /// (or the older `gamma`/`beta` names).
+    /// The weight and bias of the layer norm at `prefix`: `{prefix}.weight`
+    /// and `{prefix}.bias`, or the older `gamma`/`beta` names.
+    pub fn layer_norm_values(
+        &self,
+        prefix: &str,
+        d_model: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+        let (gamma, beta) = if self.contains(&format!("{prefix}.gamma")) {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        Ok((
+            self.read_f32(&format!("{prefix}.{gamma}"), &[d_model])?,
+            self.read_f32(&format!("{prefix}.{beta}"), &[d_model])?,
+        ))
+    }
+
+    /// Builds a layer norm from [`SafetensorsWeights::layer_norm_values`].
     pub fn layer_norm(
         &self,
         prefix: &str,
@@ -165,21 +182,16 @@ impl SafetensorsWeights {
         epsilon: f64,
         device: &Device,
     ) -> Result<LayerNorm, ModelError> {
-        let (gamma, beta) = if self.contains(&format!("{prefix}.gamma")) {
-            ("gamma", "beta")
-        } else {
-            ("weight", "bias")
-        };
+        let (gamma, beta) = self.layer_norm_values(prefix, d_model)?;
         let mut norm = LayerNormConfig::new(d_model)
             .with_epsilon(epsilon)
             .init(device);
         norm.gamma =
-            Param::from_tensor(self.tensor(&format!("{prefix}.{gamma}"), [d_model], device)?);
-        norm.beta = Some(Param::from_tensor(self.tensor(
-            &format!("{prefix}.{beta}"),
-            [d_model],
+            Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d_model]), device));
+        norm.beta = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(beta, [d_model]),
             device,
-        )?));
+        )));
         Ok(norm)
     }
 

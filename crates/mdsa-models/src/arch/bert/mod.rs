@@ -3,6 +3,9 @@
 //! Embeddings (word + position + token type, then LayerNorm) feed N post-norm
 //! transformer layers: self-attention with a padding mask, residual + LayerNorm,
 //! GELU feed-forward, residual + LayerNorm.
+//!
+//! Two implementations: [`Bert`], burn modules for any device, and
+//! [`HostBert`], the same computation in plain buffers for the CPU.
 
 use std::path::Path;
 
@@ -11,6 +14,10 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Int, Tensor};
 use serde::Deserialize;
+
+mod host;
+
+pub use host::HostBert;
 
 use crate::arch::linear::LinearWeight;
 use crate::weights::SafetensorsWeights;

@@ -1,0 +1,317 @@
+//! The BERT encoder on the CPU in plain buffers, without burn tensors.
+//!
+//! A routed query is 10–30 tokens: through general tensor code each of the
+//! ~20 operations of a layer costs more in dispatch, allocation and weight
+//! packing than in arithmetic. Here the weights are packed once at load
+//! ([`Packed`]: f32 panels for the register-blocked product, or int8/int4
+//! blocks), query, key and value are one product, bias and GELU are applied
+//! in place after each product, residual and LayerNorm are one pass, and the
+//! buffers of one call are reused by every layer. A batch is not padded: its
+//! sequences' tokens are stacked into one block of rows for the products, and
+//! attention runs per sequence.
+
+use rayon::prelude::*;
+
+use super::BertConfig;
+use crate::arch::linear::Packed;
+use crate::arch::vector::{self, exp};
+use crate::weights::SafetensorsWeights;
+use mdsa_engine::{ModelError, WeightFormat};
+
+/// Rows per parallel task of the row-wise passes (LayerNorm).
+const ROWS_PER_TASK: usize = 32;
+
+/// A BERT encoder computed on the host: token ids in, one hidden state per token out.
+#[derive(Debug)]
+pub struct HostBert {
+    hidden: usize,
+    heads: usize,
+    eps: f32,
+    vocab: usize,
+    /// `[vocab, hidden]`.
+    word: Vec<f32>,
+    /// `[max_positions, hidden]`, token type 0's embedding added (every
+    /// input is one segment).
+    position: Vec<f32>,
+    embeddings_norm: Norm,
+    layers: Vec<Layer>,
+    resident_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// `y = x Wᵀ + b`.
+#[derive(Debug)]
+struct Dense {
+    matrix: Packed,
+    bias: Vec<f32>,
+}
+
+#[derive(Debug)]
+struct Layer {
+    /// Query, key and value side by side: `[3 · hidden]` outputs.
+    qkv: Dense,
+    attention_output: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
+}
+
+/// One call's buffers, reused by every layer.
+struct Buffers {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    projected: Vec<f32>,
+    intermediate: Vec<f32>,
+}
+
+impl HostBert {
+    /// Builds the encoder from safetensors weights (names as in
+    /// [`super::Bert::load`]), holding its linear weights as `format`.
+    pub fn load(
+        config: &BertConfig,
+        weights: &SafetensorsWeights,
+        format: WeightFormat,
+    ) -> Result<Self, ModelError> {
+        let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let h = config.hidden_size;
+        let embedding = |name: &str, rows: usize| {
+            weights.read_f32(&format!("{p}embeddings.{name}.weight"), &[rows, h])
+        };
+        let word = embedding("word_embeddings", config.vocab_size)?;
+        let mut position = embedding("position_embeddings", config.max_position_embeddings)?;
+        let token_types = embedding("token_type_embeddings", config.type_vocab_size)?;
+        let first_type = token_types.get(..h).ok_or_else(|| {
+            ModelError::Backend("the encoder has no token type embeddings".into())
+        })?;
+        for row in position.chunks_exact_mut(h) {
+            row.iter_mut().zip(first_type).for_each(|(p, t)| *p += t);
+        }
+        let norm = |prefix: &str| -> Result<Norm, ModelError> {
+            let (weight, bias) = weights.layer_norm_values(prefix, h)?;
+            Ok(Norm { weight, bias })
+        };
+        let dense = |names: &[String], d_in: usize, d_out: usize| -> Result<Dense, ModelError> {
+            let mut values = Vec::with_capacity(names.len() * d_in * d_out);
+            let mut bias = Vec::with_capacity(names.len() * d_out);
+            for name in names {
+                values.extend(weights.read_f32(&format!("{name}.weight"), &[d_out, d_in])?);
+                bias.extend(weights.read_f32(&format!("{name}.bias"), &[d_out])?);
+            }
+            let rows = names.len() * d_out;
+            Ok(Dense {
+                matrix: Packed::from_f32(format, rows, d_in, values)?,
+                bias,
+            })
+        };
+        let inner = config.intermediate_size;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = format!("{p}encoder.layer.{i}");
+                let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}"));
+                Ok(Layer {
+                    qkv: dense(&qkv, h, h)?,
+                    attention_output: dense(&[format!("{l}.attention.output.dense")], h, h)?,
+                    attention_norm: norm(&format!("{l}.attention.output.LayerNorm"))?,
+                    intermediate: dense(&[format!("{l}.intermediate.dense")], h, inner)?,
+                    output: dense(&[format!("{l}.output.dense")], inner, h)?,
+                    output_norm: norm(&format!("{l}.output.LayerNorm"))?,
+                })
+            })
+            .collect::<Result<Vec<Layer>, ModelError>>()?;
+        let floats = word.len() + position.len() + (1 + 2 * layers.len()) * 2 * h;
+        let dense_bytes: usize = layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.attention_output, &l.intermediate, &l.output])
+            .map(|d| d.matrix.resident_bytes() + d.bias.len() * 4)
+            .sum();
+        Ok(Self {
+            hidden: h,
+            heads: config.num_attention_heads,
+            eps: config.layer_norm_eps as f32,
+            vocab: config.vocab_size,
+            word,
+            position,
+            embeddings_norm: norm(&format!("{p}embeddings.LayerNorm"))?,
+            layers,
+            resident_bytes: floats * 4 + dense_bytes,
+        })
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.resident_bytes
+    }
+
+    /// Width of the hidden states.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Runs the encoder over `sequences` (token ids, unpadded). Returns the
+    /// hidden states of all their tokens, sequence after sequence: `Σ len`
+    /// rows of [`HostBert::hidden_size`].
+    pub fn forward(&self, sequences: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
+        let h = self.hidden;
+        let positions = self.position.len() / h;
+        let rows: usize = sequences.iter().map(|s| s.len()).sum();
+        let mut x = vec![0.0f32; rows * h];
+        let mut at = 0;
+        for (s, ids) in sequences.iter().enumerate() {
+            if ids.len() > positions {
+                return Err(ModelError::Backend(format!(
+                    "encoder input {s} has {} tokens; the model takes at most {positions}",
+                    ids.len()
+                )));
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.vocab {
+                    return Err(ModelError::Backend(format!(
+                        "encoder input {s}: token id {id} is outside the vocabulary of {}",
+                        self.vocab
+                    )));
+                }
+                let row = &mut x[at * h..(at + 1) * h];
+                let (word, position) = (&self.word[id * h..][..h], &self.position[i * h..][..h]);
+                for ((x, w), p) in row.iter_mut().zip(word).zip(position) {
+                    *x = w + p;
+                }
+                at += 1;
+            }
+        }
+        self.embeddings_norm.apply(&mut x, None, h, self.eps);
+        let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
+        let mut buffers = Buffers {
+            qkv: Vec::new(),
+            context: vec![0.0; rows * h],
+            projected: Vec::new(),
+            intermediate: Vec::new(),
+        };
+        for layer in &self.layers {
+            layer.forward(&mut x, &lengths, self, &mut buffers)?;
+        }
+        Ok(x)
+    }
+}
+
+impl Layer {
+    /// `x ← LN(x' + FFN(x'))` with `x' = LN(x + Attention(x))`.
+    fn forward(
+        &self,
+        x: &mut [f32],
+        lengths: &[usize],
+        model: &HostBert,
+        b: &mut Buffers,
+    ) -> Result<(), ModelError> {
+        let (h, eps) = (model.hidden, model.eps);
+        let rows = x.len() / h;
+        self.qkv.forward(x, rows, &mut b.qkv)?;
+        attend(&b.qkv, lengths, h, model.heads, &mut b.context);
+        self.attention_output
+            .forward(&b.context, rows, &mut b.projected)?;
+        self.attention_norm.apply(x, Some(&b.projected), h, eps);
+        self.intermediate.forward(x, rows, &mut b.intermediate)?;
+        vector::gelu(&mut b.intermediate);
+        self.output
+            .forward(&b.intermediate, rows, &mut b.projected)?;
+        self.output_norm.apply(x, Some(&b.projected), h, eps);
+        Ok(())
+    }
+}
+
+impl Dense {
+    /// `out ← x Wᵀ + b` for `rows` rows of `x` (`out` resized to fit).
+    fn forward(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+        let width = self.bias.len();
+        out.resize(rows * width, 0.0);
+        self.matrix.matmul(x, rows, out)?;
+        for row in out.chunks_exact_mut(width) {
+            row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
+        }
+        Ok(())
+    }
+}
+
+impl Norm {
+    /// `x ← LN(x + add)` (or `LN(x)`), row by row.
+    fn apply(&self, x: &mut [f32], add: Option<&[f32]>, h: usize, eps: f32) {
+        let each = |(i, row): (usize, &mut [f32])| {
+            if let Some(add) = add {
+                let add = &add[i * h..(i + 1) * h];
+                row.iter_mut().zip(add).for_each(|(x, a)| *x += a);
+            }
+            let mean = row.iter().sum::<f32>() / h as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        };
+        if x.len() / h > ROWS_PER_TASK {
+            x.par_chunks_mut(h)
+                .enumerate()
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(each);
+        } else {
+            x.chunks_mut(h).enumerate().for_each(each);
+        }
+    }
+}
+
+/// Self-attention of each sequence on its own: `qkv` holds every token's
+/// query, key and value side by side (`3 · h` values a row); `context`
+/// receives every token's `h` attended values.
+fn attend(qkv: &[f32], lengths: &[usize], h: usize, heads: usize, context: &mut [f32]) {
+    let mut pieces: Vec<(&[f32], &mut [f32])> = Vec::with_capacity(lengths.len());
+    let (mut qkv, mut context) = (qkv, context);
+    for &len in lengths {
+        let (q, rest) = qkv.split_at(len * 3 * h);
+        let (c, rest_c) = std::mem::take(&mut context).split_at_mut(len * h);
+        pieces.push((q, c));
+        (qkv, context) = (rest, rest_c);
+    }
+    let each = |(qkv, context): &mut (&[f32], &mut [f32])| attend_one(qkv, h, heads, context);
+    if pieces.len() > 1 {
+        pieces.par_iter_mut().for_each(each);
+    } else {
+        pieces.iter_mut().for_each(each);
+    }
+}
+
+/// [`attend`] for one sequence (no padding, so no mask).
+fn attend_one(qkv: &[f32], h: usize, heads: usize, context: &mut [f32]) {
+    let hd = h / heads;
+    let len = context.len() / h;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0.0f32; len];
+    for head in 0..heads {
+        let part = |t: usize, which: usize| &qkv[t * 3 * h + which * h + head * hd..][..hd];
+        for i in 0..len {
+            let q = part(i, 0);
+            for (j, s) in scores.iter_mut().enumerate() {
+                *s = vector::dot(q, part(j, 1)) * scale;
+            }
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0;
+            for s in scores.iter_mut() {
+                *s = exp(*s - max);
+                total += *s;
+            }
+            let out = &mut context[i * h + head * hd..][..hd];
+            out.fill(0.0);
+            for (j, &s) in scores.iter().enumerate() {
+                vector::axpy(out, s / total, part(j, 2));
+            }
+        }
+    }
+}

@@ -1,6 +1,10 @@
 //! Quantized matmul against an f32 matmul of the same (dequantized) weights, on
 //! SmolLM2-135M shapes, for decode (n = 1) and prefill (n = 64).
 //!
+//! Also the f32 products of the router's encoder (MiniLM-L6 shapes, a 14-token
+//! query and a batch of 32 such): [`PanelMatrix`]'s load-time packing against
+//! the `gemm` crate, which packs the weights on every call.
+//!
 //! Run: `cargo bench -p mdsa-models --bench quant`
 //!
 //! Decoding streams every weight from DRAM once per token (the model is larger
@@ -21,7 +25,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use mdsa_models::quant::{BlockFormat, QuantMatrix, kernel_name, run_in_pool};
+use mdsa_models::quant::{BlockFormat, PanelMatrix, QuantMatrix, kernel_name, run_in_pool};
 
 /// Weights each case cycles through, so that they do not fit in the 32 MB L3.
 const COLD_BYTES: usize = 96 << 20;
@@ -246,6 +250,57 @@ fn bench_kernels(c: &mut Criterion, summary: &mut Vec<String>) {
     }
 }
 
+/// MiniLM-L6's products (fused q/k/v, attention output, feed-forward up and
+/// down): (name, out features, in features).
+const ENCODER_SHAPES: [(&str, usize, usize); 4] = [
+    ("384->1152 qkv", 1152, 384),
+    ("384->384", 384, 384),
+    ("384->1536", 1536, 384),
+    ("1536->384", 384, 1536),
+];
+
+/// f32 weights packed once ([`PanelMatrix`]) against the `gemm` crate, on
+/// warm weights (the encoder's 90 MB are read per query either way).
+fn bench_encoder_f32(c: &mut Criterion, summary: &mut Vec<String>) {
+    let mut rng = Rng::new(2);
+    for (name, rows, cols) in ENCODER_SHAPES {
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
+        let panels = PanelMatrix::from_rows(rows, cols, &w).expect("shape");
+        for n in [14, 448] {
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
+            let mut out = vec![0f32; n * rows];
+            let mut group = c.benchmark_group(format!("encoder f32 {name} n={n}"));
+            let mut run_panels = || {
+                panels.matmul(&x, n, &mut out).expect("shapes match");
+                black_box(&out);
+            };
+            group.bench_function("panels", |b| {
+                b.iter_custom(|iters| timed_in_pool(iters, &mut run_panels))
+            });
+            let tp = run_in_pool(|| seconds_per_call(&mut run_panels));
+            let mut out = vec![0f32; n * rows];
+            let mut run_gemm = || {
+                f32_matmul(&w, rows, cols, &x, n, &mut out);
+                black_box(&out);
+            };
+            group.bench_function("gemm", |b| {
+                b.iter_custom(|iters| timed_in_pool(iters, &mut run_gemm))
+            });
+            let tg = run_in_pool(|| seconds_per_call(&mut run_gemm));
+            group.finish();
+            let flops = 2.0 * (rows * cols * n) as f64;
+            summary.push(format!(
+                "encoder {name:<14} n={n:<3} panels {:>8.1} µs {:>6.1} GFLOP/s, gemm {:>8.1} µs {:>6.1} GFLOP/s: panels {:.2}x",
+                tp * 1e6,
+                flops / tp / 1e9,
+                tg * 1e6,
+                flops / tg / 1e9,
+                tg / tp
+            ));
+        }
+    }
+}
+
 /// All matmuls of one SmolLM2-135M forward pass: 30 blocks of q, k, v, o (576 →
 /// 576/192/192/576), gate, up (576 → 1536), down (1536 → 576) in Q4_1, and the
 /// tied Q8_0 output head (576 → 49152): 97 MB, as in the GGUF file.
@@ -315,6 +370,7 @@ fn main() {
         .configure_from_args();
     let mut summary = Vec::new();
     bench_kernels(&mut c, &mut summary);
+    bench_encoder_f32(&mut c, &mut summary);
     run_in_pool(|| smollm2_stack(&mut summary, "caller in the pool"));
     // And from a plain thread, for the cost of the hand-off per call.
     smollm2_stack(&mut summary, "caller outside the pool");

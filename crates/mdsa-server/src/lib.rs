@@ -22,7 +22,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI chat; `model: "auto"` routes, a domain or model id forces; `stream: true` for server-sent events; an `mdsa` object carries the route decision |
 //! | `GET /v1/models` | `auto`, the domains and the generator models |
-//! | `POST /v1/route` | the route decision for `{"query": ...}`, with every domain's score |
+//! | `POST /v1/route` | the route decision for `{"query": ...}`, with every domain's score; for `{"queries": [...]}` a list of them, embedded in batches |
 //! | `POST /v1/embeddings` | OpenAI embeddings from the router's encoder |
 //! | `GET /v1/logs` | the request log, filtered (`domain`, `status`, `text`, `since`, `until`, `min_ms`, `max_ms`, `offset`, `limit`), as `format=json`, `jsonl` or `csv` |
 //! | `GET /v1/stats` | the live figures behind the dashboard |

@@ -446,12 +446,16 @@ pub enum EmbeddingInput {
     Many(Vec<String>),
 }
 
-/// `POST /v1/route`: the query, under either name.
+/// `POST /v1/route`: one query (`query`, or `input` with a string), or many
+/// (`queries`, or `input` with a list), routed as one batch.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RouteRequest {
     /// The query to route.
-    #[serde(alias = "input")]
-    pub query: String,
+    #[serde(default, alias = "input")]
+    pub query: Option<EmbeddingInput>,
+    /// Queries to route together.
+    #[serde(default)]
+    pub queries: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -374,6 +374,40 @@ fn models_route_and_embeddings() {
         (empty.status, empty.error_code().as_str()),
         (400, "invalid_request")
     );
+    // Many queries: one batch, decisions in their order.
+    let batch = post_json(
+        &server.url("/v1/route"),
+        &json!({"queries": [
+            "My app crashes with a segmentation fault",
+            "I have had a fever and a sore throat for three days",
+            "Should I put my savings in index funds?",
+        ]}),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let batch = batch.json();
+    assert_eq!(batch["object"], "list", "{batch}");
+    let domains: Vec<&str> = batch["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(domains, ["technical", "medical", "finance"], "{batch}");
+    for (body, param) in [
+        (json!({"queries": []}), "queries"),
+        (json!({"queries": ["fine", " "]}), "queries[1]"),
+        (json!({"query": "a", "queries": ["b"]}), "queries"),
+        (json!({}), "query"),
+    ] {
+        let reply = post_json(&server.url("/v1/route"), &body);
+        assert_eq!(reply.status, 400, "{body} -> {}", reply.body);
+        assert_eq!(
+            reply.json()["error"]["param"],
+            param,
+            "{body} -> {}",
+            reply.body
+        );
+    }
 
     let embeddings = post_json(
         &server.url("/v1/embeddings"),

@@ -13,6 +13,8 @@ use crate::state::AppState;
 
 /// Most texts one embeddings request may carry.
 const MAX_EMBEDDING_INPUTS: usize = 2048;
+/// Most queries one `/v1/route` request routes.
+const MAX_ROUTE_QUERIES: usize = 2048;
 
 /// `GET /v1/models`: `auto`, then every domain, then every generator model,
 /// each with an `mdsa` object saying which it is.
@@ -65,26 +67,69 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": data }))
 }
 
-/// `POST /v1/route`: the route decision, with every domain's score.
+/// `POST /v1/route`: the route decision, with every domain's score; for
+/// many queries, `{"object": "list", "data": [decision, ...]}` in their
+/// order, embedded as batches.
 pub(crate) async fn route(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RouteRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if request.query.trim().is_empty() {
+    let (queries, many, param) = match (request.query, request.queries) {
+        (Some(EmbeddingInput::One(query)), None) => (vec![query], false, "query"),
+        (Some(EmbeddingInput::Many(queries)), None) => (queries, true, "input"),
+        (None, Some(queries)) => (queries, true, "queries"),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "query",
+                "expected \"query\" (one text) or \"queries\" (a list of texts)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "queries",
+                "expected either \"query\" or \"queries\", found both",
+            ));
+        }
+    };
+    if queries.is_empty() || queries.len() > MAX_ROUTE_QUERIES {
         return Err(ApiError::invalid(
-            "query",
+            param,
+            format!(
+                "expected 1 to {MAX_ROUTE_QUERIES} queries, found {}",
+                queries.len()
+            ),
+        ));
+    }
+    if let Some(i) = queries.iter().position(|q| q.trim().is_empty()) {
+        let param = if many {
+            format!("{param}[{i}]")
+        } else {
+            param.to_owned()
+        };
+        return Err(ApiError::invalid(
+            param,
             "the query is empty; expected some text to route",
         ));
     }
     let permit = state.admit().await?;
     let mdsa = state.mdsa().clone();
-    let decision = tokio::task::spawn_blocking(move || {
+    let decisions = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        mdsa.route(&request.query)
+        let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+        if many {
+            mdsa.route_batch(&queries)
+        } else {
+            mdsa.route(queries[0]).map(|decision| vec![decision])
+        }
     })
     .await
     .map_err(task_failed)??;
-    Ok(Json(serde_json::to_value(decision).map_err(|e| {
+    let json = if many {
+        serde_json::to_value(&decisions).map(|data| json!({ "object": "list", "data": data }))
+    } else {
+        serde_json::to_value(&decisions[0])
+    };
+    Ok(Json(json.map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

@@ -65,6 +65,9 @@ impl Default for SystemConfig {
         );
         // The router needs the encoder for every request.
         encoder.pinned = true;
+        // int8 routes the held-out set as f32 does (228/250) at less than half
+        // the time per query (docs/guide.md, "Weight formats").
+        encoder.quantization = WeightFormat::Int8;
         let mut generator = ModelSpec::new(
             DEFAULT_GENERATOR_ID,
             DEFAULT_GENERATOR_SOURCE,

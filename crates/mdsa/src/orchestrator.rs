@@ -14,7 +14,7 @@ use std::time::Duration;
 use mdsa_bus::{Bus, RequestState, Workflow};
 use mdsa_domains::executor::DomainExecutor;
 use mdsa_domains::{DomainConfig, DomainRegistry, EmbeddingCache, RouteDecision, Router};
-use mdsa_engine::{ChatMessage, ModelBackend};
+use mdsa_engine::{ChatMessage, ModelBackend, WeightFormat};
 use mdsa_engine::{spec::ModelRegistry, spec::ModelRole, spec::ModelSpec};
 use mdsa_models::manager::{LocalBackend, ManagerConfig, ModelHandle, ModelManager};
 use mdsa_monitor::{LoggerConfig, MetricsCollector, ModelServing, RequestLogger, SinkConfig};
@@ -245,9 +245,14 @@ impl MdsaBuilder {
             None => EmbeddingCache::new(),
         };
         let router_config = domains.router_config().clone();
+        // Cached vectors belong to the encoder and its weight format.
+        let encoder_key = match encoder.spec().quantization {
+            WeightFormat::Stored | WeightFormat::F32 => encoder.spec().source.clone(),
+            format => format!("{}#{format}", encoder.spec().source),
+        };
         let router = Router::with_cache(
             embedder,
-            &encoder.spec().source,
+            &encoder_key,
             &domains,
             router_config,
             Arc::new(cache),

@@ -199,12 +199,37 @@ fn attend_piece(
     cache: &HostKv,
     spec: &AttendSpec,
 ) -> Partial {
+    let (hd, lo, hi) = (spec.head_dim, piece.keys.start, piece.keys.end);
+    // f16 caches are widened piece by piece into this thread's buffers
+    // (f32 ones are read in place).
+    SCRATCH.with_borrow_mut(|(key_scratch, value_scratch)| {
+        let keys = cache.keys(piece.head).f32_in(lo * hd..hi * hd, key_scratch);
+        let values = cache
+            .values(piece.head)
+            .f32_in(lo * hd..hi * hd, value_scratch);
+        attend_rows(block, piece, geometry, keys, values, spec)
+    })
+}
+
+thread_local! {
+    /// Keys and values of the piece in hand, widened from f16.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`attend_piece`] on its keys and values as f32.
+fn attend_rows(
+    block: &[f32],
+    piece: &Piece,
+    geometry: &Geometry,
+    keys: &[f32],
+    values: &[f32],
+    spec: &AttendSpec,
+) -> Partial {
     let hd = spec.head_dim;
     let t = piece.rows.len();
     let Range { start: lo, end: hi } = piece.keys;
     let span = hi - lo;
-    let keys = &cache.keys(piece.head)[lo * hd..hi * hd];
-    let values = &cache.values(piece.head)[lo * hd..hi * hd];
     let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
 
     let small = t <= SMALL_TILE;
@@ -311,7 +336,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use super::super::cache::Shape;
+    use super::super::cache::{KvPrecision, KvRows, Shape};
     use super::*;
 
     /// Attention by its definition, one query row at a time, in f64.
@@ -384,28 +409,48 @@ mod tests {
             let keys: Vec<Vec<f32>> = (0..spec.kv_heads).map(|_| random(total * hd)).collect();
             let values: Vec<Vec<f32>> = (0..spec.kv_heads).map(|_| random(total * hd)).collect();
             let q = random(spec.heads * n * hd);
-            let mut cache = HostKv::new(Shape {
-                kv_heads: spec.kv_heads,
-                capacity: total + 5,
-                head_dim: hd,
-            });
-            // The past, then the new positions, as a forward pass writes them.
-            for range in [0..past, past..total] {
-                let part = |all: &[Vec<f32>]| -> Vec<f32> {
-                    all.iter()
-                        .flat_map(|head| head[range.start * hd..range.end * hd].to_vec())
+            for (precision, tolerance) in [(KvPrecision::F32, 1e-5), (KvPrecision::F16, 2e-3)] {
+                let shape = Shape {
+                    kv_heads: spec.kv_heads,
+                    capacity: total + 5,
+                    head_dim: hd,
+                };
+                let mut cache = HostKv::new(shape, precision);
+                // The past, then the new positions, as a forward pass writes them.
+                for range in [0..past, past..total] {
+                    let part = |all: &[Vec<f32>]| -> Vec<f32> {
+                        all.iter()
+                            .flat_map(|head| head[range.start * hd..range.end * hd].to_vec())
+                            .collect()
+                    };
+                    cache.write(&part(&keys), &part(&values), range.len());
+                }
+                // The reference reads what the cache holds (f16-rounded).
+                let held = |rows: fn(&HostKv, usize) -> KvRows<'_>| -> Vec<Vec<f32>> {
+                    (0..spec.kv_heads)
+                        .map(|h| rows(&cache, h).to_vec(0..total * hd))
                         .collect()
                 };
-                cache.write(&part(&keys), &part(&values), range.len());
+                let want = naive(&q, n, &held(HostKv::keys), &held(HostKv::values), &spec);
+                let exact = naive(&q, n, &keys, &values, &spec);
+                let got = attend(&q, n, &cache, &spec);
+                let worst = |want: &[f32]| {
+                    got.iter()
+                        .zip(want)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0f32, f32::max)
+                };
+                assert!(
+                    worst(&want) < 1e-5,
+                    "{precision:?} n {n}, window {window:?}: max error {}",
+                    worst(&want)
+                );
+                assert!(
+                    worst(&exact) < tolerance,
+                    "{precision:?} n {n}, window {window:?}: max error to f32 {}",
+                    worst(&exact)
+                );
             }
-            let got = attend(&q, n, &cache, &spec);
-            let want = naive(&q, n, &keys, &values, &spec);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-5, "n {n}, window {window:?}: max error {worst}");
         }
     }
 }

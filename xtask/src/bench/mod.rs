@@ -147,6 +147,11 @@ pub(crate) fn run(options: &BenchArgs) -> anyhow::Result<()> {
     }
     if options.compare {
         results.references = references::run(&options.pythons());
+        if !options.no_server {
+            let seconds = if options.quick { 5 } else { 15 };
+            let anchor = references::llama_server(&options.pythons(), seconds);
+            results.references.insert("llama-server".to_owned(), anchor);
+        }
     }
     results.context.insert(
         "duration",

@@ -105,6 +105,11 @@ pub(crate) struct LoadtestArgs {
     /// A running server: http:// on 127.0.0.0/8, localhost or [::1].
     #[arg(long, value_name = "URL", value_parser = loopback_base_url)]
     pub(crate) url: Option<String>,
+    /// The server at --url is not mdsa (llama.cpp's llama-server, say, as a
+    /// reference): its /metrics is not read, and a request counts as lost
+    /// when its client got no answer.
+    #[arg(long, requires = "url")]
+    pub(crate) foreign: bool,
 }
 
 // The defaults, as `--help` shows them; `Default` below writes the same values
@@ -124,6 +129,7 @@ impl Default for LoadtestArgs {
             max_tokens: DEFAULT_MAX_TOKENS,
             max_requests: DEFAULT_MAX_REQUESTS,
             url: None,
+            foreign: false,
         }
     }
 }
@@ -360,6 +366,7 @@ mod tests {
             (&["--url", "http://10.0.0.1:8080"], "not on this machine"),
             (&["--clients"], "a value is required for '--clients <LIST>'"),
             (&["--verbose"], "unexpected argument '--verbose'"),
+            (&["--foreign"], "--url <URL>"),
         ] {
             let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(needle), "{args:?}: {error}");

@@ -161,8 +161,8 @@ fn measure(
                 options.duration.as_secs_f64()
             );
             let before = match mode {
-                Mode::Chat => Some(client::server_requests_total(agent, url)?),
-                Mode::Route => None,
+                Mode::Chat if !options.foreign => Some(client::server_requests_total(agent, url)?),
+                _ => None,
             };
             let load_before = load_average();
             let (samples, wall) =

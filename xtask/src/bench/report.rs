@@ -177,7 +177,7 @@ fn routing_section(md: &mut String, f: &Figures) {
         );
     }
     if f.encoder_formats.iter().any(|(_, t, _)| t.is_some()) {
-        md.push_str("\nThe short query by the encoder's weight format (`EmbedderOptions::format`; the router uses f32):\n\n| format | resident | batch 1 |\n|---|---:|---:|\n");
+        md.push_str("\nThe short query by the encoder's weight format (`EmbedderOptions::format`; the router's default is int8, the table above f32):\n\n| format | resident | batch 1 |\n|---|---:|---:|\n");
         for (name, timing, resident) in &f.encoder_formats {
             let _ = writeln!(
                 md,

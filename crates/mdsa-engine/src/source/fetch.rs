@@ -574,7 +574,13 @@ fn link_blob(blob: &Path, pointer: &Path) -> Result<(), FetchError> {
     if pointer.is_file() {
         return Ok(());
     }
-    let _ = fs::remove_file(pointer);
+    // A link or copy is made under a name of this call's own and renamed over
+    // the pointer: the pointer is never missing for a moment, even while another
+    // thread or process links the same file (removing it first was a race).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = pointer.with_extension(format!("mdsa-tmp-{}-{n}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
     #[cfg(unix)]
     {
         // Relative, like hf-hub's links, so a moved cache keeps working.
@@ -588,11 +594,10 @@ fn link_blob(blob: &Path, pointer: &Path) -> Result<(), FetchError> {
         }
         target.push("blobs");
         target.push(blob.file_name().unwrap_or_default());
-        if std::os::unix::fs::symlink(&target, pointer).is_ok() {
-            return Ok(());
+        if std::os::unix::fs::symlink(&target, &tmp).is_ok() {
+            return fs::rename(&tmp, pointer).map_err(io_error(pointer));
         }
     }
-    let tmp = pointer.with_extension("mdsa-tmp");
     fs::copy(blob, &tmp).map_err(io_error(&tmp))?;
     fs::rename(&tmp, pointer).map_err(io_error(pointer))
 }

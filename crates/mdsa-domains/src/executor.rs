@@ -1,7 +1,6 @@
 //! Answering a query in a domain: prompt, generate with the domain's settings
 //! under its timeout, validate, and retry as its policy says.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -92,7 +91,9 @@ impl Execution {
 pub struct DomainExecutor {
     // Compiling a domain's banned patterns costs more than the rest of the
     // bookkeeping of a request, so each set of rules is compiled once.
-    validators: Arc<Mutex<HashMap<String, Arc<ResponseValidator>>>>,
+    // Looked up by equality: formatting the rules into a hash key cost more
+    // than comparing them against the handful of sets a configuration has.
+    validators: Arc<Mutex<Vec<(ValidationRules, Arc<ResponseValidator>)>>>,
 }
 
 impl DomainExecutor {
@@ -104,17 +105,16 @@ impl DomainExecutor {
     /// The compiled validator for `rules`, shared: cloning a `Regex` gives the
     /// clone fresh match caches, which every request would then rebuild.
     fn validator(&self, rules: &ValidationRules) -> Result<Arc<ResponseValidator>> {
-        let key = format!("{rules:?}");
         let mut cache = self
             .validators
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(validator) = cache.get(&key) {
+        if let Some((_, validator)) = cache.iter().find(|(known, _)| known == rules) {
             return Ok(Arc::clone(validator));
         }
         let validator = Arc::new(ResponseValidator::new(rules)?);
         // Rules come from configuration files: a handful of distinct sets.
-        cache.insert(key, Arc::clone(&validator));
+        cache.push((rules.clone(), Arc::clone(&validator)));
         Ok(validator)
     }
 

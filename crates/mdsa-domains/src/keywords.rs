@@ -1,7 +1,7 @@
 //! Keyword evidence: whole-word, case-insensitive phrase matching.
 
 /// Lowercase words of a text: runs of letters and digits.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
@@ -28,8 +28,14 @@ impl KeywordSet {
     /// The keywords found in `text`, in the keyword list's order. A keyword matches
     /// whole words; its last word also matches with a plural `s`/`es`. Where two
     /// keywords match at the same word ("symptom", "symptoms"), only the longer counts.
+    #[cfg(test)]
     pub(crate) fn hits(&self, text: &str) -> Vec<String> {
-        let query = words(text);
+        self.hits_in(&words(text))
+    }
+
+    /// Like `hits`, for a text already split by [`words`] (the router splits a
+    /// query once for every domain).
+    pub(crate) fn hits_in(&self, query: &[String]) -> Vec<String> {
         // (start word, keyword words, index into self.keywords)
         let mut found: Vec<(usize, usize, usize)> = Vec::new();
         for (k, (_, kw)) in self.keywords.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! score per domain; a softmax over the scores makes a confidence; thresholds on
 //! both decide between a domain and abstaining.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::cache::{EmbeddingCache, embed_checked};
 use crate::config::RouterConfig;
 use crate::error::{DomainError, Result};
-use crate::keywords::KeywordSet;
+use crate::keywords::{KeywordSet, words};
 use crate::registry::DomainRegistry;
 
 /// Queries embedded per encoder call in [`Router::route_batch`].
@@ -135,13 +136,61 @@ impl Thresholds {
     }
 }
 
-/// A domain's embedded evidence.
+/// A domain's embedded evidence; its examples are rows `examples` of the
+/// router's [`ExampleMatrix`].
 #[derive(Debug)]
 struct DomainIndex {
     id: String,
-    examples: Vec<(String, Arc<[f32]>)>,
+    examples: Range<usize>,
     description: Option<Arc<[f32]>>,
     keywords: KeywordSet,
+}
+
+/// Every domain's example vectors in one contiguous row-major matrix, with
+/// their texts: scoring a query streams through it once (scattered per-example
+/// allocations made a routing decision cache-miss bound right after a
+/// generation had filled the caches with model weights).
+#[derive(Debug, Default)]
+struct ExampleMatrix {
+    dim: usize,
+    vectors: Vec<f32>,
+    texts: Vec<String>,
+}
+
+impl ExampleMatrix {
+    /// Appends examples, returning their rows.
+    fn push(&mut self, texts: &[String], vectors: &[Arc<[f32]>]) -> Range<usize> {
+        let start = self.texts.len();
+        for (text, vector) in texts.iter().zip(vectors) {
+            if self.texts.is_empty() {
+                self.dim = vector.len();
+            }
+            // Cached vectors all come from one encoder, so they share a width;
+            // a stray one is cut or padded rather than misaligning every row after it.
+            let row = &vector[..vector.len().min(self.dim)];
+            self.vectors.extend_from_slice(row);
+            self.vectors
+                .extend(std::iter::repeat_n(0.0, self.dim - row.len()));
+            self.texts.push(text.clone());
+        }
+        start..self.texts.len()
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Inserts `item` into `best` (sorted by `score`, highest first, at most `cap`
+/// long), after any equal scores so that earlier items win ties.
+fn keep_best<T>(best: &mut Vec<T>, cap: usize, item: T, score: impl Fn(&T) -> f32) {
+    let s = score(&item);
+    if best.len() == cap && best.last().is_some_and(|last| score(last) >= s) {
+        return;
+    }
+    let at = best.partition_point(|b| score(b).total_cmp(&s).is_ge());
+    best.insert(at, item);
+    best.truncate(cap);
 }
 
 /// Routes queries between the domains of a registry. Cheap to share (`&self`
@@ -152,6 +201,7 @@ pub struct Router {
     config: RouterConfig,
     fallback: Option<String>,
     domains: Vec<DomainIndex>,
+    examples: ExampleMatrix,
     cache: Arc<EmbeddingCache>,
 }
 
@@ -198,6 +248,7 @@ impl Router {
         }
         let misses_before = cache.stats().misses;
         let mut domains = Vec::with_capacity(registry.len());
+        let mut examples = ExampleMatrix::default();
         for domain in registry.iter() {
             let mut texts: Vec<&str> = domain.examples.iter().map(String::as_str).collect();
             let has_description = !domain.description.trim().is_empty();
@@ -208,7 +259,7 @@ impl Router {
             let description = has_description.then(|| vectors.pop()).flatten();
             domains.push(DomainIndex {
                 id: domain.id.clone(),
-                examples: domain.examples.iter().cloned().zip(vectors).collect(),
+                examples: examples.push(&domain.examples, &vectors),
                 description,
                 keywords: KeywordSet::new(&domain.keywords),
             });
@@ -222,6 +273,7 @@ impl Router {
             config,
             fallback: registry.fallback_domain().map(str::to_string),
             domains,
+            examples,
             cache,
         })
     }
@@ -307,44 +359,40 @@ impl Router {
 
     /// Scores every domain and decides, given the query's unit embedding.
     fn decide(&self, query: &str, vector: &[f32]) -> RouteDecision {
-        let mut nearest: Vec<NearestExample> = Vec::new();
-        let mut scores: Vec<DomainScore> =
-            self.domains
-                .iter()
-                .map(|domain| {
-                    let mut sims: Vec<(f32, &str)> = domain
-                        .examples
-                        .iter()
-                        .map(|(text, e)| (dot(vector, e), text.as_str()))
-                        .collect();
-                    sims.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    nearest.extend(sims.iter().take(EXPLAIN_NEAREST).map(|&(s, t)| {
-                        NearestExample {
-                            domain: domain.id.clone(),
-                            text: t.to_string(),
-                            similarity: s,
-                        }
-                    }));
-                    let description = domain.description.as_deref().map(|d| dot(vector, d));
-                    let similarity = blend(
-                        &sims.iter().map(|s| s.0).collect::<Vec<_>>(),
-                        description,
-                        &self.config,
-                    );
-                    let keyword_hits = domain.keywords.hits(query);
-                    let bonus = (keyword_hits.len() as f32 * self.config.keyword_bonus)
-                        .min(self.config.max_keyword_bonus);
-                    DomainScore {
-                        domain: domain.id.clone(),
-                        score: similarity + bonus,
-                        similarity,
-                        keyword_hits,
-                    }
-                })
-                .collect();
+        let query_words = words(query);
+        let top_k = self.config.top_k.max(1);
+        // (similarity, example row) of the nearest examples over all domains.
+        let mut nearest: Vec<(f32, usize)> = Vec::with_capacity(EXPLAIN_NEAREST + 1);
+        let mut top: Vec<f32> = Vec::with_capacity(top_k + 1);
+        let mut scores: Vec<DomainScore> = Vec::with_capacity(self.domains.len());
+        for domain in &self.domains {
+            top.clear();
+            for row in domain.examples.clone() {
+                let similarity = dot(vector, self.examples.row(row));
+                keep_best(&mut top, top_k, similarity, |&s| s);
+                keep_best(&mut nearest, EXPLAIN_NEAREST, (similarity, row), |n| n.0);
+            }
+            let description = domain.description.as_deref().map(|d| dot(vector, d));
+            let similarity = blend(&top, description, &self.config);
+            let keyword_hits = domain.keywords.hits_in(&query_words);
+            let bonus = (keyword_hits.len() as f32 * self.config.keyword_bonus)
+                .min(self.config.max_keyword_bonus);
+            scores.push(DomainScore {
+                domain: domain.id.clone(),
+                score: similarity + bonus,
+                similarity,
+                keyword_hits,
+            });
+        }
+        let nearest: Vec<NearestExample> = nearest
+            .into_iter()
+            .map(|(similarity, row)| NearestExample {
+                domain: self.domain_of(row).to_string(),
+                text: self.examples.texts[row].clone(),
+                similarity,
+            })
+            .collect();
         scores.sort_by(|a, b| b.score.total_cmp(&a.score));
-        nearest.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        nearest.truncate(EXPLAIN_NEAREST);
         let confidence = confidence(&scores, self.config.temperature);
         let outcome = outcome(
             &scores,
@@ -370,6 +418,16 @@ impl Router {
             latency_ms: 0.0,
             encode_ms: 0.0,
         }
+    }
+}
+
+impl Router {
+    /// The id of the domain an example row belongs to.
+    fn domain_of(&self, row: usize) -> &str {
+        self.domains
+            .iter()
+            .find(|d| d.examples.contains(&row))
+            .map_or("", |d| d.id.as_str())
     }
 }
 

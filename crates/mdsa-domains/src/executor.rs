@@ -93,8 +93,11 @@ pub struct DomainExecutor {
     // bookkeeping of a request, so each set of rules is compiled once.
     // Looked up by equality: formatting the rules into a hash key cost more
     // than comparing them against the handful of sets a configuration has.
-    validators: Arc<Mutex<Vec<(ValidationRules, Arc<ResponseValidator>)>>>,
+    validators: Arc<Mutex<Vec<CompiledRules>>>,
 }
+
+/// A set of rules and its compiled validator.
+type CompiledRules = (ValidationRules, Arc<ResponseValidator>);
 
 impl DomainExecutor {
     /// An executor.

@@ -100,3 +100,52 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn domains_from_jsonl_writes_a_domains_file_and_a_held_out_set() {
+    let home = sandbox();
+    let mut lines = String::new();
+    for i in 0..6 {
+        lines.push_str(&format!(
+            "{{\"text\": \"my card {i} was declined\", \"label\": \"Card Declined\"}}\n"
+        ));
+        lines.push_str(&format!(
+            "{{\"text\": \"what is balance {i}\", \"label\": \"balance\"}}\n"
+        ));
+    }
+    lines.push_str("{\"text\": \"tell me a joke\", \"label\": null}\n");
+    let data = home.path().join("intents.jsonl");
+    std::fs::write(&data, lines).unwrap();
+    let data_arg = data.to_str().unwrap();
+    let made = success(&mdsa_in(
+        &home,
+        &["domains", "from-jsonl", data_arg, "--examples", "4"],
+    ));
+    assert!(made.contains("card_declined"), "{made}");
+    assert!(
+        made.contains("5 held-out queries (1 out of domain)"),
+        "{made}"
+    );
+    let ron = home.path().join("intents.ron");
+    let heldout = std::fs::read_to_string(home.path().join("intents.heldout.jsonl")).unwrap();
+    assert_eq!(heldout.lines().count(), 5, "{heldout}");
+    assert!(heldout.contains("\"domain\":\"balance\""), "{heldout}");
+    // The file loads as the domains in use.
+    let listed = success(&mdsa_in(
+        &home,
+        &["--domains", ron.to_str().unwrap(), "domains", "list"],
+    ));
+    assert!(
+        listed.contains("card_declined") && listed.contains("Card Declined"),
+        "{listed}"
+    );
+
+    let error = failure(&mdsa_in(
+        &home,
+        &["domains", "from-jsonl", data_arg, "--examples", "0"],
+    ));
+    assert!(
+        error.contains("intents.jsonl") && error.contains("at least 1"),
+        "{error}"
+    );
+}

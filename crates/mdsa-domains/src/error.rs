@@ -58,16 +58,25 @@ pub enum DomainError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// A labelled-data (JSONL) file has a bad line.
-    #[error("{}:{line}: {message}", .path.display())]
+    /// A labelled-data (JSONL) file has a bad line, or as a whole cannot be used.
+    #[error("{}{}: {message}", .path.display(), line_suffix(*.line))]
     Data {
         /// The file (`<memory>` for data not read from a file).
         path: PathBuf,
-        /// 1-based line.
+        /// 1-based line; 0 when the problem is not on one line.
         line: usize,
         /// What is wrong.
         message: String,
     },
+}
+
+/// `:LINE`, or nothing for line 0 (a problem of the whole file).
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 impl DomainError {

@@ -1,8 +1,8 @@
 //! Labelled routing data (JSONL), evaluation reports and threshold fitting.
 //!
 //! A data file has one JSON object per line: `{"text": "...", "domain": "finance"}`,
-//! with `"domain": null` for a query that belongs to no domain. Other fields are
-//! ignored; blank lines and lines starting with `//` or `#` are skipped.
+//! with `"domain": null` for a query that belongs to no domain (`"label"` or
+//! `"intent"` may stand for `"domain"`). Other fields are ignored; blank lines and lines starting with `//` or `#` are skipped.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,8 +73,12 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<LabelledQuery>> {
             }
             _ => return Err(error(line, "needs a string field \"text\"".into())),
         };
-        // "domain" must be present: a misspelt key must not turn a query out-of-domain.
-        let domain = match object.get("domain") {
+        // "domain" (or "label"/"intent", as intent datasets name it) must be
+        // present: a misspelt key must not turn a query out-of-domain.
+        let label = ["domain", "label", "intent"]
+            .iter()
+            .find_map(|key| object.get(*key));
+        let domain = match label {
             Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(d)) if d == NONE_LABEL => None,
             Some(serde_json::Value::String(d)) => Some(d.clone()),
@@ -87,7 +91,7 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<LabelledQuery>> {
             None => {
                 return Err(error(
                     line,
-                    "needs a field \"domain\" (a domain id, or null for out-of-domain)".into(),
+                    "needs a field \"domain\" (or \"label\"/\"intent\"): a domain id, or null for out-of-domain".into(),
                 ));
             }
         };
@@ -156,6 +160,71 @@ pub struct EvalReport {
     pub latency: LatencySummary,
     /// The thresholds evaluated.
     pub thresholds: Thresholds,
+    /// Whether the confidence means what it says (from [`evaluate`], which
+    /// has every decision; `None` from [`report`] alone).
+    pub calibration: Option<Calibration>,
+}
+
+/// How well the router's confidence matches how often its best domain is right.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// Expected calibration error: per confidence bin, the gap between mean
+    /// confidence and accuracy, weighted by the bin's share of the queries.
+    pub ece: f64,
+    /// The non-empty bins, lowest confidence first.
+    pub bins: Vec<CalibrationBin>,
+}
+
+/// Queries whose confidence fell in `[lower, upper)` (the last bin includes 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationBin {
+    /// Lower edge.
+    pub lower: f64,
+    /// Upper edge.
+    pub upper: f64,
+    /// Queries in the bin.
+    pub count: usize,
+    /// Their mean confidence.
+    pub confidence: f64,
+    /// The share whose best-scoring domain was their label.
+    pub accuracy: f64,
+}
+
+/// Confidence bins of [`calibration`], as commonly reported.
+const CALIBRATION_BINS: usize = 10;
+
+/// Calibration of (confidence, whether the best domain was right) pairs over
+/// equal-width bins. An out-of-domain query counts as wrong whatever its best
+/// domain: a confidence of 0.9 should mean the best domain is right 9 times in
+/// 10 over the traffic the router really sees.
+pub fn calibration(outcomes: &[(f32, bool)]) -> Calibration {
+    let mut sums = [(0usize, 0.0f64, 0usize); CALIBRATION_BINS];
+    for &(confidence, right) in outcomes {
+        let c = f64::from(confidence).clamp(0.0, 1.0);
+        let bin = ((c * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        sums[bin].0 += 1;
+        sums[bin].1 += c;
+        sums[bin].2 += usize::from(right);
+    }
+    let total = outcomes.len() as f64;
+    let mut ece = 0.0;
+    let mut bins = Vec::new();
+    for (i, &(count, confidence_sum, right)) in sums.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let confidence = confidence_sum / count as f64;
+        let accuracy = right as f64 / count as f64;
+        ece += count as f64 / total * (accuracy - confidence).abs();
+        bins.push(CalibrationBin {
+            lower: i as f64 / CALIBRATION_BINS as f64,
+            upper: (i + 1) as f64 / CALIBRATION_BINS as f64,
+            count,
+            confidence,
+            accuracy,
+        });
+    }
+    Calibration { ece, bins }
 }
 
 /// The label a decision predicts: the domain, or `None` when the router abstained
@@ -198,12 +267,25 @@ pub fn evaluate(router: &Router, data: &[LabelledQuery]) -> Result<EvalReport> {
         .map(|(q, d)| (q.domain.as_deref(), predicted_label(d)))
         .collect();
     let latencies: Vec<f64> = decisions.iter().map(|d| d.latency_ms).collect();
-    Ok(report(
+    let outcomes: Vec<(f32, bool)> = data
+        .iter()
+        .zip(&decisions)
+        .map(|(q, d)| {
+            let best = d.best().map(|b| b.domain.as_str());
+            (
+                d.confidence,
+                q.domain.is_some() && q.domain.as_deref() == best,
+            )
+        })
+        .collect();
+    let mut report = report(
         &router.domain_ids(),
         &pairs,
         &latencies,
         router.thresholds(),
-    ))
+    );
+    report.calibration = Some(calibration(&outcomes));
+    Ok(report)
 }
 
 /// Builds a report from (expected, predicted) pairs.
@@ -267,6 +349,7 @@ pub fn report(
         confusion: ConfusionMatrix { labels, counts },
         latency: latency_summary(latencies_ms),
         thresholds,
+        calibration: None,
     }
 }
 
@@ -306,6 +389,7 @@ impl EvalReport {
             "p95 ms",
             "min_score",
             "min_confidence",
+            "ECE",
         ]);
         summary.add_row([
             self.total.to_string(),
@@ -315,6 +399,9 @@ impl EvalReport {
             format!("{:.2}", self.latency.p95_ms),
             format!("{:.3}", self.thresholds.min_score),
             format!("{:.3}", self.thresholds.min_confidence),
+            self.calibration
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |c| format!("{:.3}", c.ece)),
         ]);
         let mut classes = Table::new();
         classes.set_header(["label", "precision", "recall", "F1", "support", "predicted"]);
@@ -407,10 +494,13 @@ pub struct ScoredQuery {
 /// tried on the recorded scores.
 pub fn fit(router: &Router, data: &[LabelledQuery]) -> Result<FitReport> {
     check_labels(router, data)?;
+    // In batches: only the scores matter here, not each query's latency.
+    let texts: Vec<&str> = data.iter().map(|q| q.text.as_str()).collect();
+    let decisions = router.route_batch(&texts)?;
     let scored = data
         .iter()
-        .map(|q| {
-            let d = router.route(&q.text)?;
+        .zip(&decisions)
+        .map(|(q, d)| {
             let best = d.best().ok_or(DomainError::NoDomains)?;
             Ok(ScoredQuery {
                 expected: q.domain.clone(),
@@ -438,8 +528,89 @@ fn candidates(mut values: Vec<f32>, floor: f32) -> Vec<f32> {
     out
 }
 
+/// Most `min_confidence` candidates [`fit_scores`] tries: every one for small
+/// data, evenly spaced quantiles of them beyond (each costs one sweep of the scores).
+const MAX_CONFIDENCE_CANDIDATES: usize = 256;
+
+/// At most `max` of `sorted` candidates, evenly spaced, keeping the first and last.
+fn thin(sorted: Vec<f32>, max: usize) -> Vec<f32> {
+    if sorted.len() <= max {
+        return sorted;
+    }
+    let last = sorted.len() - 1;
+    let mut out: Vec<f32> = (0..max).map(|i| sorted[i * last / (max - 1)]).collect();
+    out.dedup();
+    out
+}
+
+/// A confusion matrix kept up to date one query at a time, with its row and
+/// column sums, so that macro F1 and accuracy cost O(labels) after each change.
+struct RunningConfusion {
+    counts: Vec<usize>,
+    labels: usize,
+    support: Vec<usize>,
+    predicted: Vec<usize>,
+    correct: usize,
+    total: usize,
+}
+
+impl RunningConfusion {
+    fn new(labels: usize) -> Self {
+        Self {
+            counts: vec![0; labels * labels],
+            labels,
+            support: vec![0; labels],
+            predicted: vec![0; labels],
+            correct: 0,
+            total: 0,
+        }
+    }
+
+    fn add(&mut self, expected: usize, predicted: usize) {
+        self.counts[expected * self.labels + predicted] += 1;
+        self.support[expected] += 1;
+        self.predicted[predicted] += 1;
+        self.correct += usize::from(expected == predicted);
+        self.total += 1;
+    }
+
+    fn remove(&mut self, expected: usize, predicted: usize) {
+        self.counts[expected * self.labels + predicted] -= 1;
+        self.support[expected] -= 1;
+        self.predicted[predicted] -= 1;
+        self.correct -= usize::from(expected == predicted);
+        self.total -= 1;
+    }
+
+    /// Macro F1 over the labels that occur, and accuracy, as [`report`] computes them.
+    fn macro_f1_and_accuracy(&self) -> (f64, f64) {
+        let (mut sum, mut occurring) = (0.0, 0usize);
+        for i in 0..self.labels {
+            let (support, predicted) = (self.support[i], self.predicted[i]);
+            if support + predicted == 0 {
+                continue;
+            }
+            let tp = self.counts[i * self.labels + i] as f64;
+            let precision = ratio(tp, predicted as f64);
+            let recall = ratio(tp, support as f64);
+            sum += ratio(2.0 * precision * recall, precision + recall);
+            occurring += 1;
+        }
+        (
+            ratio(sum, occurring as f64),
+            ratio(self.correct as f64, self.total as f64),
+        )
+    }
+}
+
 /// [`fit`] on already-routed queries. Among equally good thresholds it prefers
 /// the lowest `min_confidence`, then the middle of the tied `min_score` range.
+///
+/// The queries are sorted by score once; for each `min_confidence` candidate one
+/// sweep raises `min_score` past them in order, moving each query it passes to
+/// abstention in a running confusion matrix: O(n log n + c·n·labels) for `c`
+/// confidence candidates (at most [`MAX_CONFIDENCE_CANDIDATES`]), where
+/// re-evaluating every pair of thresholds was O(n³).
 pub fn fit_scores(domains: &[&str], scored: &[ScoredQuery], previous: Thresholds) -> FitReport {
     let evaluate = |t: Thresholds| {
         let pairs: Vec<(Option<&str>, Option<&str>)> = scored
@@ -451,29 +622,64 @@ pub fn fit_scores(domains: &[&str], scored: &[ScoredQuery], previous: Thresholds
             .collect();
         report(domains, &pairs, &[], t)
     };
+    let none = domains.len();
+    let index = |label: Option<&str>| {
+        label
+            .and_then(|l| domains.iter().position(|d| *d == l))
+            .unwrap_or(none)
+    };
+    // (score, confidence, expected, best), by score.
+    let mut by_score: Vec<(f32, f32, usize, usize)> = scored
+        .iter()
+        .map(|q| {
+            (
+                q.score,
+                q.confidence,
+                index(q.expected.as_deref()),
+                index(Some(&q.best)),
+            )
+        })
+        .collect();
+    by_score.sort_by(|a, b| a.0.total_cmp(&b.0));
     let score_floor = scored.iter().map(|q| q.score).fold(0.0f32, f32::min) - 1e-3;
     let scores = candidates(scored.iter().map(|q| q.score).collect(), score_floor);
-    let confidences = candidates(scored.iter().map(|q| q.confidence).collect(), 0.0);
+    let confidences = thin(
+        candidates(scored.iter().map(|q| q.confidence).collect(), 0.0),
+        MAX_CONFIDENCE_CANDIDATES,
+    );
     let mut best: Option<(f64, f64, f32, Vec<f32>)> = None; // (f1, accuracy, min_confidence, tied scores)
     for &min_confidence in &confidences {
         if min_confidence > 1.0 {
             continue;
         }
+        // Below every score: only confidence abstains.
+        let mut confusion = RunningConfusion::new(none + 1);
+        for &(_, confidence, expected, best) in &by_score {
+            let accepted = confidence >= min_confidence;
+            confusion.add(expected, if accepted { best } else { none });
+        }
+        let mut passed = 0;
         for &min_score in &scores {
-            let r = evaluate(Thresholds {
-                min_score,
-                min_confidence,
-            });
+            while let Some(&(score, confidence, expected, best)) = by_score.get(passed)
+                && score < min_score
+            {
+                if confidence >= min_confidence {
+                    confusion.remove(expected, best);
+                    confusion.add(expected, none);
+                }
+                passed += 1;
+            }
+            let (macro_f1, accuracy) = confusion.macro_f1_and_accuracy();
             match &mut best {
-                Some((f1, acc, _, _)) if (r.macro_f1, r.accuracy) < (*f1 - 1e-12, *acc) => {}
+                Some((f1, acc, _, _)) if (macro_f1, accuracy) < (*f1 - 1e-12, *acc) => {}
                 Some((f1, acc, c, tied))
-                    if (r.macro_f1 - *f1).abs() <= 1e-12 && (r.accuracy - *acc).abs() <= 1e-12 =>
+                    if (macro_f1 - *f1).abs() <= 1e-12 && (accuracy - *acc).abs() <= 1e-12 =>
                 {
                     if *c == min_confidence {
                         tied.push(min_score);
                     }
                 }
-                _ => best = Some((r.macro_f1, r.accuracy, min_confidence, vec![min_score])),
+                _ => best = Some((macro_f1, accuracy, min_confidence, vec![min_score])),
             }
         }
     }
@@ -640,6 +846,113 @@ mod tests {
         let r = fit_scores(&["a", "b"], &scored, Thresholds::NEVER_ABSTAIN);
         assert_eq!(r.accuracy, 1.0, "{r}");
         assert!((0.40..0.90).contains(&r.thresholds.min_confidence), "{r}");
+    }
+
+    /// The fit as it was: every pair of candidate thresholds evaluated in full.
+    fn fit_by_every_pair(domains: &[&str], scored: &[ScoredQuery]) -> Thresholds {
+        let evaluate = |t: Thresholds| {
+            let pairs: Vec<_> = scored
+                .iter()
+                .map(|q| {
+                    let predicted = t.accepts(q.score, q.confidence).then_some(q.best.as_str());
+                    (q.expected.as_deref(), predicted)
+                })
+                .collect();
+            report(domains, &pairs, &[], t)
+        };
+        let floor = scored.iter().map(|q| q.score).fold(0.0f32, f32::min) - 1e-3;
+        let scores = candidates(scored.iter().map(|q| q.score).collect(), floor);
+        let confidences = candidates(scored.iter().map(|q| q.confidence).collect(), 0.0);
+        let mut best: Option<(f64, f64, f32, Vec<f32>)> = None;
+        for &c in confidences.iter().filter(|&&c| c <= 1.0) {
+            for &s in &scores {
+                let r = evaluate(Thresholds {
+                    min_score: s,
+                    min_confidence: c,
+                });
+                match &mut best {
+                    Some((f1, acc, _, _)) if (r.macro_f1, r.accuracy) < (*f1 - 1e-12, *acc) => {}
+                    Some((f1, acc, bc, tied))
+                        if (r.macro_f1 - *f1).abs() <= 1e-12
+                            && (r.accuracy - *acc).abs() <= 1e-12 =>
+                    {
+                        if *bc == c {
+                            tied.push(s);
+                        }
+                    }
+                    _ => best = Some((r.macro_f1, r.accuracy, c, vec![s])),
+                }
+            }
+        }
+        let (_, _, c, tied) = best.unwrap();
+        Thresholds {
+            min_score: round4(tied[tied.len() / 2]),
+            min_confidence: round4(c),
+        }
+    }
+
+    #[test]
+    fn the_sweep_chooses_what_trying_every_pair_chooses() {
+        // A small linear congruential generator: the same data on every run.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let domains = ["a", "b", "c"];
+        for round in 0..12 {
+            let n = 20 + round * 7;
+            let scored: Vec<ScoredQuery> = (0..n)
+                .map(|_| {
+                    let expected = match (next() * 4.0) as usize {
+                        0 => None,
+                        i => Some(domains[i - 1]),
+                    };
+                    // In-domain queries score and agree more, as real ones do;
+                    // scores are coarse so that ties occur.
+                    let lift = if expected.is_some() { 0.2 } else { 0.0 };
+                    let best = if next() < 0.8 {
+                        expected.unwrap_or("a")
+                    } else {
+                        domains[(next() * 3.0) as usize % 3]
+                    };
+                    let score = ((next() * 0.6 + lift) * 20.0).round() / 20.0;
+                    let confidence = ((next() * 0.7 + lift) * 10.0).round() / 10.0;
+                    q(expected, best, score, confidence)
+                })
+                .collect();
+            let swept = fit_scores(&domains, &scored, Thresholds::NEVER_ABSTAIN).thresholds;
+            assert_eq!(swept, fit_by_every_pair(&domains, &scored), "round {round}");
+        }
+    }
+
+    #[test]
+    fn calibration_compares_confidence_with_accuracy_per_bin() {
+        // Perfectly calibrated: 0.95 right 19 times in 20... approximately.
+        let mut outcomes: Vec<(f32, bool)> = (0..20).map(|i| (0.95, i != 0)).collect();
+        // Overconfident: 0.85 and right only half the time.
+        outcomes.extend((0..10).map(|i| (0.85, i % 2 == 0)));
+        let c = calibration(&outcomes);
+        assert_eq!(c.bins.len(), 2);
+        assert_eq!((c.bins[0].count, c.bins[1].count), (10, 20));
+        assert!((c.bins[0].accuracy - 0.5).abs() < 1e-12);
+        let expected = 10.0 / 30.0 * (0.85f64 - 0.5) + 20.0 / 30.0 * 0.0;
+        assert!((c.ece - expected).abs() < 1e-6, "{}", c.ece);
+        // Confidence 1 falls in the last bin.
+        assert_eq!(calibration(&[(1.0, true)]).bins[0].upper, 1.0);
+        assert_eq!(calibration(&[]).ece, 0.0);
+    }
+
+    #[test]
+    fn many_confidence_candidates_are_thinned_to_quantiles() {
+        let sorted: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let thinned = thin(sorted, 256);
+        assert_eq!(thinned.len(), 256);
+        assert_eq!((thinned[0], thinned[255]), (0.0, 999.0));
+        assert!(thinned.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(thin(vec![0.0, 0.5], 256), [0.0, 0.5]);
     }
 
     #[test]

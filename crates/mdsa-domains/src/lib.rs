@@ -50,6 +50,7 @@
 pub mod builtin;
 pub mod cache;
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod executor;

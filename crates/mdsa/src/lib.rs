@@ -55,9 +55,13 @@ pub mod domains {
     //! Domains and routing: what a domain is ([`DomainConfig`]), the set the
     //! router chooses from ([`DomainRegistry`]), its decision ([`RouteDecision`]),
     //! the answer's validation ([`Verdict`]) and the router's evaluation on
-    //! labelled queries ([`evaluate`], [`fit`]).
+    //! labelled queries ([`evaluate`], [`fit`]), and domains built from
+    //! labelled data ([`split_labelled`]).
 
     pub use mdsa_domains::config::GenerationSettings;
+    pub use mdsa_domains::dataset::{
+        LabelledSplit, SplitDomain, default_outputs, split_labelled, write_jsonl,
+    };
     pub use mdsa_domains::eval::write_thresholds;
     pub use mdsa_domains::{
         DomainConfig, DomainError, DomainRegistry, DomainsFile, EvalReport, FitReport,

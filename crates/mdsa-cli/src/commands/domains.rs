@@ -1,5 +1,9 @@
-//! `mdsa domains list|show|export`: the domains in use.
+//! `mdsa domains list|show|export|from-jsonl`: the domains in use, and new
+//! ones built from labelled data.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::system::SystemArgs;
@@ -22,6 +26,30 @@ enum DomainsCommand {
     },
     /// The whole domains file as RON: a starting point for your own.
     Export,
+    /// Build a domains file from labelled queries (your own intents): K
+    /// examples per label, the rest written beside it as a held-out set for
+    /// `mdsa routes eval` and `mdsa routes fit`.
+    FromJsonl(FromJsonlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FromJsonlArgs {
+    /// Labelled queries: one `{"text": "...", "domain": "label"|null}` per line
+    /// (`"label"` or `"intent"` may stand for `"domain"`).
+    #[arg(value_name = "FILE.jsonl")]
+    data: PathBuf,
+    /// Examples per label; the rest of each label's queries are held out.
+    #[arg(long, short = 'k', value_name = "K")]
+    examples: usize,
+    /// The domains file to write [default: FILE.ron beside the data].
+    #[arg(long, value_name = "FILE.ron")]
+    out: Option<PathBuf>,
+    /// The held-out queries [default: FILE.heldout.jsonl beside the data].
+    #[arg(long, value_name = "FILE.jsonl")]
+    heldout: Option<PathBuf>,
+    /// Seed of the sampling: the same seed gives the same split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 pub(crate) fn run(args: &DomainsArgs, system: &SystemArgs) -> anyhow::Result<()> {
@@ -63,7 +91,55 @@ pub(crate) fn run(args: &DomainsArgs, system: &SystemArgs) -> anyhow::Result<()>
             let (_, registry) = load(system)?;
             outln!("{}", registry.to_ron()?);
         }
+        DomainsCommand::FromJsonl(args) => from_jsonl(args)?,
     }
+    Ok(())
+}
+
+fn from_jsonl(args: &FromJsonlArgs) -> anyhow::Result<()> {
+    use mdsa::domains::{default_outputs, read_jsonl, split_labelled, write_jsonl};
+    let data = read_jsonl(&args.data)?;
+    let split = split_labelled(&data, args.examples, args.seed, &args.data)?;
+    let (default_ron, default_heldout) = default_outputs(&args.data);
+    let out = args.out.clone().unwrap_or(default_ron);
+    let heldout = args.heldout.clone().unwrap_or(default_heldout);
+    let header = format!(
+        "// Built by `mdsa domains from-jsonl {} --examples {} --seed {}`.\n\
+         // Held-out queries: {}. Fit the thresholds with `mdsa routes fit`.\n",
+        args.data.display(),
+        args.examples,
+        args.seed,
+        heldout.display()
+    );
+    std::fs::write(&out, header + &split.file.to_ron()?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    write_jsonl(&heldout, &split.heldout)?;
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(["domain", "label", "examples", "held out"]);
+    for domain in &split.domains {
+        table.add_row([
+            domain.id.clone(),
+            domain.label.clone(),
+            domain.examples.to_string(),
+            domain.heldout.to_string(),
+        ]);
+    }
+    outln!("{table}");
+    let out_of_domain = split.heldout.iter().filter(|q| q.domain.is_none()).count();
+    outln!(
+        "{} domains written to {}; {} held-out queries ({out_of_domain} out of domain) to {}",
+        split.domains.len(),
+        out.display(),
+        split.heldout.len(),
+        heldout.display()
+    );
+    outln!(
+        "next: mdsa routes eval --domains {} --data {}",
+        out.display(),
+        heldout.display()
+    );
     Ok(())
 }
 

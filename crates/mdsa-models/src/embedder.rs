@@ -12,13 +12,52 @@ use crate::weights::SafetensorsWeights;
 use mdsa_engine::source::{ModelRef, ResolveOptions, ResolvedModel};
 use mdsa_engine::{Embedder, ModelError, WeightFormat};
 
-/// How token states become one sentence vector.
+/// How token states become one sentence vector (sentence-transformers'
+/// `pooling_mode_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
     /// Average over real (unpadded) tokens.
     Mean,
     /// The first token's state (`[CLS]`).
     Cls,
+    /// The largest value of each dimension over real tokens.
+    Max,
+    /// The last real token's state (decoder-style embedding models).
+    LastToken,
+}
+
+impl Pooling {
+    /// Pools one sequence's token states (`len × d`, row after row) into `out`.
+    fn pool(self, states: &[f32], d: usize, out: &mut [f32]) {
+        let rows = states.chunks_exact(d);
+        match self {
+            Self::Cls => {
+                if let Some(first) = states.get(..d) {
+                    out.copy_from_slice(first);
+                }
+            }
+            Self::LastToken => {
+                if let Some(last) = rows.last() {
+                    out.copy_from_slice(last);
+                }
+            }
+            Self::Mean => {
+                out.fill(0.0);
+                let len = rows.len();
+                for state in rows {
+                    out.iter_mut().zip(state).for_each(|(o, s)| *o += s);
+                }
+                let inv = 1.0 / len.max(1) as f32;
+                out.iter_mut().for_each(|o| *o *= inv);
+            }
+            Self::Max => {
+                out.fill(f32::NEG_INFINITY);
+                for state in rows {
+                    out.iter_mut().zip(state).for_each(|(o, &s)| *o = o.max(s));
+                }
+            }
+        }
+    }
 }
 
 /// Which implementation of the encoder runs.
@@ -43,6 +82,10 @@ pub struct EmbedderOptions {
     pub pooling: Option<Pooling>,
     /// L2-normalise; default: whether `modules.json` has a Normalize step.
     pub normalize: Option<bool>,
+    /// The name of a prompt in `config_sentence_transformers.json` (`"query"`
+    /// for E5 or BGE) put before every text; default: the file's
+    /// `default_prompt_name`, as sentence-transformers does, else none.
+    pub prompt_name: Option<String>,
     /// Where to run; default: the CPU.
     pub device: Option<Device>,
     /// How linear weights are held: `stored`/`f32` as f32, `f16`/`bf16`, or
@@ -66,6 +109,8 @@ pub struct BertEmbedder {
     tokenizer: TextTokenizer,
     pooling: Pooling,
     normalize: bool,
+    /// Put before every text (a sentence-transformers prompt), or empty.
+    prompt: String,
     dimension: usize,
     device: Device,
     dir: PathBuf,
@@ -136,14 +181,38 @@ impl BertEmbedder {
         let max_length = options
             .max_length
             .or(st.max_seq_length)
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
+            .unwrap_or(config.max_tokens())
+            .min(config.max_tokens());
         let tokenizer = TextTokenizer::from_file(&tokenizer_path, Some(max_length))?;
+        let prompt = match options
+            .prompt_name
+            .as_ref()
+            .or(st.default_prompt_name.as_ref())
+        {
+            None => String::new(),
+            Some(name) => st.prompts.get(name).cloned().ok_or_else(|| {
+                let mut known: Vec<&str> = st.prompts.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                ModelError::config(
+                    dir.join("config_sentence_transformers.json"),
+                    "prompts",
+                    format!(
+                        "no prompt named {name:?}; the model has: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            })?,
+        };
         Ok(Self {
             model,
             tokenizer,
             pooling: options.pooling.or(st.pooling).unwrap_or(Pooling::Mean),
             normalize: options.normalize.or(st.normalize).unwrap_or(true),
+            prompt,
             dimension: config.hidden_size,
             device,
             dir,
@@ -172,6 +241,11 @@ impl BertEmbedder {
     /// Whether embeddings are L2-normalised.
     pub fn normalizes(&self) -> bool {
         self.normalize
+    }
+
+    /// The prompt put before every text (empty for none).
+    pub fn prompt(&self) -> &str {
+        &self.prompt
     }
 
     /// Bytes of weights held in memory.
@@ -209,69 +283,46 @@ impl BertEmbedder {
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, s]), &self.device);
         // Padding gets a large negative score so softmax gives it no weight.
         let bias = batch.is_padded().then(|| (mask.clone() - 1.0) * 1e9);
-        let hidden = model.forward(ids, bias)?;
-        let pooled: Tensor<2> = match self.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1).reshape([b, self.dimension]),
-            Pooling::Mean => {
-                let weights = mask.clone().reshape([b, s, 1]);
-                let summed = (hidden * weights).sum_dim(1).reshape([b, self.dimension]);
-                let counts = mask.sum_dim(1).clamp_min(1e-9);
-                summed / counts
-            }
-        };
-        let pooled = if self.normalize {
-            let norms = pooled
-                .clone()
-                .powf_scalar(2.0)
-                .sum_dim(1)
-                .sqrt()
-                .clamp_min(1e-12);
-            pooled / norms
-        } else {
-            pooled
-        };
-        let values: Vec<f32> = pooled
+        let hidden: Vec<f32> = model
+            .forward(ids, bias)?
             .into_data()
             .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Backend(format!("reading embeddings back: {e:?}")))?;
-        Ok(values)
+            .map_err(|e| ModelError::Backend(format!("reading hidden states back: {e:?}")))?;
+        // Pooled on the host like the fused path's: [batch, seq] states are
+        // small next to the encoder's work, and one pooling serves both paths.
+        let d = self.dimension;
+        let sequences = (0..b).map(|i| &hidden[i * s * d..][..batch.lengths[i] * d]);
+        Ok(self.pool(sequences, b))
     }
-}
 
-impl BertEmbedder {
-    /// [`BertEmbedder::pooled`] on the fused CPU path: the batch unpadded,
-    /// pooled and normalised in place.
+    /// Pools (and normalises) each sequence's token states.
+    fn pool<'s>(&self, sequences: impl Iterator<Item = &'s [f32]>, count: usize) -> Vec<f32> {
+        let d = self.dimension;
+        let mut pooled = vec![0.0f32; count * d];
+        for (out, states) in pooled.chunks_exact_mut(d).zip(sequences) {
+            self.pooling.pool(states, d, out);
+            if self.normalize {
+                let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                out.iter_mut().for_each(|o| *o /= norm);
+            }
+        }
+        pooled
+    }
+
+    /// [`BertEmbedder::pooled`] on the fused CPU path: the batch unpadded.
     fn pooled_host(&self, model: &HostBert, batch: &EncodedBatch) -> Result<Vec<f32>, ModelError> {
         let sequences: Vec<&[u32]> = (0..batch.batch)
             .map(|i| &batch.ids[i * batch.seq..][..batch.lengths[i]])
             .collect();
         let hidden = model.forward(&sequences)?;
         let d = self.dimension;
-        let mut pooled = vec![0.0f32; batch.batch * d];
         let mut at = 0;
-        for (out, &len) in pooled.chunks_exact_mut(d).zip(&batch.lengths) {
+        let states = batch.lengths.iter().map(|&len| {
             let states = &hidden[at * d..(at + len) * d];
-            match self.pooling {
-                Pooling::Cls => {
-                    if let Some(first) = states.get(..d) {
-                        out.copy_from_slice(first);
-                    }
-                }
-                Pooling::Mean => {
-                    for state in states.chunks_exact(d) {
-                        out.iter_mut().zip(state).for_each(|(o, s)| *o += s);
-                    }
-                    let inv = 1.0 / len.max(1) as f32;
-                    out.iter_mut().for_each(|o| *o *= inv);
-                }
-            }
-            if self.normalize {
-                let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                out.iter_mut().for_each(|o| *o /= norm);
-            }
             at += len;
-        }
-        Ok(pooled)
+            states
+        });
+        Ok(self.pool(states, batch.batch))
     }
 }
 
@@ -280,6 +331,16 @@ impl Embedder for BertEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let prompted: Vec<String>;
+        let texts = if self.prompt.is_empty() {
+            texts
+        } else {
+            prompted = texts
+                .iter()
+                .map(|t| format!("{}{t}", self.prompt))
+                .collect();
+            &prompted.iter().map(String::as_str).collect::<Vec<_>>()
+        };
         let batch = self.tokenizer.encode_batch(texts)?;
         // On a rayon worker, burn-flex's parallel ops run without handing each
         // one from this thread to the pool and back (see `run_in_pool`).
@@ -301,6 +362,9 @@ struct SentenceTransformersConfig {
     pooling: Option<Pooling>,
     normalize: Option<bool>,
     max_seq_length: Option<usize>,
+    /// `config_sentence_transformers.json`'s named prompts.
+    prompts: std::collections::HashMap<String, String>,
+    default_prompt_name: Option<String>,
 }
 
 impl SentenceTransformersConfig {
@@ -331,33 +395,111 @@ impl SentenceTransformersConfig {
             }
             config.max_seq_length = read_json::<St>(&st_path)?.max_seq_length;
         }
+        // sentence-transformers 6 keeps the limit in the tokenizer's config.
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        if config.max_seq_length.is_none() && tokenizer_config.is_file() {
+            #[derive(Deserialize)]
+            struct TokenizerConfig {
+                model_max_length: Option<f64>,
+            }
+            // transformers writes 1e30 for "no limit"; the model's positions decide then.
+            config.max_seq_length = read_json::<TokenizerConfig>(&tokenizer_config)?
+                .model_max_length
+                .filter(|n| (1.0..1e9).contains(n))
+                .map(|n| n as usize);
+        }
+        let prompts_path = dir.join("config_sentence_transformers.json");
+        if prompts_path.is_file() {
+            #[derive(Deserialize)]
+            struct Prompts {
+                #[serde(default)]
+                prompts: std::collections::HashMap<String, String>,
+                #[serde(default)]
+                default_prompt_name: Option<String>,
+            }
+            let file: Prompts = read_json(&prompts_path)?;
+            config.prompts = file.prompts;
+            config.default_prompt_name = file.default_prompt_name;
+        }
         Ok(config)
     }
 }
 
+/// Reads `1_Pooling/config.json`: sentence-transformers 6's `pooling_mode`
+/// (a name, or a list of one) or the older `pooling_mode_*` flags.
 fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
     #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Modes {
+        One(String),
+        Several(Vec<String>),
+    }
+    #[derive(Deserialize)]
     struct PoolingConfig {
+        pooling_mode: Option<Modes>,
         #[serde(default)]
         pooling_mode_cls_token: bool,
         #[serde(default)]
         pooling_mode_mean_tokens: bool,
         #[serde(default)]
         pooling_mode_max_tokens: bool,
+        #[serde(default)]
+        pooling_mode_lasttoken: bool,
+        #[serde(default)]
+        pooling_mode_mean_sqrt_len_tokens: bool,
+        #[serde(default)]
+        pooling_mode_weightedmean_tokens: bool,
+        #[serde(default = "yes")]
+        include_prompt: bool,
     }
-    let pooling: PoolingConfig = read_json(path)?;
-    match (
-        pooling.pooling_mode_mean_tokens,
-        pooling.pooling_mode_cls_token,
-        pooling.pooling_mode_max_tokens,
-    ) {
-        (true, false, false) => Ok(Pooling::Mean),
-        (false, true, false) => Ok(Pooling::Cls),
-        _ => Err(ModelError::config(
+    fn yes() -> bool {
+        true
+    }
+    let config: PoolingConfig = read_json(path)?;
+    if !config.include_prompt {
+        return Err(ModelError::config(
             path,
-            "pooling_mode_*",
-            "exactly one of pooling_mode_mean_tokens or pooling_mode_cls_token must be true (max pooling is not supported)",
-        )),
+            "include_prompt",
+            "pooling that leaves the prompt's tokens out (include_prompt: false) is not supported",
+        ));
+    }
+    let modes: Vec<String> = match config.pooling_mode {
+        Some(Modes::One(mode)) => vec![mode],
+        Some(Modes::Several(modes)) => modes,
+        None => [
+            (config.pooling_mode_mean_tokens, "mean"),
+            (config.pooling_mode_cls_token, "cls"),
+            (config.pooling_mode_max_tokens, "max"),
+            (config.pooling_mode_lasttoken, "lasttoken"),
+            (
+                config.pooling_mode_mean_sqrt_len_tokens,
+                "mean_sqrt_len_tokens",
+            ),
+            (config.pooling_mode_weightedmean_tokens, "weightedmean"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, mode)| mode.to_string())
+        .collect(),
+    };
+    let unsupported = || {
+        ModelError::config(
+            path,
+            "pooling_mode",
+            format!(
+                "expected one of mean, cls, max or lasttoken, found {modes:?} (concatenated, mean-sqrt-len and weighted-mean pooling are not supported)"
+            ),
+        )
+    };
+    match modes.as_slice() {
+        [mode] => match mode.as_str() {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "max" => Ok(Pooling::Max),
+            "lasttoken" => Ok(Pooling::LastToken),
+            _ => Err(unsupported()),
+        },
+        _ => Err(unsupported()),
     }
 }
 

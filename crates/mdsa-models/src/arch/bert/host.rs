@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::BertConfig;
+use super::{BertConfig, TensorNames};
 use crate::arch::linear::Packed;
 use crate::arch::vector::{self, exp};
 use crate::weights::SafetensorsWeights;
@@ -30,8 +30,8 @@ pub struct HostBert {
     vocab: usize,
     /// `[vocab, hidden]`.
     word: Vec<f32>,
-    /// `[max_positions, hidden]`, token type 0's embedding added (every
-    /// input is one segment).
+    /// `[max_positions, hidden]` from position 0 (RoBERTa's offset rows
+    /// dropped), token type 0's embedding added (every input is one segment).
     position: Vec<f32>,
     embeddings_norm: Norm,
     layers: Vec<Layer>,
@@ -78,23 +78,21 @@ impl HostBert {
         weights: &SafetensorsWeights,
         format: WeightFormat,
     ) -> Result<Self, ModelError> {
-        let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            ""
-        };
+        let names = TensorNames::detect(config.family(), weights);
         let h = config.hidden_size;
-        let embedding = |name: &str, rows: usize| {
-            weights.read_f32(&format!("{p}embeddings.{name}.weight"), &[rows, h])
-        };
+        let embedding =
+            |table: &str, rows: usize| weights.read_f32(&names.embedding(table), &[rows, h]);
         let word = embedding("word_embeddings", config.vocab_size)?;
         let mut position = embedding("position_embeddings", config.max_position_embeddings)?;
-        let token_types = embedding("token_type_embeddings", config.type_vocab_size)?;
-        let first_type = token_types.get(..h).ok_or_else(|| {
-            ModelError::Backend("the encoder has no token type embeddings".into())
-        })?;
-        for row in position.chunks_exact_mut(h) {
-            row.iter_mut().zip(first_type).for_each(|(p, t)| *p += t);
+        // RoBERTa's positions start past the padding id's row.
+        position.drain(..config.position_offset() * h);
+        if config.token_types() > 0 {
+            let token_types = embedding("token_type_embeddings", config.token_types())?;
+            for row in position.chunks_exact_mut(h) {
+                row.iter_mut()
+                    .zip(&token_types[..h])
+                    .for_each(|(p, t)| *p += t);
+            }
         }
         let norm = |prefix: &str| -> Result<Norm, ModelError> {
             let (weight, bias) = weights.layer_norm_values(prefix, h)?;
@@ -116,15 +114,14 @@ impl HostBert {
         let inner = config.intermediate_size;
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let l = format!("{p}encoder.layer.{i}");
-                let qkv = ["query", "key", "value"].map(|n| format!("{l}.attention.self.{n}"));
+                let l = names.layer(i);
                 Ok(Layer {
-                    qkv: dense(&qkv, h, h)?,
-                    attention_output: dense(&[format!("{l}.attention.output.dense")], h, h)?,
-                    attention_norm: norm(&format!("{l}.attention.output.LayerNorm"))?,
-                    intermediate: dense(&[format!("{l}.intermediate.dense")], h, inner)?,
-                    output: dense(&[format!("{l}.output.dense")], inner, h)?,
-                    output_norm: norm(&format!("{l}.output.LayerNorm"))?,
+                    qkv: dense(&[l.query, l.key, l.value], h, h)?,
+                    attention_output: dense(&[l.attention_output], h, h)?,
+                    attention_norm: norm(&l.attention_norm)?,
+                    intermediate: dense(&[l.intermediate], h, inner)?,
+                    output: dense(&[l.output], inner, h)?,
+                    output_norm: norm(&l.output_norm)?,
                 })
             })
             .collect::<Result<Vec<Layer>, ModelError>>()?;
@@ -141,7 +138,7 @@ impl HostBert {
             vocab: config.vocab_size,
             word,
             position,
-            embeddings_norm: norm(&format!("{p}embeddings.LayerNorm"))?,
+            embeddings_norm: norm(&names.embeddings_norm())?,
             layers,
             resident_bytes: floats * 4 + dense_bytes,
         })

@@ -1,8 +1,11 @@
-//! BERT-family encoders (BERT, MiniLM, and other `model_type: "bert"` models).
+//! BERT-family encoders: BERT (MiniLM, BGE, E5...), RoBERTa and XLM-RoBERTa
+//! (multilingual models), and DistilBERT.
 //!
 //! Embeddings (word + position + token type, then LayerNorm) feed N post-norm
 //! transformer layers: self-attention with a padding mask, residual + LayerNorm,
-//! GELU feed-forward, residual + LayerNorm.
+//! GELU feed-forward, residual + LayerNorm. The families differ only in their
+//! tensor names ([`names`]), RoBERTa's position offset and DistilBERT's
+//! missing token types.
 //!
 //! Two implementations: [`Bert`], burn modules for any device, and
 //! [`HostBert`], the same computation in plain buffers for the CPU.
@@ -12,43 +15,54 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm};
 use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 mod host;
+mod names;
 
 pub use host::HostBert;
+pub use names::EncoderFamily;
+use names::TensorNames;
 
 use crate::arch::linear::LinearWeight;
 use crate::weights::SafetensorsWeights;
 use mdsa_engine::{ModelError, WeightFormat};
 
-/// The fields of a BERT `config.json` that the forward pass needs.
+/// The fields of a BERT-family `config.json` that the forward pass needs
+/// (DistilBERT's own names, `dim`, `n_layers`..., are read as aliases).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BertConfig {
-    /// Architecture name; must be `bert`.
+    /// Architecture name: `bert`, `roberta`, `xlm-roberta`, `camembert` or `distilbert`.
     pub model_type: String,
     /// Vocabulary size.
     pub vocab_size: usize,
     /// Width of every hidden state.
+    #[serde(alias = "dim")]
     pub hidden_size: usize,
     /// Number of transformer layers.
+    #[serde(alias = "n_layers")]
     pub num_hidden_layers: usize,
     /// Attention heads per layer.
+    #[serde(alias = "n_heads")]
     pub num_attention_heads: usize,
     /// Width of the feed-forward layer.
+    #[serde(alias = "hidden_dim")]
     pub intermediate_size: usize,
-    /// Longest input in tokens.
+    /// Rows of the position table (RoBERTa's include its offset).
     pub max_position_embeddings: usize,
-    /// Number of token types (segments).
+    /// Number of token types (segments); DistilBERT has none.
     #[serde(default = "default_type_vocab_size")]
     pub type_vocab_size: usize,
     /// LayerNorm epsilon.
     #[serde(default = "default_layer_norm_eps")]
     pub layer_norm_eps: f64,
     /// Feed-forward activation; only GELU variants are supported.
-    #[serde(default = "default_hidden_act")]
+    #[serde(default = "default_hidden_act", alias = "activation")]
     pub hidden_act: String,
+    /// The padding token; RoBERTa's positions start after it.
+    #[serde(default)]
+    pub pad_token_id: Option<usize>,
 }
 
 fn default_type_vocab_size() -> usize {
@@ -69,13 +83,13 @@ impl BertConfig {
             // serde_json names the missing or mistyped field in its message.
             ModelError::config(path, "(json)", e.to_string())
         })?;
-        if config.model_type != "bert" {
+        let Some(family) = EncoderFamily::of(&config.model_type) else {
             return Err(ModelError::UnsupportedArchitecture {
                 path: path.to_path_buf(),
                 found: config.model_type,
-                supported: "bert",
+                supported: EncoderFamily::SUPPORTED,
             });
-        }
+        };
         if config.num_attention_heads == 0
             || !config
                 .hidden_size
@@ -100,7 +114,45 @@ impl BertConfig {
                 format!("expected a GELU activation, found {:?}", config.hidden_act),
             ));
         }
+        if config.max_position_embeddings <= config.position_offset() {
+            return Err(ModelError::config(
+                path,
+                "max_position_embeddings",
+                format!(
+                    "{} positions leave none after the {} that {family:?} skips",
+                    config.max_position_embeddings,
+                    config.position_offset()
+                ),
+            ));
+        }
         Ok(config)
+    }
+
+    /// The family, from `model_type` (checked by [`BertConfig::from_file`]).
+    pub fn family(&self) -> EncoderFamily {
+        EncoderFamily::of(&self.model_type).unwrap_or(EncoderFamily::Bert)
+    }
+
+    /// Rows of the position table before position 0: RoBERTa numbers
+    /// positions from `pad_token_id + 1`.
+    pub fn position_offset(&self) -> usize {
+        match self.family() {
+            EncoderFamily::Roberta => self.pad_token_id.unwrap_or(1) + 1,
+            EncoderFamily::Bert | EncoderFamily::DistilBert => 0,
+        }
+    }
+
+    /// Token types the checkpoint holds embeddings for (none for DistilBERT).
+    pub fn token_types(&self) -> usize {
+        match self.family() {
+            EncoderFamily::DistilBert => 0,
+            EncoderFamily::Bert | EncoderFamily::Roberta => self.type_vocab_size,
+        }
+    }
+
+    /// Longest input in tokens.
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings - self.position_offset()
     }
 }
 
@@ -112,7 +164,8 @@ impl BertConfig {
 pub struct Bert {
     word_embeddings: Embedding,
     position_embeddings: Embedding,
-    token_type_embeddings: Embedding,
+    /// `None` for DistilBERT, which has no token types.
+    token_type_embeddings: Option<Embedding>,
     embeddings_norm: LayerNorm,
     layers: Vec<BertLayer>,
     heads: usize,
@@ -133,8 +186,9 @@ struct BertLayer {
 
 impl Bert {
     /// Builds the encoder from safetensors weights, checking every tensor's shape
-    /// against the configuration. Accepts both `bert.`-prefixed names (as in
-    /// `BertForMaskedLM` checkpoints) and bare names (as sentence-transformers saves).
+    /// against the configuration. Accepts both prefixed names (`bert.`,
+    /// `roberta.`, `distilbert.`, as in `*ForMaskedLM` checkpoints) and bare
+    /// names (as sentence-transformers saves).
     pub fn load(
         config: &BertConfig,
         weights: &SafetensorsWeights,
@@ -151,27 +205,33 @@ impl Bert {
         format: WeightFormat,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        let p = if weights.contains("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else {
-            ""
-        };
+        let names = TensorNames::detect(config.family(), weights);
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
         let mut f32_values = 0usize;
-        let mut embedding = |name: &str, rows: usize| -> Result<Embedding, ModelError> {
-            let mut module = EmbeddingConfig::new(rows, h).init(device);
-            module.weight = Param::from_tensor(weights.tensor(
-                &format!("{p}embeddings.{name}.weight"),
-                [rows, h],
-                device,
-            )?);
-            f32_values += rows * h;
-            Ok(module)
+        // `skip` leading rows are dropped: RoBERTa's positions start past them.
+        let mut embedding =
+            |table: &str, rows: usize, skip: usize| -> Result<Embedding, ModelError> {
+                let values = weights.read_f32(&names.embedding(table), &[rows, h])?;
+                let kept = rows - skip;
+                let mut module = EmbeddingConfig::new(kept, h).init(device);
+                module.weight = Param::from_tensor(Tensor::from_data(
+                    TensorData::new(values[skip * h..].to_vec(), [kept, h]),
+                    device,
+                ));
+                f32_values += kept * h;
+                Ok(module)
+            };
+        let word_embeddings = embedding("word_embeddings", config.vocab_size, 0)?;
+        let position_embeddings = embedding(
+            "position_embeddings",
+            config.max_position_embeddings,
+            config.position_offset(),
+        )?;
+        let token_type_embeddings = match config.token_types() {
+            0 => None,
+            types => Some(embedding("token_type_embeddings", types, 0)?),
         };
-        let word_embeddings = embedding("word_embeddings", config.vocab_size)?;
-        let position_embeddings = embedding("position_embeddings", config.max_position_embeddings)?;
-        let token_type_embeddings = embedding("token_type_embeddings", config.type_vocab_size)?;
         let norm = |name: &str| weights.layer_norm(name, h, eps, device);
         let linear = |name: &str, d_in: usize, d_out: usize| -> Result<LinearWeight, ModelError> {
             let values = weights.read_f32(&format!("{name}.weight"), &[d_out, d_in])?;
@@ -181,16 +241,16 @@ impl Bert {
         let i_size = config.intermediate_size;
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let l = format!("{p}encoder.layer.{i}");
+                let l = names.layer(i);
                 Ok(BertLayer {
-                    query: linear(&format!("{l}.attention.self.query"), h, h)?,
-                    key: linear(&format!("{l}.attention.self.key"), h, h)?,
-                    value: linear(&format!("{l}.attention.self.value"), h, h)?,
-                    attention_output: linear(&format!("{l}.attention.output.dense"), h, h)?,
-                    attention_norm: norm(&format!("{l}.attention.output.LayerNorm"))?,
-                    intermediate: linear(&format!("{l}.intermediate.dense"), h, i_size)?,
-                    output: linear(&format!("{l}.output.dense"), i_size, h)?,
-                    output_norm: norm(&format!("{l}.output.LayerNorm"))?,
+                    query: linear(&l.query, h, h)?,
+                    key: linear(&l.key, h, h)?,
+                    value: linear(&l.value, h, h)?,
+                    attention_output: linear(&l.attention_output, h, h)?,
+                    attention_norm: norm(&l.attention_norm)?,
+                    intermediate: linear(&l.intermediate, h, i_size)?,
+                    output: linear(&l.output, i_size, h)?,
+                    output_norm: norm(&l.output_norm)?,
                 })
             })
             .collect::<Result<Vec<BertLayer>, ModelError>>()?;
@@ -214,7 +274,7 @@ impl Bert {
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
-            embeddings_norm: norm(&format!("{p}embeddings.LayerNorm"))?,
+            embeddings_norm: norm(&names.embeddings_norm())?,
             layers,
             heads: config.num_attention_heads,
             resident_bytes: (f32_values + norms) * 4 + linears,
@@ -241,10 +301,12 @@ impl Bert {
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
             .reshape([1, seq])
             .expand([batch, seq]);
-        let token_types = Tensor::<2, Int>::zeros([batch, seq], &device);
-        let embedded = self.word_embeddings.forward(ids)
-            + self.position_embeddings.forward(positions)
-            + self.token_type_embeddings.forward(token_types);
+        let mut embedded =
+            self.word_embeddings.forward(ids) + self.position_embeddings.forward(positions);
+        if let Some(token_types) = &self.token_type_embeddings {
+            embedded =
+                embedded + token_types.forward(Tensor::<2, Int>::zeros([batch, seq], &device));
+        }
         let mut hidden = self.embeddings_norm.forward(embedded);
         // [batch, 1, 1, seq]: broadcast over heads and query positions.
         let mask = mask_bias.map(|m| m.reshape([batch, 1, 1, seq]));

@@ -78,13 +78,16 @@ fn gpu_device(index: usize) -> Result<Device, ModelError> {
     )))
 }
 
-/// The options the local backend reads from a spec (`chat_template`); any
-/// other key is rejected with this list.
+/// The options the local backend reads from a spec (`chat_template` for
+/// generators, `prompt_name` for encoders); any other key is rejected with this list.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LocalOptions {
     /// A Jinja chat template replacing the model's own.
     pub(crate) chat_template: Option<String>,
+    /// The sentence-transformers prompt an encoder puts before every text
+    /// (`"query"` for E5 and BGE); default: the model's `default_prompt_name`.
+    pub(crate) prompt_name: Option<String>,
 }
 
 impl LocalOptions {

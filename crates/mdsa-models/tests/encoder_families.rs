@@ -114,3 +114,34 @@ fn an_unknown_prompt_name_lists_the_known_ones() {
         "{message}"
     );
 }
+
+#[test]
+fn a_model_spec_names_the_prompt_through_its_options() {
+    use mdsa_engine::ModelBackend;
+    use mdsa_engine::spec::{ModelRole, ModelSpec};
+
+    let reference = reference();
+    let kind = &reference.kinds["bert-mean"];
+    let dir = fixtures().join("bert-mean");
+    let mut spec = ModelSpec::new("e5-tiny", dir.display().to_string(), ModelRole::Encoder);
+    spec.device = "cpu".into();
+    spec.options.insert("prompt_name", "query");
+    let loaded = mdsa_models::manager::LocalBackend::default()
+        .load(&spec)
+        .unwrap();
+    let mdsa_engine::LoadedEngine::Encoder(embedder) = loaded.engine else {
+        panic!("an encoder spec loads an encoder");
+    };
+    let sentence = &kind.sentences[1];
+    let got = embedder.embed(&[&sentence.text]).unwrap().remove(0);
+    let cos = mdsa_engine::cosine_similarity(&got, &sentence.embedding);
+    assert!(cos >= 0.99999, "cosine {cos}");
+
+    spec.options.insert("prompt_name", "nonsense");
+    let error = mdsa_models::manager::LocalBackend::default()
+        .load(&spec)
+        .err()
+        .expect("an unknown prompt fails")
+        .to_string();
+    assert!(error.contains("nonsense"), "{error}");
+}

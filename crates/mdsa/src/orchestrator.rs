@@ -245,11 +245,16 @@ impl MdsaBuilder {
             None => EmbeddingCache::new(),
         };
         let router_config = domains.router_config().clone();
-        // Cached vectors belong to the encoder and its weight format.
-        let encoder_key = match encoder.spec().quantization {
-            WeightFormat::Stored | WeightFormat::F32 => encoder.spec().source.clone(),
-            format => format!("{}#{format}", encoder.spec().source),
+        // Cached vectors belong to the encoder, its weight format and its
+        // prompt (a sentence-transformers prompt changes every vector).
+        let spec = encoder.spec();
+        let mut encoder_key = match spec.quantization {
+            WeightFormat::Stored | WeightFormat::F32 => spec.source.clone(),
+            format => format!("{}#{format}", spec.source),
         };
+        if let Some(prompt) = spec.options.get("prompt_name").and_then(|p| p.as_str()) {
+            encoder_key = format!("{encoder_key}#prompt={prompt}");
+        }
         let router = Router::with_cache(
             embedder,
             &encoder_key,

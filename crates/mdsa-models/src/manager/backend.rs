@@ -213,6 +213,7 @@ impl ModelBackend for LocalBackend {
                 let options = EmbedderOptions {
                     device: Some(device),
                     format: spec.quantization,
+                    prompt_name: crate::backend::LocalOptions::of(spec)?.prompt_name,
                     ..EmbedderOptions::default()
                 };
                 let embedder = BertEmbedder::load(&model, &self.resolve, &options)?;

@@ -140,8 +140,7 @@ fn a_model_spec_names_the_prompt_through_its_options() {
     spec.options.insert("prompt_name", "nonsense");
     let error = mdsa_models::manager::LocalBackend::default()
         .load(&spec)
-        .err()
-        .expect("an unknown prompt fails")
+        .expect_err("an unknown prompt fails")
         .to_string();
     assert!(error.contains("nonsense"), "{error}");
 }

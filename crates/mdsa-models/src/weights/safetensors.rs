@@ -91,6 +91,17 @@ impl SafetensorsWeights {
         shard.metadata.info(name).map(|info| info.shape.clone())
     }
 
+    /// A tensor as stored: its dtype, shape and little-endian bytes.
+    pub fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        let shard = &self.shards[*self.index.get(name)?];
+        let info = shard.metadata.info(name)?;
+        let (start, end) = info.data_offsets;
+        let base = 8 + shard.header_len;
+        // Offsets were validated against the file length when it was opened.
+        let bytes = &shard.storage.bytes()[base + start..base + end];
+        Some((info.dtype, &info.shape, bytes))
+    }
+
     /// Bytes of all tensors as stored.
     pub fn stored_bytes(&self) -> u64 {
         self.shards

@@ -22,8 +22,7 @@ mod host;
 mod names;
 
 pub use host::HostBert;
-pub use names::EncoderFamily;
-use names::TensorNames;
+pub use names::{EncoderFamily, LayerNames, TensorNames};
 
 use crate::arch::linear::LinearWeight;
 use crate::weights::SafetensorsWeights;

@@ -30,27 +30,52 @@ impl EncoderFamily {
 }
 
 /// The names of one layer's tensors (without `.weight`/`.bias`).
-pub(crate) struct LayerNames {
-    pub(crate) query: String,
-    pub(crate) key: String,
-    pub(crate) value: String,
-    pub(crate) attention_output: String,
-    pub(crate) attention_norm: String,
-    pub(crate) intermediate: String,
-    pub(crate) output: String,
-    pub(crate) output_norm: String,
+#[derive(Debug, Clone)]
+pub struct LayerNames {
+    /// Attention query projection.
+    pub query: String,
+    /// Attention key projection.
+    pub key: String,
+    /// Attention value projection.
+    pub value: String,
+    /// Attention output projection.
+    pub attention_output: String,
+    /// LayerNorm after attention.
+    pub attention_norm: String,
+    /// Feed-forward up projection.
+    pub intermediate: String,
+    /// Feed-forward down projection.
+    pub output: String,
+    /// LayerNorm after the feed-forward.
+    pub output_norm: String,
+}
+
+impl LayerNames {
+    /// The linear projections, with their names, in layer order.
+    pub fn linears(&self) -> [&str; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
 }
 
 /// Tensor names of a checkpoint: its family's, behind the prefix its head
 /// class adds (`bert.`, `roberta.`, `distilbert.`) or none (as
 /// sentence-transformers saves the bare model).
-pub(crate) struct TensorNames {
+#[derive(Debug, Clone, Copy)]
+pub struct TensorNames {
     family: EncoderFamily,
     prefix: &'static str,
 }
 
 impl TensorNames {
-    pub(crate) fn detect(family: EncoderFamily, weights: &SafetensorsWeights) -> Self {
+    /// The names `weights` uses for a model of `family`.
+    pub fn detect(family: EncoderFamily, weights: &SafetensorsWeights) -> Self {
         let prefix = ["bert.", "roberta.", "distilbert."]
             .into_iter()
             .find(|p| weights.contains(&format!("{p}embeddings.word_embeddings.weight")))
@@ -60,16 +85,22 @@ impl TensorNames {
 
     /// An embedding table's weight: `word_embeddings`, `position_embeddings`,
     /// `token_type_embeddings`.
-    pub(crate) fn embedding(&self, table: &str) -> String {
+    pub fn embedding(&self, table: &str) -> String {
         format!("{}embeddings.{table}.weight", self.prefix)
     }
 
     /// The LayerNorm after the embeddings.
-    pub(crate) fn embeddings_norm(&self) -> String {
+    pub fn embeddings_norm(&self) -> String {
         format!("{}embeddings.LayerNorm", self.prefix)
     }
 
-    pub(crate) fn layer(&self, i: usize) -> LayerNames {
+    /// The family's names as sentence-transformers saves them (no prefix).
+    pub fn bare(family: EncoderFamily) -> Self {
+        Self { family, prefix: "" }
+    }
+
+    /// Layer `i`'s tensor names.
+    pub fn layer(&self, i: usize) -> LayerNames {
         let p = self.prefix;
         match self.family {
             EncoderFamily::Bert | EncoderFamily::Roberta => {

@@ -203,3 +203,38 @@ fn routes_fit_without_a_domains_file_says_to_pass_one() {
     let error = failure(&mdsa_in(&home, &["routes", "fit", "--data", &calibration]));
     assert!(error.contains("--domains"), "{error}");
 }
+
+#[test]
+fn routes_tune_writes_an_encoder_that_the_domains_file_then_routes_with() {
+    skip_if!(encoder_missing());
+    let home = sandbox();
+    let copy = home.path().join("domains.ron");
+    std::fs::write(&copy, success(&mdsa_in(&home, &["domains", "export"]))).unwrap();
+    let copy_arg = copy.to_str().unwrap();
+    let tuned = json(&mdsa_in(
+        &home,
+        &["--domains", copy_arg, "routes", "tune", "--epochs", "3", "--json"],
+    ));
+    let report = &tuned["tune"];
+    let (before, after) = (
+        report["before"].as_f64().unwrap(),
+        report["after"].as_f64().unwrap(),
+    );
+    assert!((0.0..=1.0).contains(&before) && after >= before, "{tuned:#}");
+    assert!(report["heldout"].as_u64().unwrap() >= 8, "{tuned:#}");
+    assert_eq!(report["epochs"].as_array().unwrap().len(), 3, "{tuned:#}");
+    let Some(out) = report["out"].as_str() else {
+        // No epoch beat the base: nothing written, the file untouched.
+        assert!(tuned["domains_file"].is_null(), "{tuned:#}");
+        return;
+    };
+    assert!(out.ends_with("domains-encoder"), "{out}");
+    let file = std::fs::read_to_string(&copy).unwrap();
+    assert!(file.contains("encoder:") && file.contains("domains-encoder"), "{file}");
+    // The domains file now loads the tuned encoder, and it routes.
+    let routed = json(&mdsa_in(
+        &home,
+        &["--domains", copy_arg, "route", "I have a fever and a headache", "--json"],
+    ));
+    assert_eq!(routed["domain"], "medical", "{routed:#}");
+}

@@ -756,6 +756,50 @@ pub fn with_thresholds(text: &str, origin: &str, thresholds: Thresholds) -> Resu
     Ok((file.to_ron()?, false))
 }
 
+/// Points a domains file's router at `encoder` (a model reference: a Hub id or
+/// a directory). Like [`write_thresholds`], only the value changes when the
+/// file has an `encoder:` or a `router: (` to put it in; otherwise it is
+/// re-serialised. Returns whether the text was patched in place.
+pub fn write_encoder(path: impl AsRef<Path>, encoder: &str) -> Result<bool> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| DomainError::io(path, e))?;
+    let (updated, patched) = with_encoder(&text, &path.display().to_string(), encoder)?;
+    std::fs::write(path, updated).map_err(|e| DomainError::io(path, e))?;
+    Ok(patched)
+}
+
+/// The text of a domains file with its router's encoder set (see [`write_encoder`]).
+pub fn with_encoder(text: &str, origin: &str, encoder: &str) -> Result<(String, bool)> {
+    let mut file = DomainsFile::parse(text, origin)?;
+    file.router.encoder = Some(encoder.to_string());
+    let quoted = serde_json::to_string(encoder).unwrap_or_default();
+    let existing = regex::Regex::new(r#"\bencoder\s*:\s*(Some\()?"(?:[^"\\]|\\.)*"\)?"#)
+        .expect("a valid pattern");
+    let router = regex::Regex::new(r"\brouter\s*:\s*\(").expect("a valid pattern");
+    let candidates = [
+        (existing.find_iter(text).count() == 1).then(|| {
+            existing
+                .replace(text, format!("encoder: {quoted}").as_str())
+                .into_owned()
+        }),
+        (router.find_iter(text).count() == 1).then(|| {
+            router
+                .replace(
+                    text,
+                    format!("router: (\n        encoder: {quoted},").as_str(),
+                )
+                .into_owned()
+        }),
+    ];
+    // Keep a patch only if it reads back as exactly the intended file.
+    for patched in candidates.into_iter().flatten() {
+        if DomainsFile::parse(&patched, origin).ok().as_ref() == Some(&file) {
+            return Ok((patched, true));
+        }
+    }
+    Ok((file.to_ron()?, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,6 +997,25 @@ mod tests {
         assert_eq!((thinned[0], thinned[255]), (0.0, 999.0));
         assert!(thinned.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(thin(vec![0.0, 0.5], 256), [0.0, 0.5]);
+    }
+
+    #[test]
+    fn the_encoder_is_set_in_place_keeping_comments() {
+        let with_router = "// keep\n(\n    router: (min_score: 0.3), // me\n    domains: [(id: \"a\", name: \"A\", examples: [\"x\"])],\n)\n";
+        let (out, patched) = with_encoder(with_router, "f.ron", "/m/tuned").unwrap();
+        assert!(patched && out.contains("// me"), "{out}");
+        let file = DomainsFile::parse(&out, "f.ron").unwrap();
+        assert_eq!(file.router.encoder.as_deref(), Some("/m/tuned"));
+        assert_eq!(file.router.min_score, 0.3);
+        // Set again: the value is replaced, not added.
+        let (again, patched) = with_encoder(&out, "f.ron", "/m/other").unwrap();
+        assert!(patched && !again.contains("/m/tuned"), "{again}");
+        // No router section: re-serialised.
+        let bare = "(domains: [(id: \"a\", name: \"A\", examples: [\"x\"])])";
+        let (out, patched) = with_encoder(bare, "f.ron", "/m/tuned").unwrap();
+        assert!(!patched);
+        let file = DomainsFile::parse(&out, "f.ron").unwrap();
+        assert_eq!(file.router.encoder.as_deref(), Some("/m/tuned"));
     }
 
     #[test]

@@ -189,6 +189,15 @@ impl MdsaBuilder {
         for domain in self.extra_domains {
             domains.insert(domain)?;
         }
+        // A domains file may name its own encoder (`mdsa routes tune` points
+        // it at the tuned one): it replaces the source of the router's encoder.
+        let mut config = config;
+        if let Some(source) = domains.router_config().encoder.clone() {
+            let encoder = config.encoder.clone();
+            if let Some(spec) = config.models.iter_mut().find(|m| m.id == encoder) {
+                spec.source = source;
+            }
+        }
 
         let bus = self.bus.unwrap_or_default();
         let metrics = MetricsCollector::default();

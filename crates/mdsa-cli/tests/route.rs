@@ -213,14 +213,25 @@ fn routes_tune_writes_an_encoder_that_the_domains_file_then_routes_with() {
     let copy_arg = copy.to_str().unwrap();
     let tuned = json(&mdsa_in(
         &home,
-        &["--domains", copy_arg, "routes", "tune", "--epochs", "3", "--json"],
+        &[
+            "--domains",
+            copy_arg,
+            "routes",
+            "tune",
+            "--epochs",
+            "3",
+            "--json",
+        ],
     ));
     let report = &tuned["tune"];
     let (before, after) = (
         report["before"].as_f64().unwrap(),
         report["after"].as_f64().unwrap(),
     );
-    assert!((0.0..=1.0).contains(&before) && after >= before, "{tuned:#}");
+    assert!(
+        (0.0..=1.0).contains(&before) && after >= before,
+        "{tuned:#}"
+    );
     assert!(report["heldout"].as_u64().unwrap() >= 8, "{tuned:#}");
     assert_eq!(report["epochs"].as_array().unwrap().len(), 3, "{tuned:#}");
     let Some(out) = report["out"].as_str() else {
@@ -230,11 +241,20 @@ fn routes_tune_writes_an_encoder_that_the_domains_file_then_routes_with() {
     };
     assert!(out.ends_with("domains-encoder"), "{out}");
     let file = std::fs::read_to_string(&copy).unwrap();
-    assert!(file.contains("encoder:") && file.contains("domains-encoder"), "{file}");
+    assert!(
+        file.contains("encoder:") && file.contains("domains-encoder"),
+        "{file}"
+    );
     // The domains file now loads the tuned encoder, and it routes.
     let routed = json(&mdsa_in(
         &home,
-        &["--domains", copy_arg, "route", "I have a fever and a headache", "--json"],
+        &[
+            "--domains",
+            copy_arg,
+            "route",
+            "I have a fever and a headache",
+            "--json",
+        ],
     ));
     assert_eq!(routed["domain"], "medical", "{routed:#}");
 }

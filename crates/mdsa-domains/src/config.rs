@@ -54,6 +54,11 @@ pub struct DomainConfig {
     /// What to do when an answer fails validation.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// This domain's own `min_score`, used instead of the router's when it is
+    /// the best domain (`mdsa routes fit --per-domain` sets it where a domain's
+    /// scores sit apart from the others').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f32>,
 }
 
 fn default_template() -> String {
@@ -89,6 +94,7 @@ impl DomainConfig {
             validation: ValidationRules::default(),
             timeout_secs: default_timeout_secs(),
             retry: RetryPolicy::default(),
+            min_score: None,
         }
     }
 
@@ -213,6 +219,11 @@ impl DomainConfig {
                 "prompt_template",
                 format!("must contain {{query}}, found {:?}", self.prompt_template),
             );
+        }
+        if let Some(min_score) = self.min_score
+            && !min_score.is_finite()
+        {
+            return err("min_score", format!("must be a number, found {min_score}"));
         }
         if !(self.timeout_secs > 0.0 && self.timeout_secs.is_finite()) {
             return err(

@@ -456,6 +456,18 @@ pub struct FitReport {
     pub previous_accuracy: f64,
     /// Queries fitted on.
     pub total: usize,
+    /// Domains given their own `min_score` ([`fit_per_domain`]); empty for one
+    /// threshold for all.
+    pub per_domain: Vec<DomainMinScore>,
+}
+
+/// A domain's own `min_score`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainMinScore {
+    /// The domain.
+    pub domain: String,
+    /// Its threshold.
+    pub min_score: f32,
 }
 
 impl fmt::Display for FitReport {
@@ -472,8 +484,34 @@ impl fmt::Display for FitReport {
             self.macro_f1,
             self.previous_accuracy,
             self.accuracy
-        )
+        )?;
+        for own in &self.per_domain {
+            write!(f, "; {} min_score {:.4}", own.domain, own.min_score)?;
+        }
+        Ok(())
     }
+}
+
+/// The report of `scored` routed with `thresholds`, and `own` per-domain
+/// `min_score`s for the queries whose best domain has one.
+fn report_with(
+    domains: &[&str],
+    scored: &[ScoredQuery],
+    thresholds: Thresholds,
+    own: &[DomainMinScore],
+) -> EvalReport {
+    let pairs: Vec<(Option<&str>, Option<&str>)> = scored
+        .iter()
+        .map(|q| {
+            let mut t = thresholds;
+            if let Some(o) = own.iter().find(|o| o.domain == q.best) {
+                t.min_score = o.min_score;
+            }
+            let predicted = t.accepts(q.score, q.confidence).then_some(q.best.as_str());
+            (q.expected.as_deref(), predicted)
+        })
+        .collect();
+    report(domains, &pairs, &[], thresholds)
 }
 
 /// One routed query, reduced to what thresholds act on.
@@ -493,6 +531,12 @@ pub struct ScoredQuery {
 /// abstention) on labelled data. Each query is routed once; thresholds are then
 /// tried on the recorded scores.
 pub fn fit(router: &Router, data: &[LabelledQuery]) -> Result<FitReport> {
+    fit_with(router, data, false)
+}
+
+/// [`fit`], and with `per_domain` [`fit_per_domain`] after it. The figures
+/// before fitting are the router's as it is, its domains' own thresholds included.
+pub fn fit_with(router: &Router, data: &[LabelledQuery], per_domain: bool) -> Result<FitReport> {
     check_labels(router, data)?;
     // In batches: only the scores matter here, not each query's latency.
     let texts: Vec<&str> = data.iter().map(|q| q.text.as_str()).collect();
@@ -510,11 +554,25 @@ pub fn fit(router: &Router, data: &[LabelledQuery]) -> Result<FitReport> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(fit_scores(
-        &router.domain_ids(),
-        &scored,
-        router.thresholds(),
-    ))
+    let domains = router.domain_ids();
+    let mut fitted = fit_scores(&domains, &scored, router.thresholds());
+    if per_domain {
+        fitted = fit_per_domain(&domains, &scored, fitted);
+    }
+    let own: Vec<DomainMinScore> = router
+        .domain_min_scores()
+        .into_iter()
+        .filter_map(|(domain, s)| {
+            s.map(|min_score| DomainMinScore {
+                domain: domain.to_string(),
+                min_score,
+            })
+        })
+        .collect();
+    let before = report_with(&domains, &scored, router.thresholds(), &own);
+    fitted.previous_macro_f1 = before.macro_f1;
+    fitted.previous_accuracy = before.accuracy;
+    Ok(fitted)
 }
 
 /// Candidate thresholds: below every value, and midway between neighbours, so a
@@ -612,16 +670,7 @@ impl RunningConfusion {
 /// confidence candidates (at most [`MAX_CONFIDENCE_CANDIDATES`]), where
 /// re-evaluating every pair of thresholds was O(n³).
 pub fn fit_scores(domains: &[&str], scored: &[ScoredQuery], previous: Thresholds) -> FitReport {
-    let evaluate = |t: Thresholds| {
-        let pairs: Vec<(Option<&str>, Option<&str>)> = scored
-            .iter()
-            .map(|q| {
-                let predicted = t.accepts(q.score, q.confidence).then_some(q.best.as_str());
-                (q.expected.as_deref(), predicted)
-            })
-            .collect();
-        report(domains, &pairs, &[], t)
-    };
+    let evaluate = |t: Thresholds| report_with(domains, scored, t, &[]);
     let none = domains.len();
     let index = |label: Option<&str>| {
         label
@@ -698,6 +747,92 @@ pub fn fit_scores(domains: &[&str], scored: &[ScoredQuery], previous: Thresholds
         previous_macro_f1: before.macro_f1,
         previous_accuracy: before.accuracy,
         total: scored.len(),
+        per_domain: Vec::new(),
+    }
+}
+
+/// Adds per-domain `min_score`s to a fit of one threshold for all: for each
+/// domain in turn, the queries whose best domain it is are swept as
+/// [`fit_scores`] sweeps them all, the others held as they are, and the domain
+/// keeps its own threshold only where that raises macro F1 (ties: the
+/// threshold nearest the shared one). Each domain costs one pass over the
+/// queries and a sort of its own.
+pub fn fit_per_domain(domains: &[&str], scored: &[ScoredQuery], fitted: FitReport) -> FitReport {
+    let shared = fitted.thresholds;
+    let none = domains.len();
+    let index = |label: Option<&str>| {
+        label
+            .and_then(|l| domains.iter().position(|d| *d == l))
+            .unwrap_or(none)
+    };
+    let mut own: Vec<DomainMinScore> = Vec::new();
+    let mut best_f1 = report_with(domains, scored, shared, &own).macro_f1;
+    for &domain in domains {
+        // Every other query as the thresholds so far decide it; this domain's
+        // queries below every candidate, so that only confidence abstains.
+        let mut confusion = RunningConfusion::new(none + 1);
+        let mut mine: Vec<(f32, f32, usize, usize)> = Vec::new();
+        for q in scored {
+            let (expected, best) = (index(q.expected.as_deref()), index(Some(&q.best)));
+            if q.best == domain {
+                mine.push((q.score, q.confidence, expected, best));
+                let accepted = q.confidence >= shared.min_confidence;
+                confusion.add(expected, if accepted { best } else { none });
+            } else {
+                let mut t = shared;
+                if let Some(o) = own.iter().find(|o| o.domain == q.best) {
+                    t.min_score = o.min_score;
+                }
+                let accepted = t.accepts(q.score, q.confidence);
+                confusion.add(expected, if accepted { best } else { none });
+            }
+        }
+        if mine.is_empty() {
+            continue;
+        }
+        mine.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let floor = mine[0].0 - 1e-3;
+        let mut chosen: Option<(f64, f32)> = None;
+        let mut passed = 0;
+        for candidate in candidates(mine.iter().map(|q| q.0).collect(), floor) {
+            while let Some(&(score, confidence, expected, best)) = mine.get(passed)
+                && score < candidate
+            {
+                if confidence >= shared.min_confidence {
+                    confusion.remove(expected, best);
+                    confusion.add(expected, none);
+                }
+                passed += 1;
+            }
+            let (f1, _) = confusion.macro_f1_and_accuracy();
+            let better = match chosen {
+                None => true,
+                Some((f, c)) => {
+                    f1 > f + 1e-12
+                        || ((f1 - f).abs() <= 1e-12
+                            && (candidate - shared.min_score).abs() < (c - shared.min_score).abs())
+                }
+            };
+            if better {
+                chosen = Some((f1, candidate));
+            }
+        }
+        if let Some((f1, min_score)) = chosen
+            && f1 > best_f1 + 1e-12
+        {
+            best_f1 = f1;
+            own.push(DomainMinScore {
+                domain: domain.to_string(),
+                min_score: round4(min_score),
+            });
+        }
+    }
+    let after = report_with(domains, scored, shared, &own);
+    FitReport {
+        macro_f1: after.macro_f1,
+        accuracy: after.accuracy,
+        per_domain: own,
+        ..fitted
     }
 }
 
@@ -748,6 +883,75 @@ pub fn with_thresholds(text: &str, origin: &str, thresholds: Thresholds) -> Resu
         }
         let number = hits[0].get(1).map(|m| m.range()).unwrap_or_default();
         patched.replace_range(number, &format!("{value:?}"));
+    }
+    // Keep the patch only if it reads back as exactly the intended file.
+    if ok && DomainsFile::parse(&patched, origin).ok().as_ref() == Some(&file) {
+        return Ok((patched, true));
+    }
+    Ok((file.to_ron()?, false))
+}
+
+/// The comment that marks a domain's own `min_score` as written by
+/// [`write_domain_min_scores`], so that the next fit replaces it.
+const PER_DOMAIN_MARK: &str = "// per-domain, set by routes fit";
+
+/// Writes each domain's own `min_score` into a domains file, and removes it
+/// from every domain not in `own` (a fit with one threshold for all clears
+/// them). Lines are added after each domain's `id` and marked with a comment,
+/// so comments and layout survive; a file that cannot be patched so is
+/// re-serialised. Returns whether the text was patched in place.
+pub fn write_domain_min_scores(path: impl AsRef<Path>, own: &[DomainMinScore]) -> Result<bool> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| DomainError::io(path, e))?;
+    let (updated, patched) = with_domain_min_scores(&text, &path.display().to_string(), own)?;
+    if updated != text {
+        std::fs::write(path, updated).map_err(|e| DomainError::io(path, e))?;
+    }
+    Ok(patched)
+}
+
+/// The text of a domains file with per-domain `min_score`s (see [`write_domain_min_scores`]).
+pub fn with_domain_min_scores(
+    text: &str,
+    origin: &str,
+    own: &[DomainMinScore],
+) -> Result<(String, bool)> {
+    let mut file = DomainsFile::parse(text, origin)?;
+    for domain in &mut file.domains {
+        domain.min_score = own
+            .iter()
+            .find(|o| o.domain == domain.id)
+            .map(|o| o.min_score);
+    }
+    let marked = regex::Regex::new(&format!(
+        r"(?m)^[ \t]*min_score\s*:[^\n]*{}[ \t]*\n",
+        regex::escape(PER_DOMAIN_MARK)
+    ))
+    .expect("a valid pattern");
+    let mut patched = marked.replace_all(text, "").into_owned();
+    let mut ok = true;
+    for o in own {
+        let id = regex::Regex::new(&format!(
+            r#"(?m)^([ \t]*)id\s*:\s*"{}"\s*,[ \t]*\n"#,
+            regex::escape(&o.domain)
+        ))
+        .expect("a valid pattern");
+        let hits: Vec<_> = id.captures_iter(&patched).collect();
+        let [hit] = hits.as_slice() else {
+            ok = false;
+            break;
+        };
+        let (whole, indent) = (
+            hit.get(0).map(|m| m.range()),
+            hit.get(1).map(|m| m.as_str()),
+        );
+        let (Some(whole), Some(indent)) = (whole, indent) else {
+            ok = false;
+            break;
+        };
+        let line = format!("{indent}min_score: {:?}, {PER_DOMAIN_MARK}\n", o.min_score);
+        let end = whole.end;
+        patched.insert_str(end, &line);
     }
     // Keep the patch only if it reads back as exactly the intended file.
     if ok && DomainsFile::parse(&patched, origin).ok().as_ref() == Some(&file) {
@@ -997,6 +1201,79 @@ mod tests {
         assert_eq!((thinned[0], thinned[255]), (0.0, 999.0));
         assert!(thinned.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(thin(vec![0.0, 0.5], 256), [0.0, 0.5]);
+    }
+
+    #[test]
+    fn a_domain_whose_scores_sit_lower_gets_its_own_threshold() {
+        // b's in-domain queries score below a's out-of-domain ones: no single
+        // threshold separates both.
+        let scored = [
+            q(Some("a"), "a", 0.70, 0.9),
+            q(Some("a"), "a", 0.60, 0.9),
+            q(None, "a", 0.40, 0.9),
+            q(None, "a", 0.45, 0.9),
+            q(Some("b"), "b", 0.35, 0.9),
+            q(Some("b"), "b", 0.38, 0.9),
+            q(None, "b", 0.20, 0.9),
+            q(None, "b", 0.15, 0.9),
+        ];
+        let shared = fit_scores(&["a", "b"], &scored, Thresholds::NEVER_ABSTAIN);
+        assert!(shared.accuracy < 1.0, "{shared}");
+        let own = fit_per_domain(&["a", "b"], &scored, shared.clone());
+        assert_eq!(own.accuracy, 1.0, "{own}");
+        assert!(!own.per_domain.is_empty(), "{own}");
+        let decide = |q: &ScoredQuery| {
+            let mut t = own.thresholds;
+            if let Some(o) = own.per_domain.iter().find(|o| o.domain == q.best) {
+                t.min_score = o.min_score;
+            }
+            t.accepts(q.score, q.confidence)
+        };
+        assert!(
+            scored.iter().all(|q| decide(q) == q.expected.is_some()),
+            "{own}"
+        );
+        // Where one threshold already separates everything, none is added.
+        let easy = [
+            q(Some("a"), "a", 0.7, 0.9),
+            q(None, "a", 0.2, 0.9),
+            q(Some("b"), "b", 0.6, 0.9),
+        ];
+        let shared = fit_scores(&["a", "b"], &easy, Thresholds::NEVER_ABSTAIN);
+        assert!(
+            fit_per_domain(&["a", "b"], &easy, shared)
+                .per_domain
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn per_domain_thresholds_are_written_marked_and_replaced() {
+        let text = "// keep\n(\n    domains: [\n        (\n            id: \"a\",\n            name: \"A\", // and me\n            examples: [\"x\"],\n        ),\n        (\n            id: \"b\",\n            name: \"B\",\n            examples: [\"y\"],\n        ),\n    ],\n)\n";
+        let own = [DomainMinScore {
+            domain: "b".into(),
+            min_score: 0.275,
+        }];
+        let (out, patched) = with_domain_min_scores(text, "f.ron", &own).unwrap();
+        assert!(patched && out.contains("// and me"), "{out}");
+        let file = DomainsFile::parse(&out, "f.ron").unwrap();
+        assert_eq!(
+            (file.domains[0].min_score, file.domains[1].min_score),
+            (None, Some(0.275))
+        );
+        // A new fit replaces it; a fit with none clears it.
+        let own = [DomainMinScore {
+            domain: "a".into(),
+            min_score: 0.5,
+        }];
+        let (out, _) = with_domain_min_scores(&out, "f.ron", &own).unwrap();
+        let file = DomainsFile::parse(&out, "f.ron").unwrap();
+        assert_eq!(
+            (file.domains[0].min_score, file.domains[1].min_score),
+            (Some(0.5), None)
+        );
+        let (out, patched) = with_domain_min_scores(&out, "f.ron", &[]).unwrap();
+        assert!(patched && !out.contains("min_score"), "{out}");
     }
 
     #[test]

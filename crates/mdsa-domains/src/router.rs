@@ -144,6 +144,8 @@ struct DomainIndex {
     examples: Range<usize>,
     description: Option<Arc<[f32]>>,
     keywords: KeywordSet,
+    /// The domain's own `min_score`, if it has one.
+    min_score: Option<f32>,
 }
 
 /// Every domain's example vectors in one contiguous row-major matrix, with
@@ -262,6 +264,7 @@ impl Router {
                 examples: examples.push(&domain.examples, &vectors),
                 description,
                 keywords: KeywordSet::new(&domain.keywords),
+                min_score: domain.min_score,
             });
         }
         if cache.stats().misses > misses_before {
@@ -312,6 +315,27 @@ impl Router {
     /// The current abstention thresholds.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds::of(&self.config)
+    }
+
+    /// The thresholds a query whose best domain is `domain` is held to: the
+    /// router's, with the domain's own `min_score` if it has one.
+    pub fn thresholds_for(&self, domain: Option<&str>) -> Thresholds {
+        let mut thresholds = self.thresholds();
+        if let Some(own) = domain
+            .and_then(|id| self.domains.iter().find(|d| d.id == id))
+            .and_then(|d| d.min_score)
+        {
+            thresholds.min_score = own;
+        }
+        thresholds
+    }
+
+    /// The domains' own `min_score`s (`None`: the router's), in registry order.
+    pub fn domain_min_scores(&self) -> Vec<(&str, Option<f32>)> {
+        self.domains
+            .iter()
+            .map(|d| (d.id.as_str(), d.min_score))
+            .collect()
     }
 
     /// Changes the abstention thresholds (no re-embedding needed).
@@ -397,7 +421,7 @@ impl Router {
         let outcome = outcome(
             &scores,
             confidence,
-            self.thresholds(),
+            self.thresholds_for(scores.first().map(|s| s.domain.as_str())),
             self.fallback.as_deref(),
         );
         RouteDecision {

@@ -62,7 +62,9 @@ pub mod domains {
     pub use mdsa_domains::dataset::{
         LabelledSplit, SplitDomain, default_outputs, split_labelled, write_jsonl,
     };
-    pub use mdsa_domains::eval::{write_encoder, write_thresholds};
+    pub use mdsa_domains::eval::{
+        DomainMinScore, fit_with, write_domain_min_scores, write_encoder, write_thresholds,
+    };
     pub use mdsa_domains::{
         DomainConfig, DomainError, DomainRegistry, DomainsFile, EvalReport, FitReport,
         LabelledQuery, RetryPolicy, RouteDecision, RouterConfig, Thresholds, ValidationFailure,

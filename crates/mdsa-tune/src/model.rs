@@ -9,10 +9,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdsa_models::Pooling;
-use mdsa_models::arch::bert::{BertConfig, TensorNames};
+use mdsa_models::arch::bert::{BertConfig, TensorNames, self_attention};
 use mdsa_models::weights::SafetensorsWeights;
 
 use crate::error::Result;
@@ -245,17 +245,13 @@ impl Encoder {
 
 impl Layer {
     fn forward(&self, x: Tensor<3>, mask: Tensor<4>, heads: usize) -> Tensor<3> {
-        let [batch, seq, hidden] = x.dims();
-        let head_dim = hidden / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt()) + mask;
-        let context = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
+        let context = self_attention(
+            self.query.forward(x.clone()),
+            self.key.forward(x.clone()),
+            self.value.forward(x.clone()),
+            Some(mask),
+            heads,
+        );
         let attended = self
             .attention_norm
             .forward(self.attention_output.forward(context) + x);

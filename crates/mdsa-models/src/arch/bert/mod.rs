@@ -323,20 +323,13 @@ impl BertLayer {
         mask: Option<Tensor<4>>,
         heads: usize,
     ) -> Result<Tensor<3>, ModelError> {
-        let [batch, seq, hidden] = x.dims();
-        let head_dim = hidden / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward3(x.clone())?);
-        let k = split(self.key.forward3(x.clone())?);
-        let v = split(self.value.forward3(x.clone())?);
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
-        if let Some(mask) = mask {
-            scores = scores + mask;
-        }
-        let context = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
+        let context = self_attention(
+            self.query.forward3(x.clone())?,
+            self.key.forward3(x.clone())?,
+            self.value.forward3(x.clone())?,
+            mask,
+            heads,
+        );
         let attended = self
             .attention_norm
             .forward(self.attention_output.forward3(context)? + x);
@@ -345,4 +338,29 @@ impl BertLayer {
             .forward3(gelu(self.intermediate.forward3(attended.clone())?))?;
         Ok(self.output_norm.forward(fed + attended))
     }
+}
+
+/// Multi-head scaled dot-product attention over `[batch, seq, hidden]`
+/// projections, with an additive `[batch, 1, 1, seq]` padding mask; the
+/// heads' contexts concatenated back to `[batch, seq, hidden]`. Shared by the
+/// inference modules and mdsa-tune's trainable ones.
+pub fn self_attention(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: Option<Tensor<4>>,
+    heads: usize,
+) -> Tensor<3> {
+    let [batch, seq, hidden] = q.dims();
+    let head_dim = hidden / heads;
+    let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+    let (q, k, v) = (split(q), split(k), split(v));
+    let mut scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt());
+    if let Some(mask) = mask {
+        scores = scores + mask;
+    }
+    softmax(scores, 3)
+        .matmul(v)
+        .swap_dims(1, 2)
+        .reshape([batch, seq, hidden])
 }

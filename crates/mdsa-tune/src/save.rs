@@ -68,7 +68,13 @@ pub(crate) fn write_model(
     out: &Path,
     report: &TuneReport,
 ) -> Result<()> {
-    if out == base {
+    // Compared as the filesystem resolves them: a relative `out` may name
+    // the base directory itself (tuning a tuned model again).
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(out, base) {
         return Err(TuneError::Write {
             path: out.to_path_buf(),
             message: "the tuned model must not overwrite the model it was tuned from".into(),

@@ -201,6 +201,36 @@ fn bad_settings_and_untunable_models_are_named() {
         .join("../mdsa-models/tests/fixtures/encoders/xlm-roberta-max");
     let error = tune(&max_pooling, &data, 3, &options(), out.path(), &mut |_| {}).unwrap_err();
     assert!(error.to_string().contains("Max"), "{error}");
+    // Tuning into the directory of the model being tuned is refused, however named.
+    let copy = out.path().join("base");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+    ] {
+        std::fs::copy(minilm().join(file), copy.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(copy.join("1_Pooling")).unwrap();
+    std::fs::copy(
+        minilm().join("1_Pooling/config.json"),
+        copy.join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    let same = out.path().join("base/../base");
+    let tiny = TuneOptions {
+        epochs: 1,
+        ..options()
+    };
+    let error = tune(&copy, &data, 3, &tiny, &same, &mut |_| {}).unwrap_err();
+    assert!(error.to_string().contains("must not overwrite"), "{error}");
+    assert!(
+        std::fs::metadata(copy.join("model.safetensors"))
+            .unwrap()
+            .len()
+            > 1_000_000
+    );
     let one_label: Vec<LabelledText> = data.iter().filter(|t| t.label == 0).cloned().collect();
     let error = tune(
         &minilm(),

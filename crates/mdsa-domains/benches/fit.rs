@@ -7,19 +7,16 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use mdsa_domains::Thresholds;
 use mdsa_domains::eval::{ScoredQuery, fit_scores};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 const DOMAINS: [&str; 10] = ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9"];
 
 /// `n` queries: a fifth out of domain, in-domain ones scoring higher and mostly
-/// routed right, from a fixed linear congruential generator.
+/// routed right, from a seeded generator.
 fn queries(n: usize) -> Vec<ScoredQuery> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut next = move || rng.random::<f32>();
     (0..n)
         .map(|_| {
             let label = (next() * 12.0) as usize;

@@ -12,7 +12,7 @@ use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use mdsa_models::Pooling;
-use mdsa_models::arch::bert::{BertConfig, TensorNames, self_attention};
+use mdsa_models::arch::bert::{BertConfig, TensorNames, self_attention, single_segment_positions};
 use mdsa_models::weights::SafetensorsWeights;
 
 use crate::error::Result;
@@ -130,20 +130,7 @@ impl Embeddings {
             [config.vocab_size, h],
             device,
         )?;
-        let mut position = weights.read_f32(
-            &names.embedding("position_embeddings"),
-            &[config.max_position_embeddings, h],
-        )?;
-        position.drain(..config.position_offset() * h);
-        if config.token_types() > 0 {
-            let types = weights.read_f32(
-                &names.embedding("token_type_embeddings"),
-                &[config.token_types(), h],
-            )?;
-            for row in position.chunks_exact_mut(h) {
-                row.iter_mut().zip(&types[..h]).for_each(|(p, t)| *p += t);
-            }
-        }
+        let position = single_segment_positions(config, weights, names)?;
         let rows = position.len() / h;
         Ok(Self {
             word,

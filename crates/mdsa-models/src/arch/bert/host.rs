@@ -80,20 +80,9 @@ impl HostBert {
     ) -> Result<Self, ModelError> {
         let names = TensorNames::detect(config.family(), weights);
         let h = config.hidden_size;
-        let embedding =
-            |table: &str, rows: usize| weights.read_f32(&names.embedding(table), &[rows, h]);
-        let word = embedding("word_embeddings", config.vocab_size)?;
-        let mut position = embedding("position_embeddings", config.max_position_embeddings)?;
-        // RoBERTa's positions start past the padding id's row.
-        position.drain(..config.position_offset() * h);
-        if config.token_types() > 0 {
-            let token_types = embedding("token_type_embeddings", config.token_types())?;
-            for row in position.chunks_exact_mut(h) {
-                row.iter_mut()
-                    .zip(&token_types[..h])
-                    .for_each(|(p, t)| *p += t);
-            }
-        }
+        let word =
+            weights.read_f32(&names.embedding("word_embeddings"), &[config.vocab_size, h])?;
+        let position = super::single_segment_positions(config, weights, &names)?;
         let norm = |prefix: &str| -> Result<Norm, ModelError> {
             let (weight, bias) = weights.layer_norm_values(prefix, h)?;
             Ok(Norm { weight, bias })

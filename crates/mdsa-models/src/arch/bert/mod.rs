@@ -340,6 +340,32 @@ impl BertLayer {
     }
 }
 
+/// The position table from position 0 (RoBERTa's offset rows dropped) with
+/// token type 0's embedding added, `[max_tokens, hidden]` row after row: every
+/// input is one segment, so position and type fold into one lookup.
+pub fn single_segment_positions(
+    config: &BertConfig,
+    weights: &SafetensorsWeights,
+    names: &TensorNames,
+) -> Result<Vec<f32>, ModelError> {
+    let h = config.hidden_size;
+    let mut position = weights.read_f32(
+        &names.embedding("position_embeddings"),
+        &[config.max_position_embeddings, h],
+    )?;
+    position.drain(..config.position_offset() * h);
+    if config.token_types() > 0 {
+        let types = weights.read_f32(
+            &names.embedding("token_type_embeddings"),
+            &[config.token_types(), h],
+        )?;
+        for row in position.chunks_exact_mut(h) {
+            row.iter_mut().zip(&types[..h]).for_each(|(p, t)| *p += t);
+        }
+    }
+    Ok(position)
+}
+
 /// Multi-head scaled dot-product attention over `[batch, seq, hidden]`
 /// projections, with an additive `[batch, 1, 1, seq]` padding mask; the
 /// heads' contexts concatenated back to `[batch, seq, hidden]`. Shared by the

@@ -37,6 +37,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
         "xtask",
         "--exclude",
         "mdsa-backend-command",
+        "--exclude",
+        "mdsa-py",
         "--no-verify",
         "--locked",
     ]);
@@ -87,6 +89,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
 
     // Every example builds; those that finish in seconds run and are checked.
     crate::examples::run()?;
+
+    // The Python package: built by maturin, installed in a fresh venv, tested
+    // with pytest on the fetched models (with the examples in examples/python).
+    crate::wheel::run(&crate::wheel::WheelArgs::default())?;
 
     // nextest does not run doc tests.
     let mut doc = cargo();

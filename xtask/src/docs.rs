@@ -238,6 +238,7 @@ const PAGES: &[&str] = &[
     "docs/models.md",
     "docs/domains.md",
     "docs/architecture.md",
+    "docs/python.md",
 ];
 
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to `-`.

@@ -19,6 +19,7 @@ mod fuzz;
 mod gpu_check;
 mod loadtest;
 mod openai_client;
+mod wheel;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,8 @@ enum Task {
     GpuCheck(gpu_check::GpuCheckArgs),
     Loadtest(loadtest::LoadtestArgs),
     Soak(loadtest::soak::SoakArgs),
+    /// Build the `mdsa` Python wheel (maturin), install it in a fresh venv and run its tests.
+    Wheel(wheel::WheelArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Some(Task::Fuzz(args)) => fuzz::run(&args),
         Some(Task::Loadtest(args)) => loadtest::run(&args),
         Some(Task::Soak(args)) => loadtest::soak::run(&args),
+        Some(Task::Wheel(args)) => wheel::run(&args),
         None => Cli::command().print_help().map_err(anyhow::Error::from),
     };
     match result {
@@ -117,6 +121,7 @@ mod tests {
                 "gpu-check",
                 "loadtest",
                 "soak",
+                "wheel",
             ] {
                 assert!(help.contains(task), "{args:?}: no {task} in\n{help}");
             }

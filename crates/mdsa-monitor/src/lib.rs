@@ -81,6 +81,7 @@ mod logger;
 mod metrics;
 mod models;
 mod prometheus;
+mod query;
 mod record;
 mod sink;
 
@@ -94,6 +95,7 @@ pub use metrics::{
     NONE_LABEL, Observation, StatusCounts,
 };
 pub use models::{ModelMetrics, ModelMetricsSnapshot, ModelResidency, ModelServing};
+pub use query::{LogQuery, LogQueryError};
 pub use record::{LatencyBreakdown, RequestRecord, RequestStatus, query_sha256};
 pub use sink::{SinkConfig, read_jsonl, read_jsonl_with_rotations, rotated_path};
 

@@ -112,9 +112,9 @@ pub mod monitor {
 
     pub use mdsa_monitor::{
         Counter, ExportFormat, Gauge, GroupSnapshot, LabelledCounter, LatencyBreakdown,
-        LatencySummary, LogFilter, MetricsCollector, MetricsSnapshot, ModelMetricsSnapshot,
-        MonitorError, RequestLogger, RequestRecord, RequestStatus, StatusCounts,
-        read_jsonl_with_rotations, read_records, write_records,
+        LatencySummary, LogFilter, LogQuery, LogQueryError, MetricsCollector, MetricsSnapshot,
+        ModelMetricsSnapshot, MonitorError, RequestLogger, RequestRecord, RequestStatus,
+        StatusCounts, read_jsonl_with_rotations, read_records, write_records,
     };
 }
 

@@ -1,15 +1,11 @@
 //! What operators and their tools read: health, readiness, Prometheus
 //! metrics, the request log, and the live figures behind the dashboard.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use mdsa::monitor::{ExportFormat, LogFilter, RequestStatus};
-use serde::Deserialize;
+use mdsa::monitor::{ExportFormat, LogQuery, LogQueryError};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -53,23 +49,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         .into_response())
 }
 
-/// The query string of `GET /v1/logs`, the same filters as `mdsa logs`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LogQuery {
-    domain: Option<String>,
-    status: Option<String>,
-    text: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    min_ms: Option<f64>,
-    max_ms: Option<f64>,
-    #[serde(default)]
-    offset: usize,
-    limit: Option<usize>,
-    format: Option<String>,
-}
-
 /// Records one `GET /v1/logs` returns unless `limit` says otherwise.
 const DEFAULT_LOG_LIMIT: usize = 100;
 
@@ -79,39 +58,11 @@ pub(crate) async fn logs(
     State(state): State<AppState>,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query string", e.body_text()))?;
-    let format: ExportFormat = match query.format.as_deref() {
-        None => ExportFormat::Json,
-        Some(f) => f
-            .parse()
-            .map_err(|e| ApiError::invalid("format", format!("{e}")))?,
-    };
-    let mut filter = LogFilter::new().offset(query.offset);
-    filter = filter.limit(query.limit.unwrap_or(DEFAULT_LOG_LIMIT));
-    if let Some(domain) = query.domain {
-        filter = filter.domain(domain);
-    }
-    if let Some(status) = query.status {
-        let status: RequestStatus = status
-            .parse()
-            .map_err(|e| ApiError::invalid("status", format!("{e}")))?;
-        filter = filter.status(status);
-    }
-    if let Some(text) = query.text {
-        filter = filter.text(text);
-    }
-    if let Some(since) = query.since {
-        filter = filter.since(timestamp("since", &since)?);
-    }
-    if let Some(until) = query.until {
-        filter = filter.until(timestamp("until", &until)?);
-    }
-    if let Some(ms) = query.min_ms {
-        filter = filter.min_total(millis("min_ms", ms)?);
-    }
-    if let Some(ms) = query.max_ms {
-        filter = filter.max_total(millis("max_ms", ms)?);
-    }
+    let Query(mut query) = query.map_err(|e| ApiError::invalid("query string", e.body_text()))?;
+    query.limit = Some(query.limit.unwrap_or(DEFAULT_LOG_LIMIT));
+    let invalid = |e: LogQueryError| ApiError::invalid(e.field, e.message);
+    let format = query.export_format().map_err(invalid)?;
+    let filter = query.to_filter().map_err(invalid)?;
     let mut body = Vec::new();
     state
         .mdsa()
@@ -130,24 +81,6 @@ pub(crate) async fn logs(
         ExportFormat::Csv => "text/csv; charset=utf-8",
     };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
-}
-
-fn timestamp(param: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            ApiError::invalid(
-                param,
-                format!(
-                    "expected an RFC 3339 time like 2026-11-26T10:00:00Z, found {text:?} ({e})"
-                ),
-            )
-        })
-}
-
-fn millis(param: &str, ms: f64) -> Result<Duration, ApiError> {
-    Duration::try_from_secs_f64(ms / 1e3)
-        .map_err(|_| ApiError::invalid(param, format!("expected milliseconds >= 0, found {ms}")))
 }
 
 /// `GET /v1/stats`: the live figures the dashboard draws, in one JSON object:

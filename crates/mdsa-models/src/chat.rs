@@ -5,6 +5,9 @@
 //! rendering is sandboxed: minijinja has no file or network access, and a fuel
 //! limit stops a template that loops forever.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use mdsa_engine::ChatMessage;
 use minijinja::{Environment, ErrorKind, context};
 
@@ -12,6 +15,15 @@ use mdsa_engine::ModelError;
 
 /// Instructions a template may execute before it is stopped.
 const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// Contexts whose rendered text around the query is kept; past this the
+/// whole set is dropped (a domain's system prompt is one context).
+const MAX_SPLICES: usize = 64;
+
+/// Stand-ins for the query when finding the text around it: private-use
+/// characters no real query starts with, then inner whitespace that a
+/// template which rewrote content (trim, case, ...) would give away.
+const PROBES: [&str; 2] = ["\u{E000}mdsa\u{E001}", "\u{E002}a b\n\tC\u{E003}"];
 
 /// A compiled chat template.
 #[derive(Debug)]
@@ -21,6 +33,27 @@ pub struct ChatTemplate {
     eos_token: String,
     /// Where the template came from, for error messages.
     origin: String,
+    /// The rendered text before and after the query, per context (the
+    /// messages before it); `None` for a context where the template does not
+    /// pass the query through verbatim.
+    splices: Mutex<HashMap<Vec<ChatMessage>, Option<Splice>>>,
+}
+
+/// A rendered prompt cut where the query goes.
+#[derive(Debug, Clone)]
+struct Splice {
+    prefix: String,
+    suffix: String,
+}
+
+impl Splice {
+    fn around(&self, query: &str) -> String {
+        let mut text = String::with_capacity(self.prefix.len() + query.len() + self.suffix.len());
+        text.push_str(&self.prefix);
+        text.push_str(query);
+        text.push_str(&self.suffix);
+        text
+    }
 }
 
 impl ChatTemplate {
@@ -49,6 +82,7 @@ impl ChatTemplate {
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
             origin,
+            splices: Mutex::new(HashMap::new()),
         })
     }
 
@@ -59,7 +93,63 @@ impl ChatTemplate {
     /// not supported") gets it folded into the first user message instead,
     /// as Gemma's own documentation advises, so a domain's system prompt still
     /// reaches the model.
+    ///
+    /// A routed query's prompt differs from the last one of its domain only in
+    /// the query, so the text around it is rendered once per system prompt and
+    /// kept, where the template passes the query through verbatim (checked
+    /// with two stand-ins); the prompt is then the same text, without running
+    /// the template.
     pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        if add_generation_prompt
+            && let Some((query, context)) = messages.split_last()
+            && splices_apply(query, context)
+        {
+            let kept = self
+                .splices
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(context)
+                .cloned();
+            let splice = match kept {
+                Some(splice) => splice,
+                None => self.find_splice(context),
+            };
+            if let Some(splice) = splice {
+                return Ok(splice.around(&query.content));
+            }
+        }
+        self.render_every_time(messages, add_generation_prompt)
+    }
+
+    /// Renders with each stand-in for the query and keeps the text around it
+    /// when both agree.
+    fn find_splice(&self, context: &[ChatMessage]) -> Option<Splice> {
+        let render = |probe: &str| {
+            let mut messages = context.to_vec();
+            messages.push(ChatMessage::user(probe));
+            self.render_every_time(&messages, true).ok()
+        };
+        let splice = render(PROBES[0]).and_then(|text| {
+            let (prefix, suffix) = text.split_once(PROBES[0])?;
+            (!suffix.contains(PROBES[0])).then(|| Splice {
+                prefix: prefix.to_string(),
+                suffix: suffix.to_string(),
+            })
+        });
+        let splice = splice.filter(|splice| render(PROBES[1]) == Some(splice.around(PROBES[1])));
+        let mut splices = self.splices.lock().unwrap_or_else(PoisonError::into_inner);
+        if splices.len() >= MAX_SPLICES {
+            splices.clear();
+        }
+        splices.insert(context.to_vec(), splice.clone());
+        splice
+    }
+
+    fn render_every_time(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
@@ -96,6 +186,21 @@ impl ChatTemplate {
             })
             .map_err(|e| template_error(&self.origin, "rendering", &e))
     }
+}
+
+/// Whether a prompt may be spliced: a new user turn after at most a system
+/// message (a conversation with history is a new context every turn), whose
+/// text has no markup a template might look into (`<tool_response>`...) and
+/// no whitespace at its ends for a template to trim.
+fn splices_apply(query: &ChatMessage, context: &[ChatMessage]) -> bool {
+    let content = &query.content;
+    query.role == "user"
+        && context.iter().all(|m| m.role == "system")
+        && context.len() <= 1
+        && !content.is_empty()
+        && content.trim() == content
+        && !content.contains('<')
+        && !content.contains(|c| ('\u{E000}'..='\u{E003}').contains(&c))
 }
 
 /// `messages` with a leading system message prepended to the first user
@@ -165,6 +270,53 @@ mod tests {
             .render(&[ChatMessage::system("s"), ChatMessage::user("u")], false)
             .unwrap_err();
         assert!(err.to_string().contains("alternate"), "{err}");
+    }
+
+    /// Rendered through the kept text around the query, and every time.
+    fn both_ways(template: &ChatTemplate, messages: &[ChatMessage]) -> (String, String) {
+        let spliced = template.render(messages, true).unwrap();
+        (spliced, template.render_every_time(messages, true).unwrap())
+    }
+
+    #[test]
+    fn kept_prompt_text_renders_what_the_template_renders() {
+        let gemma_like = "{{ bos_token }}{% for m in messages %}{{ '<turn>' + m.role + '\n' + m.content | trim + '\n' }}{% endfor %}<turn>model\n";
+        let looks_inside = "{% for m in messages %}{% if m.content.startswith('<tool') %}TOOL{% else %}{{ m.role }}: {{ m.content }}{% endif %}\n{% endfor %}";
+        let upper = "{% for m in messages %}{{ m.content.upper() }}{% endfor %}";
+        let queries = [
+            "What's my balance?",
+            "two\nlines\tand tabs",
+            "  padded  ",
+            "<tool_response>x</tool_response>",
+            "{{ not a template }}",
+            "ünïcödé 中文",
+        ];
+        for source in [CHATML, gemma_like, looks_inside, upper] {
+            let template = ChatTemplate::new(source, "<s>", "</s>", "test").unwrap();
+            for system in [None, Some("Be brief.")] {
+                for query in queries {
+                    let mut messages: Vec<ChatMessage> =
+                        system.map(ChatMessage::system).into_iter().collect();
+                    messages.push(ChatMessage::user(query));
+                    let (spliced, rendered) = both_ways(&template, &messages);
+                    assert_eq!(spliced, rendered, "{source:?} {system:?} {query:?}");
+                }
+            }
+        }
+        // ChatML passes the query through: its text is kept, one per system prompt.
+        let chatml = ChatTemplate::new(CHATML, "", "", "test").unwrap();
+        both_ways(&chatml, &[ChatMessage::user("Hi")]);
+        both_ways(
+            &chatml,
+            &[ChatMessage::system("A"), ChatMessage::user("Hi")],
+        );
+        let kept = chatml.splices.lock().unwrap();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.values().all(Option::is_some));
+        // A template that rewrites the content is not spliced.
+        let upper = ChatTemplate::new(upper, "", "", "test").unwrap();
+        both_ways(&upper, &[ChatMessage::user("hi")]);
+        assert!(upper.splices.lock().unwrap().values().all(Option::is_none));
     }
 
     #[test]

@@ -7,15 +7,17 @@
 
 ``/query`` answers, ``/route`` only routes, ``/stream`` streams the answer as
 server-sent events, ``/metrics`` is Prometheus text, ``/logs`` the recent
-requests. FastAPI runs these plain ``def`` handlers on its thread pool and
-mdsa releases the GIL while it works, so requests run concurrently.
+requests. ``/query`` and ``/stream`` are ``async``: they await mdsa
+(``aquery``, ``astream``) without blocking the event loop, and a client that
+goes away mid-stream stops its generation. The plain ``def`` handlers run on
+FastAPI's thread pool; mdsa releases the GIL, so requests run concurrently.
 """
 
 from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -55,9 +57,9 @@ def options(body: QueryIn) -> dict[str, Any]:
 
 
 @app.post("/query")
-def query(body: QueryIn, request: Request) -> dict[str, Any]:
+async def query(body: QueryIn, request: Request) -> dict[str, Any]:
     try:
-        result = engine(request).query(body.text, **options(body))
+        result = await engine(request).aquery(body.text, **options(body))
     except (mdsa.RequestError, mdsa.RoutingError) as error:
         raise HTTPException(status_code=400, detail=str(error)) from error
     return result.to_dict()
@@ -72,19 +74,25 @@ def route(body: QueryIn, request: Request) -> dict[str, Any]:
 
 
 @app.post("/stream")
-def stream(body: QueryIn, request: Request) -> StreamingResponse:
-    events = engine(request).stream(body.text, **options(body))
+async def stream(body: QueryIn, request: Request) -> StreamingResponse:
+    m = engine(request)
 
-    def sse() -> Iterator[str]:
-        with events:
-            for event in events:
+    async def sse() -> AsyncIterator[str]:
+        events = m.astream(body.text, **options(body))
+        try:
+            async for event in events:
                 if event.kind == "text":
                     yield f"data: {json.dumps({'text': event.text})}\n\n"
                 elif event.kind == "routed" and event.decision is not None:
-                    yield f"event: routed\ndata: {json.dumps({'domain': event.decision.domain})}\n\n"
+                    domain = {"domain": event.decision.domain}
+                    yield f"event: routed\ndata: {json.dumps(domain)}\n\n"
                 elif event.kind == "done" and event.result is not None:
                     done = {"outcome": event.result.outcome, "request_id": event.result.request_id}
                     yield f"event: done\ndata: {json.dumps(done)}\n\n"
+        finally:
+            # Starlette closes this generator when the client disconnects;
+            # closing `astream` stops the generation.
+            await events.aclose()
 
     return StreamingResponse(sse(), media_type="text/event-stream")
 

@@ -95,3 +95,41 @@ def test_ctrl_c_stops_a_stream(m: mdsa.MDSA) -> None:
     timer.join()
     assert stream.result is not None and stream.result.outcome == "cancelled"
     assert m.logs(limit=1)[0]["status"] == "cancelled"
+
+
+def test_aquery_and_astream_serve_an_event_loop(m: mdsa.MDSA) -> None:
+    async def main() -> tuple[list[mdsa.Result], list[str], int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(tick())
+        results = await asyncio.gather(*(m.aquery(text, max_tokens=SHORT) for text in QUERIES))
+        kinds = [event.kind async for event in m.astream("My card was declined", max_tokens=SHORT)]
+        ticker.cancel()
+        return results, kinds, ticks
+
+    results, kinds, ticks = asyncio.run(main())
+    assert [r.domain for r in results] == list(QUERIES.values())
+    assert kinds[0] == "routed" and kinds[-1] == "done" and "text" in kinds
+    assert ticks > 20, f"the event loop turned only {ticks} times while mdsa worked"
+
+
+def test_cancelling_an_aquery_task_stops_the_generation(m: mdsa.MDSA) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(m.aquery(LONG, max_tokens=400))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 30
+    while m.logs(limit=1)[0]["status"] != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = m.logs(limit=1)[0]
+    assert last["status"] == "cancelled" and last["tokens_out"] < 400, last

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Union,
+)
 
 from . import _native
 from .domain import Domain
@@ -123,6 +133,75 @@ class MDSA:
         """
         options = _options(domain, model, max_tokens, temperature, top_p, stop, seed, history)
         return Stream(self._engine.stream(_text(text), options))
+
+    async def aquery(
+        self,
+        text: str,
+        *,
+        domain: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        history: Sequence[Message] | None = None,
+    ) -> Result:
+        """:meth:`query` for ``asyncio``: awaits the answer without blocking the
+        event loop. Cancelling the task (a client that went away) stops the
+        generation, which ``asyncio.to_thread(m.query, ...)`` cannot."""
+        events = self.astream(
+            text,
+            domain=domain,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            history=history,
+        )
+        async for event in events:
+            if event.result is not None:
+                return event.result
+        raise RuntimeError("the stream ended without a result")  # pragma: no cover
+
+    async def astream(
+        self,
+        text: str,
+        *,
+        domain: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        history: Sequence[Message] | None = None,
+    ) -> AsyncIterator[Event]:
+        """:meth:`stream` for ``asyncio``: ``async for event in m.astream(...)``.
+        Each event is awaited on a worker thread, so the event loop keeps
+        serving; leaving the loop or cancelling the task stops the generation."""
+        stream = self.stream(
+            text,
+            domain=domain,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            history=history,
+        )
+        try:
+            while True:
+                event = await asyncio.to_thread(next, stream, None)
+                if event is None:
+                    return
+                yield event
+        finally:
+            if stream.result is None:
+                stream.cancel()
 
     # ---- routing ---------------------------------------------------------
 

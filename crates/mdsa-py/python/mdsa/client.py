@@ -24,7 +24,22 @@ from .errors import RequestError
 from .results import Decision, Event, Metrics, Result
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
     import numpy
+    from typing_extensions import Unpack
+
+    class QueryOptions(TypedDict, total=False):
+        """The keyword arguments of :meth:`MDSA.query` and :meth:`MDSA.stream`."""
+
+        domain: str | None
+        model: str | None
+        max_tokens: int | None
+        temperature: float | None
+        top_p: float | None
+        stop: Sequence[str] | None
+        seed: int | None
+        history: Sequence[Message] | None
 
 __all__ = ["MDSA", "Stream"]
 
@@ -134,65 +149,22 @@ class MDSA:
         options = _options(domain, model, max_tokens, temperature, top_p, stop, seed, history)
         return Stream(self._engine.stream(_text(text), options))
 
-    async def aquery(
-        self,
-        text: str,
-        *,
-        domain: str | None = None,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        seed: int | None = None,
-        history: Sequence[Message] | None = None,
-    ) -> Result:
-        """:meth:`query` for ``asyncio``: awaits the answer without blocking the
-        event loop. Cancelling the task (a client that went away) stops the
-        generation, which ``asyncio.to_thread(m.query, ...)`` cannot."""
-        events = self.astream(
-            text,
-            domain=domain,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            history=history,
-        )
-        async for event in events:
+    async def aquery(self, text: str, **options: Unpack[QueryOptions]) -> Result:
+        """:meth:`query` for ``asyncio``, with the same keyword arguments:
+        awaits the answer without blocking the event loop. Cancelling the task
+        (a client that went away) stops the generation, which
+        ``asyncio.to_thread(m.query, ...)`` cannot."""
+        async for event in self.astream(text, **options):
             if event.result is not None:
                 return event.result
         raise RuntimeError("the stream ended without a result")  # pragma: no cover
 
-    async def astream(
-        self,
-        text: str,
-        *,
-        domain: str | None = None,
-        model: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: Sequence[str] | None = None,
-        seed: int | None = None,
-        history: Sequence[Message] | None = None,
-    ) -> AsyncIterator[Event]:
-        """:meth:`stream` for ``asyncio``: ``async for event in m.astream(...)``.
-        Each event is awaited on a worker thread, so the event loop keeps
-        serving; leaving the loop or cancelling the task stops the generation."""
-        stream = self.stream(
-            text,
-            domain=domain,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            history=history,
-        )
+    async def astream(self, text: str, **options: Unpack[QueryOptions]) -> AsyncIterator[Event]:
+        """:meth:`stream` for ``asyncio``, with the same keyword arguments:
+        ``async for event in m.astream(...)``. Each event is awaited on a
+        worker thread, so the event loop keeps serving; leaving the loop or
+        cancelling the task stops the generation."""
+        stream = self.stream(text, **options)
         try:
             while True:
                 event = await asyncio.to_thread(next, stream, None)

@@ -6,7 +6,7 @@
 //! limit stops a template that loops forever.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mdsa_engine::ChatMessage;
 use minijinja::{Environment, ErrorKind, context};
@@ -36,7 +36,7 @@ pub struct ChatTemplate {
     /// The rendered text before and after the query, per context (the
     /// messages before it); `None` for a context where the template does not
     /// pass the query through verbatim.
-    splices: Mutex<HashMap<Vec<ChatMessage>, Option<Splice>>>,
+    splices: Mutex<HashMap<Vec<ChatMessage>, Option<Arc<Splice>>>>,
 }
 
 /// A rendered prompt cut where the query goes.
@@ -127,7 +127,7 @@ impl ChatTemplate {
 
     /// Renders with each stand-in for the query and keeps the text around it
     /// when both agree.
-    fn find_splice(&self, context: &[ChatMessage]) -> Option<Splice> {
+    fn find_splice(&self, context: &[ChatMessage]) -> Option<Arc<Splice>> {
         let render = |probe: &str| {
             let mut messages = context.to_vec();
             messages.push(ChatMessage::user(probe));
@@ -135,9 +135,11 @@ impl ChatTemplate {
         };
         let splice = render(PROBES[0]).and_then(|text| {
             let (prefix, suffix) = text.split_once(PROBES[0])?;
-            (!suffix.contains(PROBES[0])).then(|| Splice {
-                prefix: prefix.to_string(),
-                suffix: suffix.to_string(),
+            (!suffix.contains(PROBES[0])).then(|| {
+                Arc::new(Splice {
+                    prefix: prefix.to_string(),
+                    suffix: suffix.to_string(),
+                })
             })
         });
         let splice = splice.filter(|splice| render(PROBES[1]) == Some(splice.around(PROBES[1])));

@@ -8,12 +8,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use mdsa::domains::{DomainConfig, DomainRegistry};
-use mdsa::engine::ChatMessage;
 use mdsa::monitor::{LogFilter, LogQuery};
 use mdsa::{Mdsa, MdsaError, QueryOptions, SystemConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::errors::{raise, request_error, to_py};
@@ -23,38 +21,6 @@ use crate::stream::Stream;
 #[pyclass(frozen, module = "mdsa._native")]
 pub(crate) struct Engine {
     pub(crate) mdsa: Mdsa,
-}
-
-/// Per-request options, as `MDSA.query` passes them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestOptions {
-    domain: Option<String>,
-    model: Option<String>,
-    max_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    #[serde(default)]
-    stop: Vec<String>,
-    seed: Option<u64>,
-    #[serde(default)]
-    history: Vec<ChatMessage>,
-}
-
-impl RequestOptions {
-    fn into_query_options(self) -> QueryOptions {
-        QueryOptions {
-            domain: self.domain,
-            model: self.model,
-            history: self.history,
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            stop: self.stop,
-            seed: self.seed,
-            ..QueryOptions::default()
-        }
-    }
 }
 
 fn log_filter(query: &LogQuery) -> PyResult<LogFilter> {
@@ -154,18 +120,14 @@ impl Engine {
 
     /// Routes, answers, validates and logs one query; the response as JSON.
     fn query(&self, py: Python<'_>, text: &str, options_json: &str) -> PyResult<String> {
-        let options: RequestOptions = from_json("", options_json)?;
-        run_query(py, &self.mdsa, text, &options.into_query_options())
+        let options: QueryOptions = from_json("", options_json)?;
+        run_query(py, &self.mdsa, text, &options)
     }
 
     /// Starts a query on a thread of its own and returns its events.
     fn stream(&self, text: &str, options_json: &str) -> PyResult<Stream> {
-        let options: RequestOptions = from_json("", options_json)?;
-        Ok(Stream::start(
-            self.mdsa.clone(),
-            text.to_owned(),
-            options.into_query_options(),
-        ))
+        let options: QueryOptions = from_json("", options_json)?;
+        Ok(Stream::start(self.mdsa.clone(), text.to_owned(), options))
     }
 
     /// The route decision for one query, as JSON.

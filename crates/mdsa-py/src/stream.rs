@@ -122,16 +122,12 @@ impl Stream {
 /// One event as the JSON object the Python half reads (the load events in
 /// the shape `mdsa query --json` prints and `mdsa serve` streams).
 fn event_json(event: &QueryEvent) -> serde_json::Value {
-    if let Some(progress) = event.load_progress_json() {
-        return progress;
-    }
     match event {
         QueryEvent::Routed(decision) => json!({ "event": "routed", "decision": decision }),
         QueryEvent::Attempt { number } => json!({ "event": "attempt", "number": number }),
         QueryEvent::Text(text) => json!({ "event": "text", "text": text }),
-        // Covered by `load_progress_json` above.
         QueryEvent::Loading { .. } | QueryEvent::Downloading { .. } | QueryEvent::Loaded { .. } => {
-            json!({ "event": "progress" })
+            event.load_progress_json().unwrap_or_default()
         }
     }
 }

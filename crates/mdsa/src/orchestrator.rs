@@ -24,8 +24,11 @@ use crate::error::MdsaError;
 use crate::response::{QueryEvent, QueryResponse};
 use crate::telemetry::Telemetry;
 
-/// Per-request choices that override the configuration.
-#[derive(Debug, Clone, Default)]
+/// Per-request choices that override the configuration. Deserialises from
+/// the field names below (all optional, unknown ones refused), as bindings
+/// and configuration-driven callers pass them.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct QueryOptions {
     /// The request's id in the log, metrics and bus events (default: a new
     /// unique one). A server passes its own so its responses and the log agree.

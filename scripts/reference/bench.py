@@ -21,7 +21,8 @@ crates/mdsa-models/benches/decoder.rs.
 pays per query (tokenize, run, mean-pool, normalise), on the model that
 scripts/reference/minilm_onnx.py exports (it exports it to
 target/bench-refs/minilm-l6.onnx first when that file is missing; set
-MDSA_MINILM_ONNX to use another). Both MiniLM workloads also time every query of
+MDSA_MINILM_ONNX to use another), and times its int8 quantization
+(minilm_onnx.quantize) too, the reference for mdsa's int8 router. Both MiniLM workloads also time every query of
 data/routing/eval.jsonl once, batch 1 (`*_eval_queries_ms`), after a warmup.
 """
 
@@ -161,7 +162,7 @@ def onnx():
         return minilm_onnx.embed(session, tokenizer, texts)
 
     batch32 = timed(lambda: encode(BATCH), 20)
-    return {
+    figures = {
         "engine": "onnxruntime " + ort.__version__,
         "onnxruntime": ort.__version__,
         "threads": threads,
@@ -172,6 +173,20 @@ def onnx():
         "query_tokens": len(tokenizer.encode(QUERY).ids),
         "model": path,
     }
+    # The int8 reference for mdsa's int8 router encoder: ONNX Runtime's
+    # dynamic quantization of the same file.
+    int8 = minilm_onnx.int8_path(path)
+    if not os.path.exists(int8):
+        need("onnx")
+        minilm_onnx.quantize(path)
+    quantized = minilm_onnx.session(int8, threads=threads)
+    figures.update({
+        "ort_int8_batch1_ms": timed(lambda: minilm_onnx.embed(quantized, tokenizer, [QUERY]), 200),
+        "ort_int8_batch32_ms": timed(lambda: minilm_onnx.embed(quantized, tokenizer, BATCH), 20),
+        "ort_int8_min_cosine": minilm_onnx.int8_cosine(path, int8),
+        "model_int8": int8,
+    })
+    return figures
 
 
 def llamacpp():

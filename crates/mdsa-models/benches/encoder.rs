@@ -1,6 +1,7 @@
 //! Router encoder speed: one short query (the latency a routed request pays) and a
 //! batch of 32 (throughput when routing files or evaluating a router), with the
-//! weights in f32 (the default), the short query with f16 and int8 weights, and
+//! weights in f32, the short query with f16 and int8 weights (int8, the router's
+//! default, on the batch too), and
 //! both workloads through burn's modules (the GPU path) for comparison.
 //! Resident bytes per format are printed as `mdsa-bench` lines for
 //! `cargo xtask bench`.
@@ -70,6 +71,13 @@ fn encoder(c: &mut Criterion) {
         group.bench_function("query_batch1", |b| {
             b.iter(|| embedder.embed(&[QUERY]).expect("embeds"))
         });
+        // int8 is the router's default: `route_batch` runs this.
+        if format == WeightFormat::Int8 {
+            group.throughput(Throughput::Elements(refs.len() as u64));
+            group.bench_function("batch32", |b| {
+                b.iter(|| embedder.embed(&refs).expect("embeds"))
+            });
+        }
         group.finish();
     }
 

@@ -114,6 +114,34 @@ pub(crate) struct Activations {
     pub(crate) blocks: ActBlocks,
 }
 
+impl Activations {
+    /// Rows `start..start + n` of Q8 activations; `None` for Q8K blocks
+    /// or rows past the end.
+    pub(crate) fn q8_rows(&self, start: usize, n: usize) -> Option<Q8Rows<'_>> {
+        let ActBlocks::Q8(blocks) = &self.blocks else {
+            return None;
+        };
+        let blocks = blocks.get(start * self.per_row..(start + n) * self.per_row)?;
+        Some(Q8Rows {
+            blocks,
+            n,
+            per_row: self.per_row,
+        })
+    }
+}
+
+/// Consecutive rows of Q8 activations, borrowed: what the interleaved
+/// kernels multiply (one task's share of a matmul's rows).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Q8Rows<'a> {
+    /// `n · per_row` blocks, row after row.
+    pub(crate) blocks: &'a [BlockQ8],
+    /// Activation rows.
+    pub(crate) n: usize,
+    /// Blocks per row.
+    pub(crate) per_row: usize,
+}
+
 /// Block storage matching the weight format's family.
 #[derive(Debug)]
 pub(crate) enum ActBlocks {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use act::{ActBlocks, Activations, BlockQ8, BlockQ8K};
+use act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows};
 pub use formats::{
     BlockFormat, QK, QK_K, dequantize_row, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q8_0,
 };
@@ -326,6 +326,11 @@ const PARALLEL_MIN_WORK: usize = 1 << 18;
 /// Rows per rayon task, at least (a multiple of 4, so that a future 4-row tile
 /// never straddles tasks).
 const MIN_ROWS_PER_TASK: usize = 16;
+
+/// Activation rows per thread from which an interleaved matmul splits its
+/// activation rows rather than its weight rows over the threads: each
+/// thread then reads every weight, but writes its output rows in place.
+const ROWS_PER_THREAD_TO_SPLIT_ROWS: usize = 64;
 
 impl QuantMatrix {
     /// Wraps `data` as a `[rows, cols]` matrix of `format` blocks.
@@ -701,85 +706,113 @@ impl QuantMatrix {
     /// more, runs of 8 are copied into place after.
     fn run_groups(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {
         use interleave::GROUP;
-        let n = acts.n;
+        let (n, rows) = (acts.n, self.rows);
         let group_bytes = GROUP * self.row_bytes();
         let w = self.bytes();
-        let run =
-            |w: &[u8], o: &mut [f32]| groups_kernel(kernel, self.format, w, group_bytes, acts, o);
-        let mut tiles = if n == 1 {
-            Vec::new()
-        } else {
-            vec![0f32; self.rows * n]
+        let rows_of = |start: usize, count: usize| acts.q8_rows(start, count);
+        let Some(all) = rows_of(0, n) else {
+            // Interleaved formats always take Q8 activations.
+            out.fill(0.0);
+            return;
         };
-        let target: &mut [f32] = if n == 1 { out } else { &mut tiles };
-        if parallel {
-            let groups = self.rows / GROUP;
-            let per_task = groups
-                .div_ceil(rayon::current_num_threads() * 4)
-                .max(MIN_ROWS_PER_TASK / GROUP);
-            target
-                .par_chunks_mut(per_task * GROUP * n)
-                .zip(w.par_chunks(per_task * group_bytes))
-                .for_each(|(o, wc)| run(wc, o));
-        } else {
-            run(w, target);
+        let run = |w: &[u8], a: Q8Rows<'_>, o: &mut [f32], stride: usize| {
+            groups_kernel(kernel, self.format, w, group_bytes, a, o, stride)
+        };
+        if !parallel {
+            run(w, all, out, rows);
+            return;
         }
-        if n > 1 {
-            for (g, tile) in tiles.chunks_exact(GROUP * n).enumerate() {
-                for (i, eight) in tile.chunks_exact(GROUP).enumerate() {
-                    out[i * self.rows + g * GROUP..][..GROUP].copy_from_slice(eight);
-                }
+        let threads = rayon::current_num_threads();
+        if n >= ROWS_PER_THREAD_TO_SPLIT_ROWS * threads {
+            // Many activation rows (a batch, a long prompt): each task takes
+            // a run of them against every group (whose weights then stay in
+            // its cache) and writes its rows of `out` in place.
+            let per_task = n.div_ceil(2 * threads);
+            out.par_chunks_mut(per_task * rows)
+                .enumerate()
+                .for_each(|(t, o)| {
+                    if let Some(a) = rows_of(t * per_task, o.len() / rows) {
+                        run(w, a, o, rows);
+                    }
+                });
+            return;
+        }
+        // Few activation rows (a decode step, a short query): the groups are
+        // split, each task writing `[n, its groups · 8]` into a tile that is
+        // copied into place after (in place when there is one row).
+        let per_task = (rows / GROUP)
+            .div_ceil(threads * 4)
+            .max(MIN_ROWS_PER_TASK / GROUP);
+        let width = per_task * GROUP;
+        if n == 1 {
+            out.par_chunks_mut(width)
+                .zip(w.par_chunks(per_task * group_bytes))
+                .for_each(|(o, wc)| run(wc, all, o, o.len()));
+            return;
+        }
+        let mut tiles = vec![0f32; rows * n];
+        tiles
+            .par_chunks_mut(width * n)
+            .zip(w.par_chunks(per_task * group_bytes))
+            .for_each(|(t, wc)| run(wc, all, t, t.len() / n));
+        for (k, tile) in tiles.chunks(width * n).enumerate() {
+            let tile_width = tile.len() / n;
+            for (i, row) in tile.chunks_exact(tile_width).enumerate() {
+                out[i * rows + k * width..][..tile_width].copy_from_slice(row);
             }
         }
     }
 }
 
-/// Interleaved groups `w` (of `group_bytes` each) against every activation
-/// row into `out` (`[groups, n, 8]`).
+/// Interleaved groups `w` (of `group_bytes` each) against the activation
+/// rows `acts`: group `g`'s 8 outputs for row `i` go to `out[i · stride + 8g..]`.
 fn groups_kernel(
     kernel: Kernel,
     format: BlockFormat,
     w: &[u8],
     group_bytes: usize,
-    acts: &Activations,
+    acts: Q8Rows<'_>,
     out: &mut [f32],
+    stride: usize,
 ) {
     match simd(kernel) {
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out),
+        Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out, stride),
         #[cfg(target_arch = "x86_64")]
-        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out),
-        Simd::None => scalar_groups(format, w, group_bytes, acts, out),
+        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out, stride),
+        Simd::None => scalar_groups(format, w, group_bytes, acts, out, stride),
     }
 }
 
 /// The portable kernel on interleaved groups: each group's rows are put back
 /// in GGUF order and multiplied as such (a reference, not a fast path: CPUs
-/// without SIMD kernels never interleave).
+/// without SIMD kernels never interleave). Same layout as [`groups_kernel`].
 fn scalar_groups(
     format: BlockFormat,
     w: &[u8],
     group_bytes: usize,
-    acts: &Activations,
+    acts: Q8Rows<'_>,
     out: &mut [f32],
+    stride: usize,
 ) {
     use interleave::GROUP;
     let n = acts.n;
-    let blocks = acts.per_row;
+    let acts = Activations {
+        n,
+        per_row: acts.per_row,
+        blocks: ActBlocks::Q8(acts.blocks.to_vec()),
+    };
     let row_bytes = group_bytes / GROUP;
     let mut rows_out = vec![0f32; GROUP * n];
-    for (group, o) in w
-        .chunks_exact(group_bytes)
-        .zip(out.chunks_exact_mut(GROUP * n))
-    {
+    for (g, group) in w.chunks_exact(group_bytes).enumerate() {
         let rows: Vec<u8> = (0..GROUP)
-            .flat_map(|r| interleave::read_row(format, blocks, group, r))
+            .flat_map(|r| interleave::read_row(format, acts.per_row, group, r))
             .collect();
-        scalar::rows(format, &rows, row_bytes, acts, &mut rows_out);
-        // [8, n] → [n, 8]
+        scalar::rows(format, &rows, row_bytes, &acts, &mut rows_out);
+        // [8, n] → row i's 8 outputs at i · stride + 8g
         for (r, vals) in rows_out.chunks_exact(n).enumerate() {
             for (i, &v) in vals.iter().enumerate() {
-                o[i * GROUP + r] = v;
+                out[i * stride + g * GROUP + r] = v;
             }
         }
     }

@@ -31,7 +31,7 @@ macro_rules! kernels {
     ($features:literal, $detect:expr, $udot:item, $dpadd:item, $offset_q8:literal) => {
         use std::arch::x86_64::*;
 
-        use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, quantize_q8k_body};
+        use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows, quantize_q8k_body};
         use crate::quant::formats::{BlockFormat, scale_min_k4};
 
         /// Proof that this CPU has the features this module is compiled for: the
@@ -61,17 +61,19 @@ macro_rules! kernels {
             }
 
             /// See [`crate::quant::QuantMatrix::run_groups`]: interleaved groups
-            /// of 8 rows against every activation row, into `[groups, n, 8]`.
+            /// of 8 rows against every activation row; group `g`'s outputs for
+            /// activation row `i` go to `out[i · stride + 8g..][..8]`.
             pub(crate) fn groups(
                 self,
                 format: BlockFormat,
                 w: &[u8],
                 group_bytes: usize,
-                acts: &Activations,
+                acts: Q8Rows<'_>,
                 out: &mut [f32],
+                stride: usize,
             ) {
                 // SAFETY: as in `rows`.
-                unsafe { groups_impl(format, w, group_bytes, acts, out) }
+                unsafe { groups_impl(format, w, group_bytes, acts, out, stride) }
             }
 
             /// Activation quantization compiled for these features (the same results
@@ -187,23 +189,20 @@ macro_rules! kernels {
         }
 
         #[target_feature(enable = $features)]
-        fn groups_impl(format: BlockFormat, w: &[u8], group_bytes: usize, acts: &Activations, out: &mut [f32]) {
-            let (n, per_row) = (acts.n, acts.per_row);
-            let ActBlocks::Q8(a) = &acts.blocks else {
-                out.fill(0.0);
-                return;
-            };
+        fn groups_impl(format: BlockFormat, w: &[u8], group_bytes: usize, acts: Q8Rows<'_>, out: &mut [f32], stride: usize) {
+            let Q8Rows { blocks: a, n, per_row } = acts;
             match format {
-                BlockFormat::Q8_0 => groups_q8::<Q8_0, 272>(w, group_bytes, a, n, per_row, out),
-                BlockFormat::Q4_0 => groups_q8::<Q4_0, 144>(w, group_bytes, a, n, per_row, out),
-                BlockFormat::Q4_1 => groups_q8::<Q4_1, 160>(w, group_bytes, a, n, per_row, out),
+                BlockFormat::Q8_0 => groups_q8::<Q8_0, 272>(w, group_bytes, a, n, per_row, out, stride),
+                BlockFormat::Q4_0 => groups_q8::<Q4_0, 144>(w, group_bytes, a, n, per_row, out, stride),
+                BlockFormat::Q4_1 => groups_q8::<Q4_1, 160>(w, group_bytes, a, n, per_row, out, stride),
                 // Only these formats are ever interleaved.
                 _ => out.fill(0.0),
             }
         }
 
         /// Interleaved groups of 8 rows: activations 4 at a time (one weight
-        /// unpack per 4), then one at a time; each result is 8 rows' outputs.
+        /// unpack per 4), then one at a time; each result is 8 rows' outputs,
+        /// stored at `out[i · stride + 8g..]` (activation row `i`, group `g`).
         #[inline]
         #[target_feature(enable = $features)]
         fn groups_q8<const F: u8, const GB: usize>(
@@ -213,6 +212,7 @@ macro_rules! kernels {
             n: usize,
             per_row: usize,
             out: &mut [f32],
+            stride: usize,
         ) {
             if group_bytes == 0 || n == 0 || per_row == 0 {
                 out.fill(0.0);
@@ -220,17 +220,17 @@ macro_rules! kernels {
             }
             let (blocks, _) = w.as_chunks::<GB>();
             let act = |i: usize| &a[i * per_row..(i + 1) * per_row];
-            for (group, o) in blocks.chunks_exact(per_row).zip(out.chunks_exact_mut(8 * n)) {
+            for (g, group) in blocks.chunks_exact(per_row).enumerate() {
                 let mut i = 0;
                 while i + 4 <= n {
                     let r = dot8::<F, GB, 4>(group, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
                     for (k, v) in r.iter().enumerate() {
-                        store8(&mut o[8 * (i + k)..], *v);
+                        store8(&mut out[(i + k) * stride + 8 * g..], *v);
                     }
                     i += 4;
                 }
                 while i < n {
-                    store8(&mut o[8 * i..], dot8::<F, GB, 1>(group, [act(i)])[0]);
+                    store8(&mut out[i * stride + 8 * g..], dot8::<F, GB, 1>(group, [act(i)])[0]);
                     i += 1;
                 }
             }

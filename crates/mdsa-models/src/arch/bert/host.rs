@@ -236,8 +236,8 @@ impl Norm {
                 let add = &add[i * h..(i + 1) * h];
                 row.iter_mut().zip(add).for_each(|(x, a)| *x += a);
             }
-            let mean = row.iter().sum::<f32>() / h as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            let mean = lane_sum(row, |v| v) / h as f32;
+            let var = lane_sum(row, |v| (v - mean) * (v - mean)) / h as f32;
             let inv = 1.0 / (var + eps).sqrt();
             for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
                 *v = (*v - mean) * inv * w + b;
@@ -252,6 +252,21 @@ impl Norm {
             x.chunks_mut(h).enumerate().for_each(each);
         }
     }
+}
+
+/// `Σ f(v)` over `values` in eight interleaved partial sums: one running sum
+/// is a chain of dependent additions the compiler may not reorder, eight are
+/// one vector register.
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Self-attention of each sequence on its own: `qkv` holds every token's
@@ -274,30 +289,41 @@ fn attend(qkv: &[f32], lengths: &[usize], h: usize, heads: usize, context: &mut 
     }
 }
 
-/// [`attend`] for one sequence (no padding, so no mask).
+/// [`attend`] for one sequence (no padding, so no mask). Each head's
+/// queries, keys and values are gathered into contiguous tiles first, so that
+/// the scores and the weighted sum run as the tiled kernels of
+/// [`vector::scores`] and [`vector::weighted_sum`].
 fn attend_one(qkv: &[f32], h: usize, heads: usize, context: &mut [f32]) {
     let hd = h / heads;
     let len = context.len() / h;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut scores = vec![0.0f32; len];
+    let mut tiles = vec![0.0f32; 4 * len * hd];
+    let mut scores = vec![0.0f32; len * len];
     for head in 0..heads {
-        let part = |t: usize, which: usize| &qkv[t * 3 * h + which * h + head * hd..][..hd];
-        for i in 0..len {
-            let q = part(i, 0);
-            for (j, s) in scores.iter_mut().enumerate() {
-                *s = vector::dot(q, part(j, 1)) * scale;
-            }
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (q, rest) = tiles.split_at_mut(len * hd);
+        let (k, rest) = rest.split_at_mut(len * hd);
+        let (v, out) = rest.split_at_mut(len * hd);
+        for t in 0..len {
+            let row = &qkv[t * 3 * h + head * hd..];
+            q[t * hd..][..hd].copy_from_slice(&row[..hd]);
+            k[t * hd..][..hd].copy_from_slice(&row[h..h + hd]);
+            v[t * hd..][..hd].copy_from_slice(&row[2 * h..2 * h + hd]);
+        }
+        vector::scores(q, k, hd, &mut scores);
+        for row in scores.chunks_exact_mut(len) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) * scale;
             let mut total = 0.0;
-            for s in scores.iter_mut() {
-                *s = exp(*s - max);
+            for s in row.iter_mut() {
+                *s = exp(*s * scale - max);
                 total += *s;
             }
-            let out = &mut context[i * h + head * hd..][..hd];
-            out.fill(0.0);
-            for (j, &s) in scores.iter().enumerate() {
-                vector::axpy(out, s / total, part(j, 2));
-            }
+            let inv = 1.0 / total;
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+        out.fill(0.0);
+        vector::weighted_sum(&scores, v, hd, out);
+        for (t, attended) in out.chunks_exact(hd).enumerate() {
+            context[t * h + head * hd..][..hd].copy_from_slice(attended);
         }
     }
 }

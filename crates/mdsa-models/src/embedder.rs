@@ -98,7 +98,7 @@ pub struct EmbedderOptions {
 /// The encoder of a [`BertEmbedder`], as [`EncoderPath`] chose it.
 #[derive(Debug)]
 enum Encoder {
-    Host(HostBert),
+    Host(Box<HostBert>),
     Burn(Box<Bert>),
 }
 
@@ -168,7 +168,7 @@ impl BertEmbedder {
             EncoderPath::Burn => false,
         };
         let model = if host {
-            Encoder::Host(HostBert::load(&config, &weights, options.format)?)
+            Encoder::Host(Box::new(HostBert::load(&config, &weights, options.format)?))
         } else {
             Encoder::Burn(Box::new(Bert::load_as(
                 &config,

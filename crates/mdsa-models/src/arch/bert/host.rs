@@ -36,6 +36,8 @@ pub struct HostBert {
     embeddings_norm: Norm,
     layers: Vec<Layer>,
     resident_bytes: usize,
+    /// The last call's buffers (a concurrent call makes its own).
+    spare: std::sync::Mutex<Option<Buffers>>,
 }
 
 #[derive(Debug)]
@@ -62,7 +64,10 @@ struct Layer {
     output_norm: Norm,
 }
 
-/// One call's buffers, reused by every layer.
+/// One call's buffers, reused by every layer, and kept for the next call:
+/// a batch's buffers are megabytes, which the allocator would otherwise map
+/// afresh (and the kernel zero, page by page) on every call.
+#[derive(Debug, Default)]
 struct Buffers {
     qkv: Vec<f32>,
     context: Vec<f32>,
@@ -130,6 +135,7 @@ impl HostBert {
             embeddings_norm: norm(&names.embeddings_norm())?,
             layers,
             resident_bytes: floats * 4 + dense_bytes,
+            spare: std::sync::Mutex::new(None),
         })
     }
 
@@ -177,14 +183,18 @@ impl HostBert {
         }
         self.embeddings_norm.apply(&mut x, None, h, self.eps);
         let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
-        let mut buffers = Buffers {
-            qkv: Vec::new(),
-            context: vec![0.0; rows * h],
-            projected: Vec::new(),
-            intermediate: Vec::new(),
-        };
+        let mut buffers = self
+            .spare
+            .try_lock()
+            .ok()
+            .and_then(|mut spare| spare.take())
+            .unwrap_or_default();
+        buffers.context.resize(rows * h, 0.0);
         for layer in &self.layers {
             layer.forward(&mut x, &lengths, self, &mut buffers)?;
+        }
+        if let Ok(mut spare) = self.spare.try_lock() {
+            *spare = Some(buffers);
         }
         Ok(x)
     }
@@ -206,8 +216,8 @@ impl Layer {
         self.attention_output
             .forward(&b.context, rows, &mut b.projected)?;
         self.attention_norm.apply(x, Some(&b.projected), h, eps);
-        self.intermediate.forward(x, rows, &mut b.intermediate)?;
-        vector::gelu(&mut b.intermediate);
+        self.intermediate
+            .forward_then(x, rows, &mut b.intermediate, vector::gelu)?;
         self.output
             .forward(&b.intermediate, rows, &mut b.projected)?;
         self.output_norm.apply(x, Some(&b.projected), h, eps);
@@ -218,11 +228,31 @@ impl Layer {
 impl Dense {
     /// `out ← x Wᵀ + b` for `rows` rows of `x` (`out` resized to fit).
     fn forward(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+        self.forward_then(x, rows, out, |_| {})
+    }
+
+    /// [`Dense::forward`], then `activation` on each output row, in the same
+    /// pass as the bias (over the threads for a batch).
+    fn forward_then(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut Vec<f32>,
+        activation: impl Fn(&mut [f32]) + Sync,
+    ) -> Result<(), ModelError> {
         let width = self.bias.len();
         out.resize(rows * width, 0.0);
         self.matrix.matmul(x, rows, out)?;
-        for row in out.chunks_exact_mut(width) {
+        let each = |row: &mut [f32]| {
             row.iter_mut().zip(&self.bias).for_each(|(o, b)| *o += b);
+            activation(row);
+        };
+        if rows > ROWS_PER_TASK {
+            out.par_chunks_mut(width)
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(each);
+        } else {
+            out.chunks_exact_mut(width).for_each(each);
         }
         Ok(())
     }

@@ -183,7 +183,7 @@ def onnx():
     figures.update({
         "ort_int8_batch1_ms": timed(lambda: minilm_onnx.embed(quantized, tokenizer, [QUERY]), 200),
         "ort_int8_batch32_ms": timed(lambda: minilm_onnx.embed(quantized, tokenizer, BATCH), 20),
-        "ort_int8_min_cosine": minilm_onnx.int8_cosine(path, int8),
+        "ort_int8_min_cosine": minilm_onnx.int8_cosine(session, quantized, tokenizer),
         "model_int8": int8,
     })
     return figures

@@ -162,12 +162,12 @@ def check(path):
     return worst >= 0.99999
 
 
-def int8_cosine(path, int8):
-    """Smallest cosine between the int8 model's embeddings and the f32 model's."""
-    tokenizer = load_tokenizer()
-    full = embed(session(path), tokenizer, SENTENCES)
-    quantized = embed(session(int8), tokenizer, SENTENCES)
-    return float((full * quantized).sum(-1).min())
+def int8_cosine(full, quantized, tokenizer):
+    """Smallest cosine between the embeddings of two sessions (the f32 model's
+    and its int8 quantization's) over SENTENCES."""
+    a = embed(full, tokenizer, SENTENCES)
+    b = embed(quantized, tokenizer, SENTENCES)
+    return float((a * b).sum(-1).min())
 
 
 if __name__ == "__main__":
@@ -175,5 +175,6 @@ if __name__ == "__main__":
     print(f"exported {export(out)}")
     ok = check(out)
     int8 = quantize(out)
-    print(f"quantized {int8}: min cosine to the f32 model {int8_cosine(out, int8):.5f}")
+    cosine = int8_cosine(session(out), session(int8), load_tokenizer())
+    print(f"quantized {int8}: min cosine to the f32 model {cosine:.5f}")
     sys.exit(0 if ok else 1)

@@ -702,8 +702,9 @@ impl QuantMatrix {
 
 impl QuantMatrix {
     /// [`QuantMatrix::run_rows`] for the interleaved layout. The kernels write
-    /// `[groups, n, 8]`, which for one activation row is `out` itself; for
-    /// more, runs of 8 are copied into place after.
+    /// each activation row's outputs at a given stride: in place when one task
+    /// has all the groups (no split, or a split of the activation rows), into
+    /// a tile per task, copied row by row after, when the groups are split.
     fn run_groups(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {
         use interleave::GROUP;
         let (n, rows) = (acts.n, self.rows);

@@ -1,7 +1,9 @@
 //! f32 vector primitives for the host attention of short tiles (a decode
 //! step's few query rows), where a general matrix product spends more time
-//! choosing and packing than multiplying: a dot product and `y += a·x`, with
-//! AVX2 + FMA chosen at run time and portable loops otherwise.
+//! choosing and packing than multiplying: scores (query · key) and weighted
+//! sums of values, reading f32 or f16 rows, and the element-wise functions
+//! around them, with AVX2 + FMA + F16C chosen at run time and portable loops
+//! otherwise.
 //!
 //! The intrinsics take raw pointers, so this module needs `unsafe`: the
 //! workspace denies `unsafe_code`, and the exception is made here for loads
@@ -9,7 +11,8 @@
 //! `#[target_feature]` functions after the CPU check.
 #![allow(unsafe_code)]
 
-/// Whether the AVX2 + FMA paths can run (std caches the check).
+/// Whether the AVX2 + FMA (+ F16C, which every AVX2 CPU has) paths can run
+/// (std caches the check).
 #[inline]
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -17,6 +20,7 @@ fn avx2() -> bool {
         crate::quant::simd_allowed()
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -24,40 +28,61 @@ fn avx2() -> bool {
     }
 }
 
-/// Σ a·b over the shorter of the two.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[..len], &b[..len]);
+/// A value a KV cache stores: f32, or f16 widened as it is read (one F16C
+/// instruction per 8 values inside the attention loops, where widening a
+/// piece into a buffer first would write and read it all once more).
+pub(crate) trait Element: Copy {
+    /// The value as f32.
+    fn to_f32(self) -> f32;
+    /// Eight values from the start of `s` (which has at least 8).
+    ///
+    /// # Safety
+    /// Only to be called from code compiled with AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { x86::dot(a, b) };
+    unsafe fn load8(s: &[Self]) -> std::arch::x86_64::__m256;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
     }
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(s: &[Self]) -> std::arch::x86_64::__m256 {
+        let s = &s[..8];
+        // SAFETY: `s` has 8 readable f32s; loadu has no alignment need, and
+        // the caller runs with AVX.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(s.as_ptr()) }
     }
-    acc.iter().sum::<f32>() + tail
+}
+
+impl Element for half::f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(s: &[Self]) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm256_cvtph_ps};
+        let s = &s[..8];
+        // SAFETY: `s` has 8 readable f16s (16 bytes); loadu has no alignment
+        // need, and the caller runs with F16C.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())) }
+    }
 }
 
 /// `out[r · n + j] = ⟨queries row r, keys row j⟩` for every row of
 /// `queries` and of `keys` (rows of `width` values; `out` has `n` = the
 /// number of key rows per query row): a short tile's attention scores.
-pub(crate) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32]) {
+pub(crate) fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
     let n = keys.len() / width.max(1);
     #[cfg(target_arch = "x86_64")]
     if avx2() && width.is_multiple_of(8) {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
         unsafe { x86::scores(queries, keys, width, out) };
         return;
     }
@@ -66,18 +91,23 @@ pub(crate) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32
         .zip(queries.chunks_exact(width))
     {
         for (score, key) in row.iter_mut().zip(keys.chunks_exact(width)) {
-            *score = dot(query, key);
+            *score = query.iter().zip(key).map(|(q, k)| q * k.to_f32()).sum();
         }
     }
 }
 
 /// `out row r = Σ_j weights[r · n + j] · values row j` (rows of `width`;
 /// `n` value rows): a short tile's weighted values, added to `out`.
-pub(crate) fn weighted_sum(weights: &[f32], values: &[f32], width: usize, out: &mut [f32]) {
+pub(crate) fn weighted_sum<V: Element>(
+    weights: &[f32],
+    values: &[V],
+    width: usize,
+    out: &mut [f32],
+) {
     let n = values.len() / width.max(1);
     #[cfg(target_arch = "x86_64")]
     if avx2() && width.is_multiple_of(8) {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
         unsafe { x86::weighted_sum(weights, values, width, out) };
         return;
     }
@@ -86,24 +116,10 @@ pub(crate) fn weighted_sum(weights: &[f32], values: &[f32], width: usize, out: &
         .zip(out.chunks_exact_mut(width))
     {
         for (&w, value) in row.iter().zip(values.chunks_exact(width)) {
-            axpy(o, w, value);
+            for (o, v) in o.iter_mut().zip(value) {
+                *o += w * v.to_f32();
+            }
         }
-    }
-}
-
-/// `y += alpha · x` over the shorter of the two.
-#[inline]
-pub(crate) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
-    let len = y.len().min(x.len());
-    let (y, x) = (&mut y[..len], &x[..len]);
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        unsafe { x86::axpy(y, alpha, x) };
-        return;
-    }
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += alpha * x;
     }
 }
 
@@ -219,6 +235,8 @@ fn silu_mul_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::Element;
+
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn load(s: &[f32]) -> __m256 {
@@ -235,35 +253,9 @@ mod x86 {
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
     }
 
-    /// See [`super::dot`]; `a` and `b` have the same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-        let (ra, rb) = (ca.remainder(), cb.remainder());
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for (x, y) in ca.zip(cb) {
-            s0 = _mm256_fmadd_ps(load(x), load(y), s0);
-            s1 = _mm256_fmadd_ps(load(&x[8..]), load(&y[8..]), s1);
-        }
-        let mut tail = 0.0f32;
-        let rest = if ra.len() >= 8 {
-            s0 = _mm256_fmadd_ps(load(ra), load(rb), s0);
-            8
-        } else {
-            0
-        };
-        for (x, y) in ra[rest..].iter().zip(&rb[rest..]) {
-            tail += x * y;
-        }
-        let s = _mm256_add_ps(s0, s1);
-        let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
-        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h))) + tail
-    }
-
     /// See [`super::scores`]; `width` is a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scores(queries: &[f32], keys: &[f32], width: usize, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
         let n = keys.len() / width;
         // Eight keys at a time: eight accumulators per query row, reduced
         // together into one vector of eight scores.
@@ -275,7 +267,9 @@ mod x86 {
                 for (c, q) in query.chunks_exact(8).enumerate() {
                     let q = load(q);
                     for (t, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(q, load(&keys8[t * width + 8 * c..]), *a);
+                        // SAFETY: this function runs with AVX2, FMA and F16C.
+                        let k = unsafe { K::load8(&keys8[t * width + 8 * c..]) };
+                        *a = _mm256_fmadd_ps(q, k, *a);
                     }
                 }
                 if let Some(o) = out.get_mut(r * n + 8 * b..r * n + 8 * b + 8) {
@@ -287,7 +281,8 @@ mod x86 {
             for (r, query) in queries.chunks_exact(width).enumerate() {
                 let mut acc = _mm256_setzero_ps();
                 for (q, k) in query.chunks_exact(8).zip(key.chunks_exact(8)) {
-                    acc = _mm256_fmadd_ps(load(q), load(k), acc);
+                    // SAFETY: as above.
+                    acc = _mm256_fmadd_ps(load(q), unsafe { K::load8(k) }, acc);
                 }
                 if let Some(o) = out.get_mut(r * n + j) {
                     *o = hsum(acc);
@@ -296,35 +291,52 @@ mod x86 {
         }
     }
 
-    /// See [`super::weighted_sum`]; `width` is a multiple of 8. Each output
-    /// row is accumulated 64 values at a time in registers.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn weighted_sum(weights: &[f32], values: &[f32], width: usize, out: &mut [f32]) {
+    /// See [`super::weighted_sum`]; `width` is a multiple of 8. Up to 4
+    /// output rows at a time (a decode step's query heads of one KV head),
+    /// 32 values of each at a time in registers, so that each value row is
+    /// read once per 4 output rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn weighted_sum<V: Element>(
+        weights: &[f32],
+        values: &[V],
+        width: usize,
+        out: &mut [f32],
+    ) {
+        const ROWS: usize = 4;
+        const LANES: usize = 4;
         let n = values.len() / width;
-        for (row, o) in weights
-            .chunks_exact(n.max(1))
-            .zip(out.chunks_exact_mut(width))
-        {
-            for start in (0..width).step_by(64) {
-                let len = (width - start).min(64);
-                let lanes = len / 8;
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (i, a) in acc.iter_mut().enumerate().take(lanes) {
-                    *a = load(&o[start + 8 * i..]);
-                }
-                for (&w, value) in row.iter().zip(values.chunks_exact(width)) {
-                    if w == 0.0 {
-                        continue;
-                    }
-                    let w = _mm256_set1_ps(w);
-                    for (i, a) in acc.iter_mut().enumerate().take(lanes) {
-                        *a = _mm256_fmadd_ps(w, load(&value[start + 8 * i..]), *a);
+        let rows = out.len() / width;
+        let mut r0 = 0;
+        while r0 < rows {
+            let count = (rows - r0).min(ROWS);
+            for start in (0..width).step_by(8 * LANES) {
+                let lanes = ((width - start) / 8).min(LANES);
+                let mut acc = [[_mm256_setzero_ps(); LANES]; ROWS];
+                for (k, row) in acc.iter_mut().enumerate().take(count) {
+                    for (i, a) in row.iter_mut().enumerate().take(lanes) {
+                        *a = load(&out[(r0 + k) * width + start + 8 * i..]);
                     }
                 }
-                for (i, a) in acc.iter().enumerate().take(lanes) {
-                    store(&mut o[start + 8 * i..], *a);
+                for (j, value) in values.chunks_exact(width).enumerate() {
+                    let mut v = [_mm256_setzero_ps(); LANES];
+                    for (i, v) in v.iter_mut().enumerate().take(lanes) {
+                        // SAFETY: this function runs with AVX2, FMA and F16C.
+                        *v = unsafe { V::load8(&value[start + 8 * i..]) };
+                    }
+                    for (k, row) in acc.iter_mut().enumerate().take(count) {
+                        let w = _mm256_set1_ps(weights[(r0 + k) * n + j]);
+                        for (a, v) in row.iter_mut().zip(&v).take(lanes) {
+                            *a = _mm256_fmadd_ps(w, *v, *a);
+                        }
+                    }
+                }
+                for (k, row) in acc.iter().enumerate().take(count) {
+                    for (i, a) in row.iter().enumerate().take(lanes) {
+                        store(&mut out[(r0 + k) * width + start + 8 * i..], *a);
+                    }
                 }
             }
+            r0 += count;
         }
     }
 
@@ -438,21 +450,6 @@ mod x86 {
         let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
         _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
     }
-
-    /// See [`super::axpy`]; `y` and `x` have the same length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
-        let a = _mm256_set1_ps(alpha);
-        let mut cy = y.chunks_exact_mut(8);
-        let mut cx = x.chunks_exact(8);
-        for (y, x) in (&mut cy).zip(&mut cx) {
-            let v = _mm256_fmadd_ps(a, load(x), load(y));
-            store(y, v);
-        }
-        for (y, &x) in cy.into_remainder().iter_mut().zip(cx.remainder()) {
-            *y += alpha * x;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -537,60 +534,54 @@ mod tests {
 
     #[test]
     fn scores_and_weighted_sums_agree_with_plain_loops() {
-        for width in [8, 16, 64, 96, 128, 256, 12] {
-            let (rows, keys) = (3, 37);
-            let q: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.31).sin()).collect();
-            let k: Vec<f32> = (0..keys * width).map(|i| (i as f32 * 0.17).cos()).collect();
-            let mut got = vec![0.0; rows * keys];
-            scores(&q, &k, width, &mut got);
-            for r in 0..rows {
-                for j in 0..keys {
-                    let want: f32 = (0..width)
-                        .map(|d| q[r * width + d] * k[j * width + d])
-                        .sum();
-                    assert!(
-                        (got[r * keys + j] - want).abs() < 1e-4,
-                        "scores {width} {r} {j}"
-                    );
-                }
-            }
-            let w: Vec<f32> = (0..rows * keys)
-                .map(|i| {
-                    if i % 5 == 0 {
-                        0.0
-                    } else {
-                        (i as f32 * 0.07).sin()
-                    }
-                })
-                .collect();
-            let mut got = vec![1.0; rows * width];
-            weighted_sum(&w, &k, width, &mut got);
-            for r in 0..rows {
-                for d in 0..width {
-                    let want: f32 = 1.0
-                        + (0..keys)
-                            .map(|j| w[r * keys + j] * k[j * width + d])
-                            .sum::<f32>();
-                    assert!(
-                        (got[r * width + d] - want).abs() < 1e-4,
-                        "sums {width} {r} {d}"
-                    );
-                }
-            }
+        // 5 rows: a block of 4 and a remainder; widths past 32 and not
+        // multiples of 8 (the portable path); keys and values as f32 and as
+        // f16 (read widened).
+        for width in [8, 16, 64, 96, 128, 256, 12, 40] {
+            let keys: Vec<f32> = (0..37 * width).map(|i| (i as f32 * 0.17).cos()).collect();
+            check_scores_and_sums(width, &keys);
+            let keys: Vec<half::f16> = keys.iter().map(|&k| half::f16::from_f32(k)).collect();
+            check_scores_and_sums(width, &keys);
         }
     }
 
-    #[test]
-    fn dot_and_axpy_agree_with_plain_loops_at_every_length() {
-        for len in [0, 1, 7, 8, 9, 16, 23, 64, 96, 130] {
-            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
-            assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "dot, {len}");
-            let mut y = b.clone();
-            axpy(&mut y, 0.5, &a);
-            for i in 0..len {
-                assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6, "axpy, {len}");
+    fn check_scores_and_sums<K: Element>(width: usize, k: &[K]) {
+        let (rows, keys) = (5, k.len() / width);
+        let q: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.31).sin()).collect();
+        let mut got = vec![0.0; rows * keys];
+        scores(&q, k, width, &mut got);
+        for r in 0..rows {
+            for j in 0..keys {
+                let want: f32 = (0..width)
+                    .map(|d| q[r * width + d] * k[j * width + d].to_f32())
+                    .sum();
+                assert!(
+                    (got[r * keys + j] - want).abs() < 1e-4,
+                    "scores {width} {r} {j}"
+                );
+            }
+        }
+        let w: Vec<f32> = (0..rows * keys)
+            .map(|i| {
+                if i % 5 == 0 {
+                    0.0
+                } else {
+                    (i as f32 * 0.07).sin()
+                }
+            })
+            .collect();
+        let mut got = vec![1.0; rows * width];
+        weighted_sum(&w, k, width, &mut got);
+        for r in 0..rows {
+            for d in 0..width {
+                let want: f32 = 1.0
+                    + (0..keys)
+                        .map(|j| w[r * keys + j] * k[j * width + d].to_f32())
+                        .sum::<f32>();
+                assert!(
+                    (got[r * width + d] - want).abs() < 1e-4,
+                    "sums {width} {r} {d}"
+                );
             }
         }
     }

@@ -14,9 +14,9 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::arch::matmul::{MatRef, matmul};
-use crate::arch::vector::{self, exp};
+use crate::arch::vector::{self, Element, exp};
 
-use super::cache::HostKv;
+use super::cache::{HostKv, KvRows};
 
 /// Query rows per tile: enough for the matrix products to run at speed, few
 /// enough that a tile's scores stay in cache for long prompts.
@@ -200,14 +200,34 @@ fn attend_piece(
     spec: &AttendSpec,
 ) -> Partial {
     let (hd, lo, hi) = (spec.head_dim, piece.keys.start, piece.keys.end);
-    // f16 caches are widened piece by piece into this thread's buffers
-    // (f32 ones are read in place).
+    let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
+    let keys = cache.keys(piece.head).slice(lo * hd..hi * hd);
+    let values = cache.values(piece.head).slice(lo * hd..hi * hd);
+    if piece.rows.len() <= SMALL_TILE {
+        // Plain dot products, which read an f16 cache as they go.
+        let tile = Tile {
+            queries,
+            piece,
+            geometry,
+            spec,
+        };
+        return match (keys, values) {
+            (KvRows::F16(k), KvRows::F16(v)) => tile.attend_small(k, v),
+            (k, v) => {
+                SCRATCH.with_borrow_mut(|(ks, vs)| tile.attend_small(k.f32_in(ks), v.f32_in(vs)))
+            }
+        };
+    }
+    // The matrix products take f32: an f16 cache is widened piece by piece
+    // into this thread's buffers (an f32 one is read in place).
     SCRATCH.with_borrow_mut(|(key_scratch, value_scratch)| {
-        let keys = cache.keys(piece.head).f32_in(lo * hd..hi * hd, key_scratch);
-        let values = cache
-            .values(piece.head)
-            .f32_in(lo * hd..hi * hd, value_scratch);
-        attend_rows(block, piece, geometry, keys, values, spec)
+        let tile = Tile {
+            queries,
+            piece,
+            geometry,
+            spec,
+        };
+        tile.attend_large(keys.f32_in(key_scratch), values.f32_in(value_scratch))
     })
 }
 
@@ -217,64 +237,80 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// [`attend_piece`] on its keys and values as f32.
-fn attend_rows(
-    block: &[f32],
-    piece: &Piece,
-    geometry: &Geometry,
-    keys: &[f32],
-    values: &[f32],
-    spec: &AttendSpec,
-) -> Partial {
-    let hd = spec.head_dim;
-    let t = piece.rows.len();
-    let Range { start: lo, end: hi } = piece.keys;
-    let span = hi - lo;
-    let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
+/// A piece's queries and where they look.
+struct Tile<'a> {
+    queries: &'a [f32],
+    piece: &'a Piece,
+    geometry: &'a Geometry,
+    spec: &'a AttendSpec,
+}
 
-    let small = t <= SMALL_TILE;
-    let mut scores = vec![0.0f32; t * span];
-    if small {
-        vector::scores(queries, keys, hd, &mut scores);
-    } else {
+impl Tile<'_> {
+    /// A tile of at most [`SMALL_TILE`] rows, by plain dot products on the
+    /// keys and values as stored.
+    fn attend_small<K: Element>(&self, keys: &[K], values: &[K]) -> Partial {
+        let (t, hd) = (self.piece.rows.len(), self.spec.head_dim);
+        let mut scores = vec![0.0f32; t * self.piece.keys.len()];
+        vector::scores(self.queries, keys, hd, &mut scores);
+        let (max, sum) = self.softmax(&mut scores);
+        let mut out = vec![0.0f32; t * hd];
+        vector::weighted_sum(&scores, values, hd, &mut out);
+        Partial { max, sum, out }
+    }
+
+    /// A larger tile, by two matrix products.
+    fn attend_large(&self, keys: &[f32], values: &[f32]) -> Partial {
+        let (t, hd, span) = (
+            self.piece.rows.len(),
+            self.spec.head_dim,
+            self.piece.keys.len(),
+        );
+        let mut scores = vec![0.0f32; t * span];
         matmul(
             &mut scores,
             span,
-            MatRef::rows(queries, t, hd, hd),
+            MatRef::rows(self.queries, t, hd, hd),
             MatRef::rows(keys, span, hd, hd).t(),
         );
-    }
-    let mut max = vec![f32::NEG_INFINITY; t];
-    let mut sum = vec![0.0f32; t];
-    for (offset, (row, r)) in scores
-        .chunks_exact_mut(span)
-        .zip(piece.rows.clone())
-        .enumerate()
-    {
-        let seen = geometry.seen_by(r);
-        let (from, to) = (seen.start.max(lo), seen.end.min(hi));
-        if from >= to {
-            row.fill(0.0);
-            continue;
-        }
-        let seen = from - lo..to - lo;
-        let (largest, total) = weights_in_place(&mut row[seen.clone()], spec.scale, spec.softcap);
-        (max[offset], sum[offset]) = (largest, total);
-        row[..seen.start].fill(0.0);
-        row[seen.end..].fill(0.0);
-    }
-    let mut out = vec![0.0f32; t * hd];
-    if small {
-        vector::weighted_sum(&scores, values, hd, &mut out);
-    } else {
+        let (max, sum) = self.softmax(&mut scores);
+        let mut out = vec![0.0f32; t * hd];
         matmul(
             &mut out,
             hd,
             MatRef::rows(&scores, t, span, span),
             MatRef::rows(values, span, hd, hd),
         );
+        Partial { max, sum, out }
     }
-    Partial { max, sum, out }
+
+    /// The `[rows, keys]` scores as softmax weights relative to each row's
+    /// largest (zero where a row does not see a key); the largest scaled
+    /// scores and the weights' sums.
+    fn softmax(&self, scores: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+        let Range { start: lo, end: hi } = self.piece.keys;
+        let t = self.piece.rows.len();
+        let mut max = vec![f32::NEG_INFINITY; t];
+        let mut sum = vec![0.0f32; t];
+        for (offset, (row, r)) in scores
+            .chunks_exact_mut(hi - lo)
+            .zip(self.piece.rows.clone())
+            .enumerate()
+        {
+            let seen = self.geometry.seen_by(r);
+            let (from, to) = (seen.start.max(lo), seen.end.min(hi));
+            if from >= to {
+                row.fill(0.0);
+                continue;
+            }
+            let seen = from - lo..to - lo;
+            let (largest, total) =
+                weights_in_place(&mut row[seen.clone()], self.spec.scale, self.spec.softcap);
+            (max[offset], sum[offset]) = (largest, total);
+            row[..seen.start].fill(0.0);
+            row[seen.end..].fill(0.0);
+        }
+        (max, sum)
+    }
 }
 
 /// Row `offset`'s output from the partial results of its tile's pieces: each

@@ -320,19 +320,22 @@ pub(crate) enum KvRows<'a> {
 }
 
 impl<'a> KvRows<'a> {
-    /// Values `range` as f32: borrowed, or widened into `scratch`.
-    pub(crate) fn f32_in<'s>(
-        self,
-        range: std::ops::Range<usize>,
-        scratch: &'s mut Vec<f32>,
-    ) -> &'s [f32]
+    /// Values `range` of these.
+    pub(crate) fn slice(self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Self::F32(values) => Self::F32(&values[range]),
+            Self::F16(values) => Self::F16(&values[range]),
+        }
+    }
+
+    /// These values as f32: borrowed, or widened into `scratch`.
+    pub(crate) fn f32_in<'s>(self, scratch: &'s mut Vec<f32>) -> &'s [f32]
     where
         'a: 's,
     {
         match self {
-            Self::F32(values) => &values[range],
+            Self::F32(values) => values,
             Self::F16(values) => {
-                let values = &values[range];
                 scratch.resize(values.len(), 0.0);
                 crate::arch::vector::widen_f16(values, scratch);
                 scratch
@@ -344,7 +347,7 @@ impl<'a> KvRows<'a> {
     #[cfg(test)]
     pub(crate) fn to_vec(self, range: std::ops::Range<usize>) -> Vec<f32> {
         let mut scratch = Vec::new();
-        self.f32_in(range, &mut scratch).to_vec()
+        self.slice(range).f32_in(&mut scratch).to_vec()
     }
 }
 

@@ -1,5 +1,7 @@
 //! Keyword evidence: whole-word, case-insensitive phrase matching.
 
+use std::collections::HashMap;
+
 /// Lowercase words of a text: runs of letters and digits.
 pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
@@ -23,6 +25,10 @@ pub(crate) struct KeywordSet {
     words: Vec<(u32, u32)>,
     /// The lowercased words of every keyword.
     text: String,
+    /// Keywords (indices, ascending) by their first word: a query is
+    /// checked only against the keywords that start with one of its words,
+    /// not against every keyword at every word.
+    by_first: HashMap<String, Vec<u32>>,
 }
 
 impl KeywordSet {
@@ -38,6 +44,10 @@ impl KeywordSet {
                 split.len() as u32,
                 keyword.len() as u32,
             ));
+            set.by_first
+                .entry(split[0].clone())
+                .or_default()
+                .push(set.keywords.len() as u32);
             for word in split {
                 let start = set.text.len() as u32;
                 set.text.push_str(&word);
@@ -67,7 +77,22 @@ impl KeywordSet {
     pub(crate) fn hits_in(&self, query: &[String]) -> Vec<String> {
         // (start word, keyword words, index into self.keywords)
         let mut found: Vec<(usize, usize, usize)> = Vec::new();
-        for (k, &(first, n, _)) in self.shapes.iter().enumerate() {
+        // A keyword can match only where the query has its first word (or,
+        // for a one-word keyword, that word plus `s`/`es`).
+        let mut candidates: Vec<u32> = query
+            .iter()
+            .flat_map(|q| {
+                let singular = [q.strip_suffix('s'), q.strip_suffix("es")];
+                std::iter::once(q.as_str()).chain(singular.into_iter().flatten())
+            })
+            .filter_map(|w| self.by_first.get(w))
+            .flatten()
+            .copied()
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for k in candidates.into_iter().map(|k| k as usize) {
+            let (first, n, _) = self.shapes[k];
             let n = n as usize;
             if n > query.len() {
                 continue;
@@ -119,6 +144,73 @@ mod tests {
         // Inside other words: no match.
         assert!(k.hits("taxi syntax digital").is_empty());
         assert_eq!(k.hits("Git: push failed"), ["git"]);
+    }
+
+    /// Every keyword tried at every word, as `hits_in` did before its index.
+    fn hits_by_scanning(set: &KeywordSet, query: &[String]) -> Vec<String> {
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for (k, &(first, n, len)) in set.shapes.iter().enumerate() {
+            let n = n as usize;
+            if n > query.len() {
+                continue;
+            }
+            let start = (0..=query.len() - n).find(|&s| {
+                (0..n).all(|j| {
+                    let (word, q) = (set.word(first, j), &query[s + j]);
+                    q == word
+                        || (j + 1 == n
+                            && q.strip_prefix(word)
+                                .is_some_and(|rest| rest == "s" || rest == "es"))
+                })
+            });
+            if let Some(start) = start {
+                let longer =
+                    |f: &(usize, usize, usize)| f.1 < n || (f.1 == n && set.shapes[f.2].2 < len);
+                match found.iter_mut().find(|f| f.0 == start) {
+                    Some(f) if longer(f) => *f = (start, n, k),
+                    Some(_) => {}
+                    None => found.push((start, n, k)),
+                }
+            }
+        }
+        found.sort_by_key(|f| f.2);
+        found
+            .into_iter()
+            .map(|f| set.keywords[f.2].clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_index_finds_what_scanning_every_keyword_finds() {
+        use rand::{Rng, SeedableRng};
+        // A small vocabulary, so that keywords overlap, share first words
+        // and meet their plurals.
+        let vocabulary = [
+            "tax", "taxes", "credit", "score", "scores", "card", "side", "effect", "effects", "s",
+            "es", "bank", "bankes",
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let phrase = |rng: &mut rand_chacha::ChaCha8Rng, most: usize| -> String {
+            let n = rng.random_range(1..=most);
+            (0..n)
+                .map(|_| vocabulary[rng.random_range(0..vocabulary.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for _ in 0..300 {
+            let keywords: Vec<String> = (0..rng.random_range(1..12))
+                .map(|_| phrase(&mut rng, 3))
+                .collect();
+            let set = KeywordSet::new(&keywords);
+            for _ in 0..20 {
+                let query = words(&phrase(&mut rng, 8));
+                assert_eq!(
+                    set.hits_in(&query),
+                    hits_by_scanning(&set, &query),
+                    "{keywords:?} in {query:?}"
+                );
+            }
+        }
     }
 
     #[test]

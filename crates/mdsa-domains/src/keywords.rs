@@ -75,8 +75,6 @@ impl KeywordSet {
     /// Like `hits`, for a text already split by [`words`] (the router splits a
     /// query once for every domain).
     pub(crate) fn hits_in(&self, query: &[String]) -> Vec<String> {
-        // (start word, keyword words, index into self.keywords)
-        let mut found: Vec<(usize, usize, usize)> = Vec::new();
         // A keyword can match only where the query has its first word (or,
         // for a one-word keyword, that word plus `s`/`es`).
         let mut candidates: Vec<u32> = query
@@ -91,7 +89,14 @@ impl KeywordSet {
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
-        for k in candidates.into_iter().map(|k| k as usize) {
+        self.hits_among(query, candidates.into_iter().map(|k| k as usize))
+    }
+
+    /// The keywords among `keywords` (indices, ascending) found in `query`.
+    fn hits_among(&self, query: &[String], keywords: impl Iterator<Item = usize>) -> Vec<String> {
+        // (start word, keyword words, index into self.keywords)
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for k in keywords {
             let (first, n, _) = self.shapes[k];
             let n = n as usize;
             if n > query.len() {
@@ -148,36 +153,7 @@ mod tests {
 
     /// Every keyword tried at every word, as `hits_in` did before its index.
     fn hits_by_scanning(set: &KeywordSet, query: &[String]) -> Vec<String> {
-        let mut found: Vec<(usize, usize, usize)> = Vec::new();
-        for (k, &(first, n, len)) in set.shapes.iter().enumerate() {
-            let n = n as usize;
-            if n > query.len() {
-                continue;
-            }
-            let start = (0..=query.len() - n).find(|&s| {
-                (0..n).all(|j| {
-                    let (word, q) = (set.word(first, j), &query[s + j]);
-                    q == word
-                        || (j + 1 == n
-                            && q.strip_prefix(word)
-                                .is_some_and(|rest| rest == "s" || rest == "es"))
-                })
-            });
-            if let Some(start) = start {
-                let longer =
-                    |f: &(usize, usize, usize)| f.1 < n || (f.1 == n && set.shapes[f.2].2 < len);
-                match found.iter_mut().find(|f| f.0 == start) {
-                    Some(f) if longer(f) => *f = (start, n, k),
-                    Some(_) => {}
-                    None => found.push((start, n, k)),
-                }
-            }
-        }
-        found.sort_by_key(|f| f.2);
-        found
-            .into_iter()
-            .map(|f| set.keywords[f.2].clone())
-            .collect()
+        set.hits_among(query, 0..set.shapes.len())
     }
 
     #[test]

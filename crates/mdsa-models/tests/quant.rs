@@ -548,11 +548,11 @@ fn interleaved_layout_gives_the_same_products_rows_and_errors() {
             inter.dequantize_row_into(rows - 3, &mut row).unwrap();
             assert_eq!(row, m.dequantize()[(rows - 3) * cols..(rows - 2) * cols]);
             let w = m.dequantize();
-            // 1 (decode), 4 and 8 (whole tiles of activations), 6 and 9
-            // (tails), and enough rows that the threads split the activation
-            // rows instead of the weight rows (unevenly).
+            // 1 (decode), 4 and 8 (whole tiles of activations), 2, 3, 6, 7
+            // and 9 (tails of 1 to 3 rows), and enough rows that the threads
+            // split the activation rows instead of the weight rows (unevenly).
             let many = 64 * rayon::current_num_threads().max(2) + 5;
-            for n in [1, 4, 6, 8, 9, many] {
+            for n in [1, 2, 3, 4, 6, 7, 8, 9, many] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.unit() * 3.0).collect();
                 let mag = magnitudes(&w, rows, cols, &x, n);
                 let mut want = vec![f32::NAN; n * rows];

@@ -201,7 +201,7 @@ macro_rules! kernels {
         }
 
         /// Interleaved groups of 8 rows: activations 4 at a time (one weight
-        /// unpack per 4), then one at a time; each result is 8 rows' outputs,
+        /// unpack per 4), then the last 1 to 3 together; each result is 8 rows' outputs,
         /// stored at `out[i · stride + 8g..]` (activation row `i`, group `g`).
         #[inline]
         #[target_feature(enable = $features)]
@@ -229,9 +229,16 @@ macro_rules! kernels {
                     }
                     i += 4;
                 }
-                while i < n {
-                    store8(&mut out[i * stride + 8 * g..], dot8::<F, GB, 1>(group, [act(i)])[0]);
-                    i += 1;
+                // The last 1 to 3 rows together: one weight unpack for them
+                // all, and independent sums for the out-of-order core.
+                let rest: &[__m256] = match n - i {
+                    3 => &dot8::<F, GB, 3>(group, [act(i), act(i + 1), act(i + 2)]),
+                    2 => &dot8::<F, GB, 2>(group, [act(i), act(i + 1)]),
+                    1 => &dot8::<F, GB, 1>(group, [act(i)]),
+                    _ => &[],
+                };
+                for (k, v) in rest.iter().enumerate() {
+                    store8(&mut out[(i + k) * stride + 8 * g..], *v);
                 }
             }
         }

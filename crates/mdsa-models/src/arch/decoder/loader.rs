@@ -178,7 +178,6 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// The device the tensors are put on.
     /// How this model's CPU KV cache holds values: f16 beside quantized
     /// weights (whose own rounding is far larger, as llama.cpp does), f32
     /// beside f32 and 16-bit float weights.
@@ -190,6 +189,7 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// The device the tensors are put on.
     pub(crate) fn device(&self) -> &'a Device {
         self.device
     }

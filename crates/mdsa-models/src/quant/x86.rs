@@ -201,8 +201,9 @@ macro_rules! kernels {
         }
 
         /// Interleaved groups of 8 rows: activations 4 at a time (one weight
-        /// unpack per 4), then the last 1 to 3 together; each result is 8 rows' outputs,
-        /// stored at `out[i · stride + 8g..]` (activation row `i`, group `g`).
+        /// unpack per 4), then the last 1 to 3 together; each result is 8
+        /// rows' outputs, stored at `out[i · stride + 8g..]` (activation row
+        /// `i`, group `g`).
         #[inline]
         #[target_feature(enable = $features)]
         fn groups_q8<const F: u8, const GB: usize>(

@@ -203,14 +203,14 @@ fn attend_piece(
     let queries = &block[piece.rows.start * hd..piece.rows.end * hd];
     let keys = cache.keys(piece.head).slice(lo * hd..hi * hd);
     let values = cache.values(piece.head).slice(lo * hd..hi * hd);
+    let tile = Tile {
+        queries,
+        piece,
+        geometry,
+        spec,
+    };
     if piece.rows.len() <= SMALL_TILE {
         // Plain dot products, which read an f16 cache as they go.
-        let tile = Tile {
-            queries,
-            piece,
-            geometry,
-            spec,
-        };
         return match (keys, values) {
             (KvRows::F16(k), KvRows::F16(v)) => tile.attend_small(k, v),
             (k, v) => {
@@ -221,12 +221,6 @@ fn attend_piece(
     // The matrix products take f32: an f16 cache is widened piece by piece
     // into this thread's buffers (an f32 one is read in place).
     SCRATCH.with_borrow_mut(|(key_scratch, value_scratch)| {
-        let tile = Tile {
-            queries,
-            piece,
-            geometry,
-            spec,
-        };
         tile.attend_large(keys.f32_in(key_scratch), values.f32_in(value_scratch))
     })
 }

@@ -35,6 +35,7 @@ pub mod gguf;
 pub mod manager;
 pub mod quant;
 mod storage;
+mod team;
 pub mod tokenizer;
 pub mod weights;
 

@@ -26,7 +26,7 @@ mod x86;
 use std::ops::Range;
 use std::sync::Arc;
 
-use rayon::prelude::*;
+use crate::team;
 
 use act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows};
 pub use formats::{
@@ -628,7 +628,7 @@ impl QuantMatrix {
         }
         let acts = self.quantize_activations(kernel, x, n);
         let parallel = self.rows.saturating_mul(self.cols).saturating_mul(n) >= PARALLEL_MIN_WORK
-            && rayon::current_num_threads() > 1
+            && team::threads() > 1
             && self.rows >= 2 * MIN_ROWS_PER_TASK;
         if self.interleaved {
             self.run_groups(kernel, &acts, out, parallel);
@@ -688,15 +688,16 @@ impl QuantMatrix {
         }
         // About 4 tasks per thread: enough to even out a slow core, few enough
         // that the fork-join overhead stays small next to the work.
-        let threads = rayon::current_num_threads();
+        let threads = team::threads();
         let per_task = self
             .rows
             .div_ceil(threads * 4)
             .next_multiple_of(4)
             .max(MIN_ROWS_PER_TASK);
-        out.par_chunks_mut(per_task * n)
-            .zip(w.par_chunks(per_task * rb))
-            .for_each(|(o, wc)| rows_kernel(kernel, self.format, wc, rb, acts, o));
+        team::for_each_piece_mut(out, per_task * n, |k, o| {
+            let wc = &w[k * per_task * rb..][..o.len() / n * rb];
+            rows_kernel(kernel, self.format, wc, rb, acts, o);
+        });
     }
 }
 
@@ -723,19 +724,17 @@ impl QuantMatrix {
             run(w, all, out, rows);
             return;
         }
-        let threads = rayon::current_num_threads();
+        let threads = team::threads();
         if n >= ROWS_PER_THREAD_TO_SPLIT_ROWS * threads {
             // Many activation rows (a batch, a long prompt): each task takes
             // a run of them against every group (whose weights then stay in
             // its cache) and writes its rows of `out` in place.
             let per_task = n.div_ceil(2 * threads);
-            out.par_chunks_mut(per_task * rows)
-                .enumerate()
-                .for_each(|(t, o)| {
-                    if let Some(a) = rows_of(t * per_task, o.len() / rows) {
-                        run(w, a, o, rows);
-                    }
-                });
+            team::for_each_piece_mut(out, per_task * rows, |t, o| {
+                if let Some(a) = rows_of(t * per_task, o.len() / rows) {
+                    run(w, a, o, rows);
+                }
+            });
             return;
         }
         // Few activation rows (a decode step, a short query): the groups are
@@ -745,24 +744,45 @@ impl QuantMatrix {
             .div_ceil(threads * 4)
             .max(MIN_ROWS_PER_TASK / GROUP);
         let width = per_task * GROUP;
+        let weights_of = |k: usize, outputs: usize| {
+            &w[k * per_task * group_bytes..][..outputs / GROUP * group_bytes]
+        };
         if n == 1 {
-            out.par_chunks_mut(width)
-                .zip(w.par_chunks(per_task * group_bytes))
-                .for_each(|(o, wc)| run(wc, all, o, o.len()));
+            team::for_each_piece_mut(out, width, |k, o| {
+                run(weights_of(k, o.len()), all, o, o.len())
+            });
             return;
         }
-        let mut tiles = vec![0f32; rows * n];
-        tiles
-            .par_chunks_mut(width * n)
-            .zip(w.par_chunks(per_task * group_bytes))
-            .for_each(|(t, wc)| run(wc, all, t, t.len() / n));
-        for (k, tile) in tiles.chunks(width * n).enumerate() {
-            let tile_width = tile.len() / n;
-            for (i, row) in tile.chunks_exact(tile_width).enumerate() {
-                out[i * rows + k * width..][..tile_width].copy_from_slice(row);
-            }
-        }
+        team::for_each_column_block(out, rows, width, |k, mut block| {
+            let width = block.width();
+            with_tile(n * width, |tile| {
+                run(weights_of(k, width), all, tile, width);
+                for (i, row) in tile.chunks_exact(width).enumerate() {
+                    block.row_mut(i).copy_from_slice(row);
+                }
+            });
+        });
     }
+}
+
+/// Runs `f` on this thread's scratch tile of `len` floats (contents
+/// unspecified), kept between calls: a decode step's matmuls would otherwise
+/// allocate, fault in and zero a fresh one each.
+fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
+    /// Tiles above this many floats are freed after use.
+    const KEEP: usize = 1 << 18;
+    thread_local! {
+        static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    TILE.with_borrow_mut(|tile| {
+        if tile.len() < len {
+            tile.resize(len, 0.0);
+        }
+        f(&mut tile[..len]);
+        if tile.len() > KEEP {
+            *tile = Vec::new();
+        }
+    });
 }
 
 /// Interleaved groups `w` (of `group_bytes` each) against the activation

@@ -11,10 +11,9 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use crate::arch::matmul::{MatRef, matmul};
 use crate::arch::vector::{self, Element, exp};
+use crate::team;
 
 use super::cache::{HostKv, KvRows};
 
@@ -132,7 +131,7 @@ pub(crate) fn attend_all(seqs: &[SeqQueries<'_>], spec: &AttendSpec) -> Vec<Vec<
         attend_piece(block, piece, &geometry[piece.seq], s.cache, spec)
     };
     let partials: Vec<Partial> = if pieces.len() > 1 {
-        pieces.par_iter().map(work).collect()
+        team::map(pieces.len(), |i| work(&pieces[i]))
     } else {
         pieces.iter().map(work).collect()
     };

@@ -552,10 +552,10 @@ impl Mlp {
             let input = tensor_to_vec(x.clone())?;
             let both = gate_up.forward_host(&input, n)?;
             let mut hidden = vec![0.0f32; n * ffn];
-            for (row, out) in both.chunks_exact(2 * ffn).zip(hidden.chunks_exact_mut(ffn)) {
-                let (gate, up) = row.split_at(ffn);
+            crate::team::for_each_piece_mut(&mut hidden, ffn, |i, out| {
+                let (gate, up) = both[i * 2 * ffn..(i + 1) * 2 * ffn].split_at(ffn);
                 silu_mul(gate, up, out);
-            }
+            });
             let y = self.down.forward_host(&hidden, n)?;
             let hidden_size = y.len() / n.max(1);
             Ok(Tensor::from_data(

@@ -20,7 +20,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 8080, env = "MDSA_PORT")]
     port: u16,
     /// Requests running models at once, and so the sequences each generator
-    /// batches (default: the configuration's `budget.sequences_per_model`, 4).
+    /// batches (default: the configuration's `budget.sequences_per_model`, 8).
     #[arg(long)]
     max_concurrent: Option<usize>,
     /// Requests that may wait for a slot; beyond, 429.

@@ -43,8 +43,10 @@ pub struct DecoderOptions {
     pub max_sequences: Option<usize>,
 }
 
-/// Requests one generator runs together unless told otherwise.
-pub const DEFAULT_SEQUENCES: usize = 4;
+/// Requests one generator runs together unless told otherwise: on 2 cores, 8
+/// SmolLM2 sequences decode 588 tokens/s together against 478 for 4 (`--example
+/// batched_decode`), and each reserves 47 MB of KV cache at `max_context: 2048`.
+pub const DEFAULT_SEQUENCES: usize = 8;
 
 /// A decoder language model with its tokenizer and chat template. Concurrent
 /// [`generate`](TextGenerator::generate) calls are batched: a scheduler

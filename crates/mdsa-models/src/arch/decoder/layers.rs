@@ -123,6 +123,8 @@ impl Embedding {
 #[derive(Debug)]
 pub(crate) struct RmsNorm {
     weight: Tensor<1>,
+    /// The weight in a host buffer, for [`RmsNorm::forward_host`].
+    host_weight: Vec<f32>,
     eps: f32,
 }
 
@@ -145,11 +147,13 @@ impl RmsNorm {
         stored: NormWeight,
     ) -> Result<Self, ModelError> {
         let weight = loader.vector(&format!("{name}.weight"), len)?;
+        let weight = match stored {
+            NormWeight::Plain => weight,
+            NormWeight::OnePlus => weight + 1.0,
+        };
         Ok(Self {
-            weight: match stored {
-                NormWeight::Plain => weight,
-                NormWeight::OnePlus => weight + 1.0,
-            },
+            host_weight: tensor_to_vec(weight.clone())?,
+            weight,
             eps,
         })
     }
@@ -168,9 +172,51 @@ impl RmsNorm {
         x * scale * self.weight.clone().unsqueeze::<2>()
     }
 
-    /// Bytes the weight holds.
+    /// Normalizes each row of `x` (rows of the weight's length) into `out`,
+    /// in host buffers.
+    pub(crate) fn forward_host(&self, x: &[f32], out: &mut [f32]) {
+        let len = self.host_weight.len().max(1);
+        for (row, out) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
+            let scale = 1.0 / (sum_of_squares(row) / len as f32 + self.eps).sqrt();
+            for ((o, &v), &w) in out.iter_mut().zip(row).zip(&self.host_weight) {
+                *o = v * scale * w;
+            }
+        }
+    }
+
+    /// [`RmsNorm::forward_host`] in place.
+    pub(crate) fn forward_host_in_place(&self, x: &mut [f32]) {
+        let len = self.host_weight.len().max(1);
+        for row in x.chunks_exact_mut(len) {
+            let scale = 1.0 / (sum_of_squares(row) / len as f32 + self.eps).sqrt();
+            for (v, &w) in row.iter_mut().zip(&self.host_weight) {
+                *v = *v * scale * w;
+            }
+        }
+    }
+
+    /// Bytes the weight holds (the device's copy and the host's).
     pub(crate) fn resident_bytes(&self) -> usize {
-        self.weight.dims()[0] * 4
+        self.weight.dims()[0] * 4 + self.host_weight.len() * 4
+    }
+}
+
+/// `Σ x²` in 8 running sums (which the compiler keeps in one vector register).
+fn sum_of_squares(x: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (chunks, rest) = x.as_chunks::<8>();
+    for chunk in chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += v * v;
+        }
+    }
+    sums.iter().sum::<f32>() + rest.iter().map(|v| v * v).sum::<f32>()
+}
+
+/// `x += y`, element by element.
+pub(crate) fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
     }
 }
 
@@ -320,6 +366,50 @@ impl Attention {
         self.o.forward(context)
     }
 
+    /// Whether [`Attention::forward_host`] can run it: Q, K and V one
+    /// projection, and every projection multiplied on the host.
+    pub(crate) fn runs_on_host(&self) -> bool {
+        self.qkv.fused().is_some_and(|(qkv, _)| qkv.on_host()) && self.o.on_host()
+    }
+
+    /// [`Attention::forward`] in host buffers: `x` is the pass's `[rows,
+    /// hidden]` (normed) input, the result its `[rows, hidden]` output. Only
+    /// where [`Attention::runs_on_host`] and the caches are on the host.
+    pub(crate) fn forward_host(
+        &self,
+        x: &[f32],
+        rows: usize,
+        layer: &mut LayerPass<'_>,
+    ) -> Result<Vec<f32>, ModelError> {
+        let Some((qkv, _)) = self.qkv.fused() else {
+            return Err(ModelError::Backend(
+                "separate Q, K and V projections were run on the host".into(),
+            ));
+        };
+        let (heads, kv_heads, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let y = qkv.forward_host(x, rows)?;
+        // [rows, (heads + 2 · kv_heads) · hd] → [h, rows, hd] for each of Q, K, V.
+        let width = (heads + 2 * kv_heads) * hd;
+        let split = |first: usize, h: usize| {
+            let mut out = vec![0.0f32; h * rows * hd];
+            for (r, row) in y.chunks_exact(width).enumerate() {
+                for head in 0..h {
+                    out[(head * rows + r) * hd..][..hd]
+                        .copy_from_slice(&row[(first + head) * hd..][..hd]);
+                }
+            }
+            out
+        };
+        let (mut q, mut k) = (split(0, heads), split(heads, kv_heads));
+        let v = split(heads + kv_heads, kv_heads);
+        if let Some((q_norm, k_norm)) = &self.qk_norm {
+            q_norm.forward_host_in_place(&mut q);
+            k_norm.forward_host_in_place(&mut k);
+        }
+        let context = self.attend_buffers(q, k, v, rows, layer)?;
+        self.o.forward_host(&context, rows)
+    }
+
     /// The `[rows, heads · hd]` context of every sequence of the pass, whose
     /// caches are on the host, from the pass's (not yet rotated) `[heads, rows, hd]`
     /// queries and `[kv_heads, rows, hd]` new keys and values: each sequence's
@@ -334,7 +424,24 @@ impl Attention {
     ) -> Result<Tensor<2>, ModelError> {
         let [heads, rows, hd] = q.dims();
         let device = q.device();
-        let (mut q, mut k, v) = (tensor_to_vec(q)?, tensor_to_vec(k)?, tensor_to_vec(v)?);
+        let (q, k, v) = (tensor_to_vec(q)?, tensor_to_vec(k)?, tensor_to_vec(v)?);
+        let context = self.attend_buffers(q, k, v, rows, layer)?;
+        Ok(Tensor::from_data(
+            TensorData::new(context, [rows, heads * hd]),
+            &device,
+        ))
+    }
+
+    /// [`Attention::attend_host`] on host buffers.
+    fn attend_buffers(
+        &self,
+        mut q: Vec<f32>,
+        mut k: Vec<f32>,
+        v: Vec<f32>,
+        rows: usize,
+        layer: &mut LayerPass<'_>,
+    ) -> Result<Vec<f32>, ModelError> {
+        let (heads, hd) = (self.heads, self.head_dim);
         // Every row rotated by its own position in one go.
         layer.rope.apply_host(&mut q, heads, hd, layer.at)?;
         layer.rope.apply_host(&mut k, self.kv_heads, hd, layer.at)?;
@@ -393,11 +500,7 @@ impl Attention {
             .collect();
         // The sequences' rows are consecutive and in order: their contexts
         // concatenated are the pass's.
-        let context: Vec<f32> = attend_all(&seqs, &spec).concat();
-        Ok(Tensor::from_data(
-            TensorData::new(context, [rows, heads * hd]),
-            &device,
-        ))
+        Ok(attend_all(&seqs, &spec).concat())
     }
 
     /// One sequence's `[n, heads · hd]` context on a device, from its
@@ -528,8 +631,12 @@ impl Mlp {
 
     /// Runs `[n, hidden]` through the layer.
     pub(crate) fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>, ModelError> {
-        if let Some(y) = self.forward_host(&x) {
-            return y;
+        if self.runs_on_host() {
+            let [n, _] = x.dims();
+            let device = x.device();
+            let y = self.forward_host(&tensor_to_vec(x)?, n)?;
+            let width = y.len() / n.max(1);
+            return Ok(Tensor::from_data(TensorData::new(y, [n, width]), &device));
         }
         let [gate, up] = self.gate_up.forward(x)?;
         let gate = match self.activation {
@@ -539,31 +646,33 @@ impl Mlp {
         self.down.forward(gate * up)
     }
 
-    /// SwiGLU on the CPU's quantized path, in host buffers from the input to
-    /// the output (the gate's SiLU fused with the product): `None` where the
-    /// layers are not all multiplied on the host.
-    fn forward_host(&self, x: &Tensor<2>) -> Option<Result<Tensor<2>, ModelError>> {
-        let (gate_up, &[ffn, _]) = self.gate_up.fused()?;
-        if self.activation != Activation::Silu || !gate_up.on_host() || !self.down.on_host() {
-            return None;
-        }
-        let [n, _] = x.dims();
-        let run = || -> Result<Tensor<2>, ModelError> {
-            let input = tensor_to_vec(x.clone())?;
-            let both = gate_up.forward_host(&input, n)?;
-            let mut hidden = vec![0.0f32; n * ffn];
-            crate::team::for_each_piece_mut(&mut hidden, ffn, |i, out| {
-                let (gate, up) = both[i * 2 * ffn..(i + 1) * 2 * ffn].split_at(ffn);
-                silu_mul(gate, up, out);
-            });
-            let y = self.down.forward_host(&hidden, n)?;
-            let hidden_size = y.len() / n.max(1);
-            Ok(Tensor::from_data(
-                TensorData::new(y, [n, hidden_size]),
-                &x.device(),
-            ))
+    /// Whether [`Mlp::forward_host`] can run it: SwiGLU, gate and up one
+    /// projection, and every projection multiplied on the host.
+    pub(crate) fn runs_on_host(&self) -> bool {
+        self.activation == Activation::Silu
+            && self
+                .gate_up
+                .fused()
+                .is_some_and(|(gate_up, _)| gate_up.on_host())
+            && self.down.on_host()
+    }
+
+    /// SwiGLU on the CPU's quantized path, in host buffers from the `[n,
+    /// hidden]` input to the output (the gate's SiLU fused with the product);
+    /// only where [`Mlp::runs_on_host`].
+    pub(crate) fn forward_host(&self, x: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
+        let Some((gate_up, &[ffn, _])) = self.gate_up.fused() else {
+            return Err(ModelError::Backend(
+                "separate gate and up projections were run on the host".into(),
+            ));
         };
-        Some(run())
+        let both = gate_up.forward_host(x, n)?;
+        let mut hidden = vec![0.0f32; n * ffn];
+        crate::team::for_each_piece_mut(&mut hidden, ffn, |i, out| {
+            let (gate, up) = both[i * 2 * ffn..(i + 1) * 2 * ffn].split_at(ffn);
+            silu_mul(gate, up, out);
+        });
+        self.down.forward_host(&hidden, n)
     }
 
     /// Bytes the projections hold.

@@ -21,7 +21,7 @@ use mdsa_engine::ModelError;
 
 use super::config::DecoderConfig;
 use super::families::Family;
-use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNorm};
+use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNorm, add_in_place};
 use super::loader::{Loader, Part};
 use super::rope::RopeLayout;
 use super::stack::{Block, LayerPass, Stack, StackSpec};
@@ -136,6 +136,20 @@ impl Block for LlamaBlock {
         let attended = self.attention.forward(normed, layer)?;
         let x = x + attended;
         Ok(x.clone() + self.mlp.forward(self.ffn_norm.forward(x))?)
+    }
+
+    fn runs_on_host(&self) -> bool {
+        self.attention.runs_on_host() && self.mlp.runs_on_host()
+    }
+
+    fn forward_host(&self, x: &mut [f32], layer: &mut LayerPass<'_>) -> Result<(), ModelError> {
+        let rows = layer.rows();
+        let mut normed = vec![0.0f32; x.len()];
+        self.attn_norm.forward_host(x, &mut normed);
+        add_in_place(x, &self.attention.forward_host(&normed, rows, layer)?);
+        self.ffn_norm.forward_host(x, &mut normed);
+        add_in_place(x, &self.mlp.forward_host(&normed, rows)?);
+        Ok(())
     }
 
     fn resident_bytes(&self) -> usize {

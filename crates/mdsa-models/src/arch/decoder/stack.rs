@@ -35,6 +35,20 @@ pub(crate) trait Block: Send + Sync + std::fmt::Debug + Sized {
     /// rows, mask and KV cache for this layer.
     fn forward(&self, x: Tensor<2>, layer: &mut LayerPass<'_>) -> Result<Tensor<2>, ModelError>;
 
+    /// Whether [`Block::forward_host`] can run the block: every layer of it
+    /// computes on the host (the CPU's quantized and packed weights).
+    fn runs_on_host(&self) -> bool {
+        false
+    }
+
+    /// [`Block::forward`] in host buffers, `x` (`[rows, hidden]`) updated in
+    /// place, for passes whose caches are on the host: no tensor is built
+    /// between the layers. Only called where [`Block::runs_on_host`].
+    fn forward_host(&self, x: &mut [f32], layer: &mut LayerPass<'_>) -> Result<(), ModelError> {
+        let _ = (x, layer);
+        Err(ModelError::Backend("this block has no host path".into()))
+    }
+
     /// Bytes of weights the block holds.
     fn resident_bytes(&self) -> usize;
 }
@@ -48,6 +62,13 @@ pub(crate) struct LayerPass<'a> {
     pub(crate) at: &'a RopeAt,
     /// The sequences, in the order of their rows.
     pub(crate) seqs: Vec<SeqPass<'a>>,
+}
+
+impl LayerPass<'_> {
+    /// Rows of the pass, every sequence's together.
+    pub(crate) fn rows(&self) -> usize {
+        self.seqs.iter().map(|seq| seq.rows.len()).sum()
+    }
 }
 
 /// One sequence's share of a layer's pass.
@@ -241,7 +262,12 @@ impl<B: Block> Decoder for Stack<B> {
             rows.push(start..start + run.len());
             start += run.len();
         }
-        let mut x = self.embedding.forward(&runs.concat())?;
+        let x = self.embedding.forward(&runs.concat())?;
+        let hidden_size = x.dims()[1];
+        let device = x.device();
+        let on_host = batch.iter().all(|item| item.cache.on_host());
+        // Between blocks that run on the host, the activations stay a host buffer.
+        let mut x = Hidden::Tensor(x);
         let group = config.num_heads / config.num_kv_heads;
         let at_of = |rope: &Rope| -> Vec<RopeAt> {
             runs.iter()
@@ -294,8 +320,16 @@ impl<B: Block> Decoder for Stack<B> {
                     cache: layers.next().unwrap_or_else(|| unreachable!()),
                 });
             }
-            x = block.forward(x, &mut LayerPass { rope, at, seqs })?;
+            let mut pass = LayerPass { rope, at, seqs };
+            x = if on_host && block.runs_on_host() {
+                let mut values = x.into_host()?;
+                block.forward_host(&mut values, &mut pass)?;
+                Hidden::Host(values)
+            } else {
+                Hidden::Tensor(block.forward(x.into_tensor(hidden_size, &device), &mut pass)?)
+            };
         }
+        let x = x.into_tensor(hidden_size, &device);
         drop(caches);
         for (item, run) in batch.iter_mut().zip(&runs) {
             item.cache.advance(run);
@@ -313,5 +347,31 @@ impl<B: Block> Decoder for Stack<B> {
             .chunks_exact(vocab)
             .map(<[f32]>::to_vec)
             .collect())
+    }
+}
+
+/// A forward pass's activations between blocks.
+enum Hidden {
+    Tensor(Tensor<2>),
+    /// `[rows, hidden]`, row-major.
+    Host(Vec<f32>),
+}
+
+impl Hidden {
+    fn into_host(self) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Self::Tensor(t) => tensor_to_vec(t),
+            Self::Host(values) => Ok(values),
+        }
+    }
+
+    fn into_tensor(self, hidden_size: usize, device: &Device) -> Tensor<2> {
+        match self {
+            Self::Tensor(t) => t,
+            Self::Host(values) => {
+                let rows = values.len() / hidden_size.max(1);
+                Tensor::from_data(TensorData::new(values, [rows, hidden_size]), device)
+            }
+        }
     }
 }

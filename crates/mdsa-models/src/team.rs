@@ -364,7 +364,7 @@ impl Team {
             }
             seen = s.region;
             spins += 1;
-            if spins % 64 != 0 || idle_since.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || idle_since.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }

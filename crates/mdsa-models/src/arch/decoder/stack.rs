@@ -350,7 +350,9 @@ impl<B: Block> Decoder for Stack<B> {
     }
 }
 
-/// A forward pass's activations between blocks.
+/// A forward pass's activations between blocks (one per pass, so the
+/// tensor's size is no cost).
+#[allow(clippy::large_enum_variant)]
 enum Hidden {
     Tensor(Tensor<2>),
     /// `[rows, hidden]`, row-major.

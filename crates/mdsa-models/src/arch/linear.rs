@@ -362,7 +362,11 @@ impl LinearWeight {
                 "a layer with a bias or on a device was run on the host".into(),
             ));
         };
-        let mut out = vec![0.0f32; n * matrix.rows()];
+        let mut out = take_buffer(n * matrix.rows());
+        // The block kernels write every output; the others start from zero.
+        if !matches!(matrix, Packed::Blocks(_)) {
+            out.fill(0.0);
+        }
         matrix.matmul(x, n, &mut out)?;
         Ok(out)
     }
@@ -457,6 +461,44 @@ impl<const N: usize> SharedInput<N> {
             Self::Separate(parts) => parts.iter().map(LinearWeight::resident_bytes).sum(),
         }
     }
+}
+
+/// Host buffers the CPU's forward passes hand back ([`recycle`]) to reuse:
+/// a decode step's ~150 products would otherwise each allocate, page in and
+/// zero their output. At most this many are kept per thread.
+const KEPT_BUFFERS: usize = 8;
+
+thread_local! {
+    static BUFFERS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` floats whose values are unspecified (an earlier pass's),
+/// for outputs that are written whole.
+pub(crate) fn take_buffer(len: usize) -> Vec<f32> {
+    let kept = BUFFERS.with_borrow_mut(|kept| {
+        // The smallest that holds `len`, else the largest (to grow).
+        let fit = (0..kept.len())
+            .filter(|&i| kept[i].capacity() >= len)
+            .min_by_key(|&i| kept[i].capacity())
+            .or_else(|| (0..kept.len()).max_by_key(|&i| kept[i].capacity()));
+        fit.map(|i| kept.swap_remove(i))
+    });
+    let mut buffer = kept.unwrap_or_default();
+    if buffer.len() >= len {
+        buffer.truncate(len);
+    } else {
+        buffer.resize(len, 0.0);
+    }
+    buffer
+}
+
+/// Hands a buffer back for [`take_buffer`] to give out again.
+pub(crate) fn recycle(buffer: Vec<f32>) {
+    BUFFERS.with_borrow_mut(|kept| {
+        if kept.len() < KEPT_BUFFERS {
+            kept.push(buffer);
+        }
+    });
 }
 
 /// Row-major `[rows, cols]` → `[cols, rows]`.

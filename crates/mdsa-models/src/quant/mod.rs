@@ -318,6 +318,12 @@ pub struct QuantMatrix {
     interleaved: bool,
 }
 
+thread_local! {
+    /// The last matmul's Q8 activation blocks on this thread, reused by the
+    /// next (a decode step quantizes its activations ~150 times).
+    static Q8_BLOCKS: std::cell::Cell<Vec<BlockQ8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Below this many weights (times activation rows) a matmul stays on the
 /// calling thread: a rayon fork-join costs a few microseconds, which is what a
 /// 192 × 576 Q4_1 projection takes on one core.
@@ -646,6 +652,9 @@ impl QuantMatrix {
                 }
             }
         }
+        if let ActBlocks::Q8(blocks) = acts.blocks {
+            Q8_BLOCKS.set(blocks);
+        }
         Ok(())
     }
 
@@ -662,7 +671,9 @@ impl QuantMatrix {
             }
             ActBlocks::Q8K(b)
         } else {
-            let mut b = vec![BlockQ8::ZERO; per_row * n];
+            let mut b = Q8_BLOCKS.take();
+            // Every block is written below: only growth needs a value.
+            b.resize(per_row * n, BlockQ8::ZERO);
             match simd(kernel) {
                 #[cfg(target_arch = "x86_64")]
                 Simd::Avx2(t) => t.quantize_q8(x, &mut b),

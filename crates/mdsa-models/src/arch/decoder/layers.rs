@@ -12,7 +12,9 @@ use std::ops::Range;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, Matrix, Packed, SharedInput, tensor_to_vec};
+use crate::arch::linear::{
+    LinearWeight, Matrix, Packed, SharedInput, recycle, take_buffer, tensor_to_vec,
+};
 use crate::arch::vector::silu_mul;
 use mdsa_engine::ModelError;
 
@@ -402,12 +404,15 @@ impl Attention {
         };
         let (mut q, mut k) = (split(0, heads), split(heads, kv_heads));
         let v = split(heads + kv_heads, kv_heads);
+        recycle(y);
         if let Some((q_norm, k_norm)) = &self.qk_norm {
             q_norm.forward_host_in_place(&mut q);
             k_norm.forward_host_in_place(&mut k);
         }
         let context = self.attend_buffers(q, k, v, rows, layer)?;
-        self.o.forward_host(&context, rows)
+        let out = self.o.forward_host(&context, rows);
+        recycle(context);
+        out
     }
 
     /// The `[rows, heads · hd]` context of every sequence of the pass, whose
@@ -667,12 +672,15 @@ impl Mlp {
             ));
         };
         let both = gate_up.forward_host(x, n)?;
-        let mut hidden = vec![0.0f32; n * ffn];
+        let mut hidden = take_buffer(n * ffn);
         crate::team::for_each_piece_mut(&mut hidden, ffn, |i, out| {
             let (gate, up) = both[i * 2 * ffn..(i + 1) * 2 * ffn].split_at(ffn);
             silu_mul(gate, up, out);
         });
-        self.down.forward_host(&hidden, n)
+        recycle(both);
+        let out = self.down.forward_host(&hidden, n);
+        recycle(hidden);
+        out
     }
 
     /// Bytes the projections hold.

@@ -25,6 +25,7 @@ use super::layers::{Activation, Attention, AttentionSpec, Mlp, NormWeight, RmsNo
 use super::loader::{Loader, Part};
 use super::rope::RopeLayout;
 use super::stack::{Block, LayerPass, Stack, StackSpec};
+use crate::arch::linear::{recycle, take_buffer};
 
 /// Llama's embedding, norms and RoPE storage, given its GGUF RoPE layout.
 const fn stack(gguf_rope: RopeLayout) -> StackSpec {
@@ -144,11 +145,16 @@ impl Block for LlamaBlock {
 
     fn forward_host(&self, x: &mut [f32], layer: &mut LayerPass<'_>) -> Result<(), ModelError> {
         let rows = layer.rows();
-        let mut normed = vec![0.0f32; x.len()];
+        let mut normed = take_buffer(x.len());
         self.attn_norm.forward_host(x, &mut normed);
-        add_in_place(x, &self.attention.forward_host(&normed, rows, layer)?);
+        let attended = self.attention.forward_host(&normed, rows, layer)?;
+        add_in_place(x, &attended);
+        recycle(attended);
         self.ffn_norm.forward_host(x, &mut normed);
-        add_in_place(x, &self.mlp.forward_host(&normed, rows)?);
+        let y = self.mlp.forward_host(&normed, rows)?;
+        add_in_place(x, &y);
+        recycle(y);
+        recycle(normed);
         Ok(())
     }
 

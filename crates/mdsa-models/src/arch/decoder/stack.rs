@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::linear::{LinearWeight, tensor_to_vec, uses_block_kernels};
+use crate::arch::linear::{LinearWeight, recycle, take_buffer, tensor_to_vec, uses_block_kernels};
 use mdsa_engine::ModelError;
 
 use super::BatchItem;
@@ -201,6 +201,32 @@ impl<B: Block + 'static> Stack<B> {
     }
 }
 
+impl<B: Block> Stack<B> {
+    /// Each sequence's next-token logits from the host pass's final
+    /// activations `x`: its last row normed and through the output head.
+    fn logits_host(
+        &self,
+        x: &[f32],
+        rows: &[Range<usize>],
+        hidden_size: usize,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut last = take_buffer(rows.len() * hidden_size);
+        for (out, r) in last.chunks_exact_mut(hidden_size).zip(rows) {
+            out.copy_from_slice(&x[(r.end - 1) * hidden_size..r.end * hidden_size]);
+        }
+        self.norm.forward_host_in_place(&mut last);
+        let logits = self.head.forward_host(&last, rows.len())?;
+        recycle(last);
+        let vocab = logits.len() / rows.len().max(1);
+        let each = logits
+            .chunks_exact(vocab.max(1))
+            .map(<[f32]>::to_vec)
+            .collect();
+        recycle(logits);
+        Ok(each)
+    }
+}
+
 impl<B: Block> Decoder for Stack<B> {
     fn config(&self) -> &DecoderConfig {
         &self.config
@@ -329,11 +355,17 @@ impl<B: Block> Decoder for Stack<B> {
                 Hidden::Tensor(block.forward(x.into_tensor(hidden_size, &device), &mut pass)?)
             };
         }
-        let x = x.into_tensor(hidden_size, &device);
         drop(caches);
         for (item, run) in batch.iter_mut().zip(&runs) {
             item.cache.advance(run);
         }
+        if let Hidden::Host(values) = &x
+            && self.head.on_host()
+            && config.final_logit_softcap.is_none()
+        {
+            return self.logits_host(values, &rows, hidden_size);
+        }
+        let x = x.into_tensor(hidden_size, &device);
         // The next-token logits of each sequence: its last row only.
         let last: Vec<i64> = rows.iter().map(|r| (r.end - 1) as i64).collect();
         let last = Tensor::<1, Int>::from_data(TensorData::new(last, [rows.len()]), &self.device);

@@ -106,8 +106,9 @@ pub(crate) fn for_each_column_block<T: Send>(
     });
 }
 
-/// One task's columns `start..start + width` of every row of a matrix (see
-/// [`for_each_column_block`]).
+/// Columns `start..start + width` of every row of a row-major matrix: one
+/// task's share (see [`for_each_column_block`]), or all of them
+/// ([`ColumnBlock::whole`]).
 pub(crate) struct ColumnBlock<'a, T> {
     base: *mut T,
     row_len: usize,
@@ -117,7 +118,29 @@ pub(crate) struct ColumnBlock<'a, T> {
     _items: std::marker::PhantomData<&'a mut [T]>,
 }
 
-impl<T> ColumnBlock<'_, T> {
+impl<'a, T> ColumnBlock<'a, T> {
+    /// Every column of the row-major matrix `items` (rows of `row_len`).
+    pub(crate) fn whole(items: &'a mut [T], row_len: usize) -> Self {
+        Self {
+            rows: items.len().checked_div(row_len).unwrap_or(0),
+            base: items.as_mut_ptr(),
+            row_len,
+            start: 0,
+            width: row_len,
+            _items: std::marker::PhantomData,
+        }
+    }
+
+    /// Sets the block's part of every row to `value`.
+    pub(crate) fn fill(&mut self, value: T)
+    where
+        T: Clone,
+    {
+        for i in 0..self.rows {
+            self.row_mut(i).fill(value.clone());
+        }
+    }
+
     /// Columns in the block.
     pub(crate) fn width(&self) -> usize {
         self.width

@@ -253,42 +253,72 @@ mod x86 {
         unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
     }
 
-    /// See [`super::scores`]; `width` is a multiple of 8.
+    /// See [`super::scores`]; `width` is a multiple of 8. Query rows go 3
+    /// at a time (a decode step's query heads of one KV head), so that each
+    /// key is loaded and widened once for all of them.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
         let n = keys.len() / width;
-        // Eight keys at a time: eight accumulators per query row, reduced
-        // together into one vector of eight scores.
-        let blocks = n / 8;
+        let rows = queries.len() / width;
+        let mut r0 = 0;
+        while r0 < rows {
+            let q = &queries[r0 * width..];
+            let o = &mut out[r0 * n..];
+            r0 += match rows - r0 {
+                1 => scores_rows::<K, 1>(q, keys, width, o),
+                2 => scores_rows::<K, 2>(q, keys, width, o),
+                _ => scores_rows::<K, 3>(q, keys, width, o),
+            };
+        }
+    }
+
+    /// The scores of the first `R` rows of `queries` (into `out`'s first `R`
+    /// rows of `n`): 4 keys at a time, 4 accumulators per row reduced
+    /// together; `R` ≤ 3 keeps the 12 sums, the `R` queries and a key in the
+    /// 16 vector registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn scores_rows<K: Element, const R: usize>(
+        queries: &[f32],
+        keys: &[K],
+        width: usize,
+        out: &mut [f32],
+    ) -> usize {
+        let n = keys.len() / width;
+        let blocks = n / 4;
         for b in 0..blocks {
-            let keys8 = &keys[8 * b * width..8 * (b + 1) * width];
-            for (r, query) in queries.chunks_exact(width).enumerate() {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (c, q) in query.chunks_exact(8).enumerate() {
-                    let q = load(q);
-                    for (t, a) in acc.iter_mut().enumerate() {
-                        // SAFETY: this function runs with AVX2, FMA and F16C.
-                        let k = unsafe { K::load8(&keys8[t * width + 8 * c..]) };
-                        *a = _mm256_fmadd_ps(q, k, *a);
+            let keys4 = &keys[4 * b * width..4 * (b + 1) * width];
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
+            for c in (0..width).step_by(8) {
+                let q: [__m256; R] = std::array::from_fn(|r| load(&queries[r * width + c..]));
+                for t in 0..4 {
+                    // SAFETY: this function runs with AVX2, FMA and F16C.
+                    let k = unsafe { K::load8(&keys4[t * width + c..]) };
+                    for r in 0..R {
+                        acc[r][t] = _mm256_fmadd_ps(q[r], k, acc[r][t]);
                     }
                 }
-                if let Some(o) = out.get_mut(r * n + 8 * b..r * n + 8 * b + 8) {
-                    store(o, hsum8(acc));
-                }
+            }
+            for (r, sums) in acc.iter().enumerate() {
+                let o = &mut out[r * n + 4 * b..r * n + 4 * b + 4];
+                // SAFETY: `o` has exactly 4 writable f32s; storeu has no alignment need.
+                unsafe { _mm_storeu_ps(o.as_mut_ptr(), hsum4(*sums)) };
             }
         }
-        for (j, key) in keys.chunks_exact(width).enumerate().skip(8 * blocks) {
-            for (r, query) in queries.chunks_exact(width).enumerate() {
+        for (j, key) in keys.chunks_exact(width).enumerate().skip(4 * blocks) {
+            for r in 0..R {
                 let mut acc = _mm256_setzero_ps();
-                for (q, k) in query.chunks_exact(8).zip(key.chunks_exact(8)) {
+                for (q, k) in queries[r * width..(r + 1) * width]
+                    .chunks_exact(8)
+                    .zip(key.chunks_exact(8))
+                {
                     // SAFETY: as above.
                     acc = _mm256_fmadd_ps(load(q), unsafe { K::load8(k) }, acc);
                 }
-                if let Some(o) = out.get_mut(r * n + j) {
-                    *o = hsum(acc);
-                }
+                out[r * n + j] = hsum(acc);
             }
         }
+        R
     }
 
     /// See [`super::weighted_sum`]; `width` is a multiple of 8. Up to 4
@@ -427,20 +457,12 @@ mod x86 {
         _mm256_mul_ps(e_r, scale)
     }
 
-    /// The sums of eight vectors, as one vector (lane t: the sum of `v[t]`).
+    /// The sums of 4 vectors' lanes, in order.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn hsum8(v: [__m256; 8]) -> __m256 {
-        let s01 = _mm256_hadd_ps(v[0], v[1]);
-        let s23 = _mm256_hadd_ps(v[2], v[3]);
-        let s45 = _mm256_hadd_ps(v[4], v[5]);
-        let s67 = _mm256_hadd_ps(v[6], v[7]);
-        let s0123 = _mm256_hadd_ps(s01, s23);
-        let s4567 = _mm256_hadd_ps(s45, s67);
-        _mm256_add_ps(
-            _mm256_permute2f128_ps::<0x20>(s0123, s4567),
-            _mm256_permute2f128_ps::<0x31>(s0123, s4567),
-        )
+    fn hsum4(v: [__m256; 4]) -> __m128 {
+        let s = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+        _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s))
     }
 
     #[inline]
@@ -534,19 +556,22 @@ mod tests {
 
     #[test]
     fn scores_and_weighted_sums_agree_with_plain_loops() {
-        // 5 rows: a block of 4 and a remainder; widths past 32 and not
+        // 1 to 7 rows: blocks of 3 (scores) and 4 (sums) and remainders;
+        // 37 keys (blocks of 4 and one more); widths past 32 and not
         // multiples of 8 (the portable path); keys and values as f32 and as
         // f16 (read widened).
         for width in [8, 16, 64, 96, 128, 256, 12, 40] {
             let keys: Vec<f32> = (0..37 * width).map(|i| (i as f32 * 0.17).cos()).collect();
-            check_scores_and_sums(width, &keys);
-            let keys: Vec<half::f16> = keys.iter().map(|&k| half::f16::from_f32(k)).collect();
-            check_scores_and_sums(width, &keys);
+            let halves: Vec<half::f16> = keys.iter().map(|&k| half::f16::from_f32(k)).collect();
+            for rows in 1..=7 {
+                check_scores_and_sums(rows, width, &keys);
+                check_scores_and_sums(rows, width, &halves);
+            }
         }
     }
 
-    fn check_scores_and_sums<K: Element>(width: usize, k: &[K]) {
-        let (rows, keys) = (5, k.len() / width);
+    fn check_scores_and_sums<K: Element>(rows: usize, width: usize, k: &[K]) {
+        let keys = k.len() / width;
         let q: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.31).sin()).collect();
         let mut got = vec![0.0; rows * keys];
         scores(&q, k, width, &mut got);

@@ -26,7 +26,7 @@ mod x86;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::team;
+use crate::team::{self, ColumnBlock};
 
 use act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows};
 pub use formats::{
@@ -329,7 +329,12 @@ thread_local! {
 /// 192 × 576 Q4_1 projection takes on one core.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// Rows per rayon task, at least (a multiple of 4, so that a future 4-row tile
+/// Tasks per thread a matmul is cut into: a task is handed out by one atomic
+/// operation of the team, so small ones are cheap, and they even out the end
+/// of a region (the last task's length is what one thread waits for the other).
+const TASKS_PER_THREAD: usize = 8;
+
+/// Rows per task, at least (a multiple of 4, so that a future 4-row tile
 /// never straddles tasks).
 const MIN_ROWS_PER_TASK: usize = 16;
 
@@ -697,12 +702,10 @@ impl QuantMatrix {
             rows_kernel(kernel, self.format, w, rb, acts, out);
             return;
         }
-        // About 4 tasks per thread: enough to even out a slow core, few enough
-        // that the fork-join overhead stays small next to the work.
         let threads = team::threads();
         let per_task = self
             .rows
-            .div_ceil(threads * 4)
+            .div_ceil(threads * TASKS_PER_THREAD)
             .next_multiple_of(4)
             .max(MIN_ROWS_PER_TASK);
         team::for_each_piece_mut(out, per_task * n, |k, o| {
@@ -714,9 +717,8 @@ impl QuantMatrix {
 
 impl QuantMatrix {
     /// [`QuantMatrix::run_rows`] for the interleaved layout. The kernels write
-    /// each activation row's outputs at a given stride: in place when one task
-    /// has all the groups (no split, or a split of the activation rows), into
-    /// a tile per task, copied row by row after, when the groups are split.
+    /// each activation row's outputs in place: a task takes a run of the
+    /// groups (its columns of every row of `out`) or of the activation rows.
     fn run_groups(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {
         use interleave::GROUP;
         let (n, rows) = (acts.n, self.rows);
@@ -728,72 +730,36 @@ impl QuantMatrix {
             out.fill(0.0);
             return;
         };
-        let run = |w: &[u8], a: Q8Rows<'_>, o: &mut [f32], stride: usize| {
-            groups_kernel(kernel, self.format, w, group_bytes, a, o, stride)
+        let run = |w: &[u8], a: Q8Rows<'_>, o: &mut ColumnBlock<'_, f32>| {
+            groups_kernel(kernel, self.format, w, group_bytes, a, o)
         };
         if !parallel {
-            run(w, all, out, rows);
+            run(w, all, &mut ColumnBlock::whole(out, rows));
             return;
         }
         let threads = team::threads();
         if n >= ROWS_PER_THREAD_TO_SPLIT_ROWS * threads {
             // Many activation rows (a batch, a long prompt): each task takes
             // a run of them against every group (whose weights then stay in
-            // its cache) and writes its rows of `out` in place.
+            // its cache).
             let per_task = n.div_ceil(2 * threads);
             team::for_each_piece_mut(out, per_task * rows, |t, o| {
                 if let Some(a) = rows_of(t * per_task, o.len() / rows) {
-                    run(w, a, o, rows);
+                    run(w, a, &mut ColumnBlock::whole(o, rows));
                 }
             });
             return;
         }
-        // Few activation rows (a decode step, a short query): the groups are
-        // split, each task writing `[n, its groups · 8]` into a tile that is
-        // copied into place after (in place when there is one row).
+        // Few activation rows (a decode step, a short query): each task
+        // takes a run of the groups, that is, columns of every row.
         let per_task = (rows / GROUP)
-            .div_ceil(threads * 4)
+            .div_ceil(threads * TASKS_PER_THREAD)
             .max(MIN_ROWS_PER_TASK / GROUP);
-        let width = per_task * GROUP;
-        let weights_of = |k: usize, outputs: usize| {
-            &w[k * per_task * group_bytes..][..outputs / GROUP * group_bytes]
-        };
-        if n == 1 {
-            team::for_each_piece_mut(out, width, |k, o| {
-                run(weights_of(k, o.len()), all, o, o.len())
-            });
-            return;
-        }
-        team::for_each_column_block(out, rows, width, |k, mut block| {
-            let width = block.width();
-            with_tile(n * width, |tile| {
-                run(weights_of(k, width), all, tile, width);
-                for (i, row) in tile.chunks_exact(width).enumerate() {
-                    block.row_mut(i).copy_from_slice(row);
-                }
-            });
+        team::for_each_column_block(out, rows, per_task * GROUP, |k, mut block| {
+            let weights = &w[k * per_task * group_bytes..][..block.width() / GROUP * group_bytes];
+            run(weights, all, &mut block);
         });
     }
-}
-
-/// Runs `f` on this thread's scratch tile of `len` floats (contents
-/// unspecified), kept between calls: a decode step's matmuls would otherwise
-/// allocate, fault in and zero a fresh one each.
-fn with_tile(len: usize, f: impl FnOnce(&mut [f32])) {
-    /// Tiles above this many floats are freed after use.
-    const KEEP: usize = 1 << 18;
-    thread_local! {
-        static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    TILE.with_borrow_mut(|tile| {
-        if tile.len() < len {
-            tile.resize(len, 0.0);
-        }
-        f(&mut tile[..len]);
-        if tile.len() > KEEP {
-            *tile = Vec::new();
-        }
-    });
 }
 
 /// Interleaved groups `w` (of `group_bytes` each) against the activation
@@ -804,15 +770,14 @@ fn groups_kernel(
     w: &[u8],
     group_bytes: usize,
     acts: Q8Rows<'_>,
-    out: &mut [f32],
-    stride: usize,
+    out: &mut ColumnBlock<'_, f32>,
 ) {
     match simd(kernel) {
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out, stride),
+        Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out),
         #[cfg(target_arch = "x86_64")]
-        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out, stride),
-        Simd::None => scalar_groups(format, w, group_bytes, acts, out, stride),
+        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out),
+        Simd::None => scalar_groups(format, w, group_bytes, acts, out),
     }
 }
 
@@ -824,8 +789,7 @@ fn scalar_groups(
     w: &[u8],
     group_bytes: usize,
     acts: Q8Rows<'_>,
-    out: &mut [f32],
-    stride: usize,
+    out: &mut ColumnBlock<'_, f32>,
 ) {
     use interleave::GROUP;
     let n = acts.n;
@@ -841,10 +805,10 @@ fn scalar_groups(
             .flat_map(|r| interleave::read_row(format, acts.per_row, group, r))
             .collect();
         scalar::rows(format, &rows, row_bytes, &acts, &mut rows_out);
-        // [8, n] → row i's 8 outputs at i · stride + 8g
+        // [8, n] → row i's 8 outputs at 8g
         for (r, vals) in rows_out.chunks_exact(n).enumerate() {
             for (i, &v) in vals.iter().enumerate() {
-                out[i * stride + g * GROUP + r] = v;
+                out.row_mut(i)[g * GROUP + r] = v;
             }
         }
     }

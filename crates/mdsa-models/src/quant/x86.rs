@@ -33,6 +33,7 @@ macro_rules! kernels {
 
         use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows, quantize_q8k_body};
         use crate::quant::formats::{BlockFormat, scale_min_k4};
+        use crate::team::ColumnBlock;
 
         /// Proof that this CPU has the features this module is compiled for: the
         /// safe entry points take one, so the `#[target_feature]` code can only run
@@ -62,18 +63,17 @@ macro_rules! kernels {
 
             /// See [`crate::quant::QuantMatrix::run_groups`]: interleaved groups
             /// of 8 rows against every activation row; group `g`'s outputs for
-            /// activation row `i` go to `out[i · stride + 8g..][..8]`.
+            /// activation row `i` go to `out.row_mut(i)[8g..][..8]`.
             pub(crate) fn groups(
                 self,
                 format: BlockFormat,
                 w: &[u8],
                 group_bytes: usize,
                 acts: Q8Rows<'_>,
-                out: &mut [f32],
-                stride: usize,
+                out: &mut ColumnBlock<'_, f32>,
             ) {
                 // SAFETY: as in `rows`.
-                unsafe { groups_impl(format, w, group_bytes, acts, out, stride) }
+                unsafe { groups_impl(format, w, group_bytes, acts, out) }
             }
 
             /// Activation quantization compiled for these features (the same results
@@ -189,12 +189,12 @@ macro_rules! kernels {
         }
 
         #[target_feature(enable = $features)]
-        fn groups_impl(format: BlockFormat, w: &[u8], group_bytes: usize, acts: Q8Rows<'_>, out: &mut [f32], stride: usize) {
+        fn groups_impl(format: BlockFormat, w: &[u8], group_bytes: usize, acts: Q8Rows<'_>, out: &mut ColumnBlock<'_, f32>) {
             let Q8Rows { blocks: a, n, per_row } = acts;
             match format {
-                BlockFormat::Q8_0 => groups_q8::<Q8_0, 272>(w, group_bytes, a, n, per_row, out, stride),
-                BlockFormat::Q4_0 => groups_q8::<Q4_0, 144>(w, group_bytes, a, n, per_row, out, stride),
-                BlockFormat::Q4_1 => groups_q8::<Q4_1, 160>(w, group_bytes, a, n, per_row, out, stride),
+                BlockFormat::Q8_0 => groups_q8::<Q8_0, 272>(w, group_bytes, a, n, per_row, out),
+                BlockFormat::Q4_0 => groups_q8::<Q4_0, 144>(w, group_bytes, a, n, per_row, out),
+                BlockFormat::Q4_1 => groups_q8::<Q4_1, 160>(w, group_bytes, a, n, per_row, out),
                 // Only these formats are ever interleaved.
                 _ => out.fill(0.0),
             }
@@ -202,7 +202,7 @@ macro_rules! kernels {
 
         /// Interleaved groups of 8 rows: activations 4 at a time (one weight
         /// unpack per 4), then the last 1 to 3 together; each result is 8
-        /// rows' outputs, stored at `out[i · stride + 8g..]` (activation row
+        /// rows' outputs, stored at `out.row_mut(i)[8g..]` (activation row
         /// `i`, group `g`).
         #[inline]
         #[target_feature(enable = $features)]
@@ -212,8 +212,7 @@ macro_rules! kernels {
             a: &[BlockQ8],
             n: usize,
             per_row: usize,
-            out: &mut [f32],
-            stride: usize,
+            out: &mut ColumnBlock<'_, f32>,
         ) {
             if group_bytes == 0 || n == 0 || per_row == 0 {
                 out.fill(0.0);
@@ -226,7 +225,7 @@ macro_rules! kernels {
                 while i + 4 <= n {
                     let r = dot8::<F, GB, 4>(group, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
                     for (k, v) in r.iter().enumerate() {
-                        store8(&mut out[(i + k) * stride + 8 * g..], *v);
+                        store8(&mut out.row_mut(i + k)[8 * g..], *v);
                     }
                     i += 4;
                 }
@@ -239,7 +238,7 @@ macro_rules! kernels {
                     _ => &[],
                 };
                 for (k, v) in rest.iter().enumerate() {
-                    store8(&mut out[(i + k) * stride + 8 * g..], *v);
+                    store8(&mut out.row_mut(i + k)[8 * g..], *v);
                 }
             }
         }

@@ -327,7 +327,7 @@ impl Serving {
         let eight = self.chat.get(&8).copied();
         let scale = one.zip(eight).map(|(o, e)| e.0 / o.0);
         targets.push(Target {
-            goal: "mdsa serve, chat with 8 clients: completion tokens/s ≥ 3× one client's",
+            goal: "mdsa serve, chat with 8 clients (max_tokens 128): completion tokens/s ≥ 3× one client's",
             measured: match (one, eight, scale) {
                 (Some(o), Some(e), Some(x)) => {
                     let anchor = match (self.anchor_chat.get(&1), self.anchor_chat.get(&8)) {
@@ -357,7 +357,7 @@ impl Serving {
             .zip(eight.and_then(|e| e.1))
             .map(|(o, e)| e / o);
         targets.push(Target {
-            goal: "mdsa serve, chat with 8 clients: p95 time to first token ≤ 2× one client's",
+            goal: "mdsa serve, chat with 8 clients (max_tokens 128): p95 time to first token ≤ 2× one client's",
             measured: match (one.and_then(|o| o.1), eight.and_then(|e| e.1), ttft_ratio) {
                 (Some(o), Some(e), Some(x)) => format!("{} vs {} ({x:.2}×)", ms(e), ms(o)),
                 _ => "not measured (the server run was skipped)".to_owned(),

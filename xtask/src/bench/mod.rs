@@ -49,7 +49,19 @@ pub(crate) struct BenchArgs {
     out: Option<PathBuf>,
 }
 
+/// `max_tokens` of the serving runs' chat requests, mdsa's and the anchor's:
+/// an answer's length, so that the figure is many sequences decoding together.
+/// At the loadtest's default of 16, a request's own prompt (~30 tokens past
+/// the cached system prompt) is as much work as its answer.
+pub(crate) const SERVING_MAX_TOKENS: u32 = 128;
+
 impl BenchArgs {
+    /// Seconds each serving run sends requests (a 128-token answer takes
+    /// ~0.5 s for one client).
+    fn serving_seconds(&self) -> u64 {
+        if self.quick { 15 } else { 30 }
+    }
+
     /// The pythons to run the references with: those given, else the one
     /// scripts/reference/install.sh makes.
     fn pythons(&self) -> Vec<PathBuf> {
@@ -131,11 +143,11 @@ pub(crate) fn run(options: &BenchArgs) -> anyhow::Result<()> {
         target_dir().join("criterion").display()
     );
     if !options.no_server {
-        let seconds = if options.quick { 5 } else { 15 };
         crate::loadtest::run(&crate::loadtest::LoadtestArgs {
             clients: vec![1, 8],
-            duration: Duration::from_secs(seconds),
+            duration: Duration::from_secs(options.serving_seconds()),
             mode: crate::loadtest::Modes::Both,
+            max_tokens: SERVING_MAX_TOKENS,
             ..crate::loadtest::LoadtestArgs::default()
         })?;
         let path = target_dir().join("loadtest.json");
@@ -148,8 +160,7 @@ pub(crate) fn run(options: &BenchArgs) -> anyhow::Result<()> {
     if options.compare {
         results.references = references::run(&options.pythons());
         if !options.no_server {
-            let seconds = if options.quick { 5 } else { 15 };
-            let anchor = references::llama_server(&options.pythons(), seconds);
+            let anchor = references::llama_server(&options.pythons(), options.serving_seconds());
             results.references.insert("llama-server".to_owned(), anchor);
         }
     }

@@ -128,6 +128,7 @@ fn anchor(pythons: &[PathBuf], seconds: u64) -> Result<Value, String> {
             clients: vec![1, 8],
             duration: std::time::Duration::from_secs(seconds),
             mode: crate::loadtest::Modes::Chat,
+            max_tokens: super::SERVING_MAX_TOKENS,
             url: Some(url.clone()),
             foreign: true,
             ..crate::loadtest::LoadtestArgs::default()

@@ -339,7 +339,15 @@ fn server_section(md: &mut String, server: Option<&Value>) {
     let Some(runs) = server.and_then(|s| s["runs"].as_array()) else {
         return;
     };
-    md.push_str("## Server\n\n`mdsa serve` (release) on loopback under `cargo xtask loadtest`: each client sends its next request as soon as the last is answered.\n\n");
+    let max_tokens = server
+        .and_then(|s| s["max_tokens"].as_u64())
+        .map_or_else(String::new, |n| {
+            format!(", chat requests with max_tokens {n}")
+        });
+    let _ = write!(
+        md,
+        "## Server\n\n`mdsa serve` (release) on loopback under `cargo xtask loadtest`: each client sends its next request as soon as the last is answered{max_tokens}.\n\n"
+    );
     md.push_str("| mode | clients | requests | req/s | p50 | p95 | p99 | errors | lost |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for run in runs {
         let l = &run["latency_ms"];

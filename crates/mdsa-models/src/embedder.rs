@@ -342,9 +342,7 @@ impl Embedder for BertEmbedder {
             &prompted.iter().map(String::as_str).collect::<Vec<_>>()
         };
         let batch = self.tokenizer.encode_batch(texts)?;
-        // On a rayon worker, burn-flex's parallel ops run without handing each
-        // one from this thread to the pool and back (see `run_in_pool`).
-        let values = crate::quant::run_in_pool(|| self.pooled(&batch))?;
+        let values = self.pooled(&batch)?;
         Ok(values
             .chunks_exact(self.dimension)
             .map(<[f32]>::to_vec)

@@ -2,9 +2,9 @@
 //! decoding is memory-bound, close to twice the speed; widened to f32 in
 //! registers, so activations stay f32 (no activation rounding, unlike the blocks).
 
+use crate::team;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 use super::{QuantError, check_row_request};
 use mdsa_engine::dot;
@@ -99,7 +99,7 @@ impl HalfMatrix {
         Ok(())
     }
 
-    /// `out[n][rows] = x[n][cols] · Wᵀ`, rows split over rayon's workers.
+    /// `out[n][rows] = x[n][cols] · Wᵀ`, rows split over the thread team.
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), QuantError> {
         let (rows, cols) = (self.rows, self.cols);
         if x.len() != n * cols {
@@ -118,20 +118,17 @@ impl HalfMatrix {
         }
         // Row-major [rows, n] per task, transposed into `out` at the end.
         let mut by_row = vec![0.0f32; rows * n];
-        by_row
-            .par_chunks_mut(ROWS_PER_TASK * n)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let mut widened = vec![0.0f32; cols];
-                for (i, results) in chunk.chunks_exact_mut(n).enumerate() {
-                    let row = task * ROWS_PER_TASK + i;
-                    // In range by construction: `chunk` covers rows of this task only.
-                    let _ = self.row_into(row, &mut widened);
-                    for (result, input) in results.iter_mut().zip(x.chunks_exact(cols)) {
-                        *result = dot(&widened, input);
-                    }
+        team::for_each_piece_mut(&mut by_row, ROWS_PER_TASK * n, |task, chunk| {
+            let mut widened = vec![0.0f32; cols];
+            for (i, results) in chunk.chunks_exact_mut(n).enumerate() {
+                let row = task * ROWS_PER_TASK + i;
+                // In range by construction: `chunk` covers rows of this task only.
+                let _ = self.row_into(row, &mut widened);
+                for (result, input) in results.iter_mut().zip(x.chunks_exact(cols)) {
+                    *result = dot(&widened, input);
                 }
-            });
+            }
+        });
         for (r, results) in by_row.chunks_exact(n).enumerate() {
             for (t, &value) in results.iter().enumerate() {
                 out[t * rows + r] = value;

@@ -6,7 +6,7 @@
 //! themselves: [`QuantMatrix::matmul`] quantizes the activations once per call to
 //! 8-bit blocks (as llama.cpp does) and takes integer dot products block by
 //! block, with AVX2 kernels chosen at run time ([`kernel_name`]) and a portable
-//! scalar fallback, split over output rows with rayon.
+//! scalar fallback, split over output rows by the thread team.
 //!
 //! - [`BlockFormat`]: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, with their ggml ids.
 //! - [`dequantize_row`] and the reference quantizers [`quantize_row_q8_0`],
@@ -198,12 +198,13 @@ pub fn simd_allowed() -> bool {
 
 /// Runs `f` on a rayon worker thread (directly, if already on one).
 ///
-/// [`QuantMatrix::matmul`] splits large matrices over rayon's global pool. Called
-/// from a thread outside the pool, every such split is injected into the pool
-/// and the caller sleeps until it is done, which cost 10–15 µs per call on the
-/// 2-core reference machine (a 576 × 576 Q4_1 decode matmul: 29 µs from outside,
-/// 16 µs from a worker). A decode step makes ~200 matmuls, so wrap the whole
-/// step, or the generation loop, in this.
+/// burn-flex splits its tensor ops over rayon's global pool. Called from a
+/// thread outside the pool, every such split is injected into the pool and the
+/// caller sleeps until it is done (10–15 µs per op on the 2-core reference
+/// machine), so wrap a forward pass that runs burn's ops on the CPU (the
+/// decoder families without a host path) in this. The host kernels
+/// ([`QuantMatrix::matmul`], the host decoder blocks and encoder) split their
+/// work over mdsa's own thread team instead, from any thread.
 pub fn run_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         f()
@@ -325,8 +326,8 @@ thread_local! {
 }
 
 /// Below this many weights (times activation rows) a matmul stays on the
-/// calling thread: a rayon fork-join costs a few microseconds, which is what a
-/// 192 × 576 Q4_1 projection takes on one core.
+/// calling thread: waking a sleeping team worker costs a few microseconds,
+/// which is what a 192 × 576 Q4_1 projection takes on one core.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Tasks per thread a matmul is cut into: a task is handed out by one atomic
@@ -590,8 +591,9 @@ impl QuantMatrix {
     /// `out` is `[n, rows]`, both row-major (x · Wᵀ, a linear layer without bias).
     ///
     /// Runs the fastest kernel for this CPU ([`kernel_name`]), split over
-    /// rayon's pool for large matrices (call it inside [`run_in_pool`] to avoid
-    /// a cross-thread hand-off per call). The activations
+    /// the thread team for large matrices (a persistent team whose workers
+    /// spin briefly between calls, so a split costs well under a microsecond
+    /// when they are awake, called from any thread). The activations
     /// are quantized to 8 bits first, so the result differs from an f32 matmul of
     /// [`QuantMatrix::dequantize`] by at most Σ_blocks max|x_block| / 254 ·
     /// Σ|w_block| per output (plus f32 rounding); `tests/quant.rs` checks that
@@ -691,7 +693,7 @@ impl QuantMatrix {
         Activations { n, per_row, blocks }
     }
 
-    /// Fills `out` (`[rows, n]`) over whole rows, split into rayon tasks of
+    /// Fills `out` (`[rows, n]`) over whole rows, split into team tasks of
     /// contiguous rows when `parallel` (each task streams its own stretch of
     /// the weights, which keeps the hardware prefetchers on one stream per core).
     fn run_rows(&self, kernel: Kernel, acts: &Activations, out: &mut [f32], parallel: bool) {

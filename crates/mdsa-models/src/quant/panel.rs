@@ -16,7 +16,7 @@
 //! loads of a tile whose bounds are checked before its loop.
 #![allow(unsafe_code)]
 
-use rayon::prelude::*;
+use crate::team;
 
 use super::{QuantError, check_row_request};
 
@@ -99,7 +99,7 @@ impl PanelMatrix {
         Ok(())
     }
 
-    /// `out[n][rows] = x[n][cols] · Wᵀ`, split over rayon's workers: by
+    /// `out[n][rows] = x[n][cols] · Wᵀ`, split over the thread team: by
     /// rows of `x` when there are many, by panels otherwise.
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), QuantError> {
         let (rows, cols) = (self.rows, self.cols);
@@ -118,30 +118,28 @@ impl PanelMatrix {
             return Ok(());
         }
         let panel_len = cols * WIDTH;
-        let threads = rayon::current_num_threads().max(1);
+        let threads = team::threads();
         if n >= SPLIT_BY_ROWS {
             // Whole tiles per task, so only the last task has a short tile.
             let per_task = n.div_ceil(threads).div_ceil(TILE_ROWS) * TILE_ROWS;
-            out.par_chunks_mut(per_task * rows)
-                .zip(x.par_chunks(per_task * cols))
-                .for_each(|(out, x)| {
-                    let n = x.len() / cols;
-                    for (p, panel) in self.panels.chunks_exact(panel_len).enumerate() {
-                        self.product(panel, p, x, n, out, rows, p * WIDTH);
-                    }
-                });
+            team::for_each_piece_mut(out, per_task * rows, |k, out| {
+                let n = out.len() / rows;
+                let x = &x[k * per_task * cols..][..n * cols];
+                for (p, panel) in self.panels.chunks_exact(panel_len).enumerate() {
+                    self.product(panel, p, x, n, out, rows, p * WIDTH);
+                }
+            });
         } else {
             // Each panel's `[n][WIDTH]` block apart, then copied into place.
             let mut blocks = vec![0.0f32; self.panels.len() / cols * n];
             let per_task = (rows.div_ceil(WIDTH)).div_ceil(2 * threads).max(1);
-            blocks
-                .par_chunks_mut(n * WIDTH)
-                .zip(self.panels.par_chunks(panel_len))
-                .with_min_len(per_task)
-                .enumerate()
-                .for_each(|(p, (block, panel))| {
+            team::for_each_piece_mut(&mut blocks, per_task * n * WIDTH, |k, blocks| {
+                for (j, block) in blocks.chunks_exact_mut(n * WIDTH).enumerate() {
+                    let p = k * per_task + j;
+                    let panel = &self.panels[p * panel_len..(p + 1) * panel_len];
                     self.product(panel, p, x, n, block, WIDTH, 0);
-                });
+                }
+            });
             for (p, block) in blocks.chunks_exact(n * WIDTH).enumerate() {
                 let width = WIDTH.min(rows - p * WIDTH);
                 for (o, b) in out.chunks_exact_mut(rows).zip(block.chunks_exact(WIDTH)) {

@@ -10,7 +10,7 @@
 //! sequences' tokens are stacked into one block of rows for the products, and
 //! attention runs per sequence.
 
-use rayon::prelude::*;
+use crate::team;
 
 use super::{BertConfig, TensorNames};
 use crate::arch::linear::Packed;
@@ -248,9 +248,9 @@ impl Dense {
             activation(row);
         };
         if rows > ROWS_PER_TASK {
-            out.par_chunks_mut(width)
-                .with_min_len(ROWS_PER_TASK)
-                .for_each(each);
+            team::for_each_piece_mut(out, width * ROWS_PER_TASK, |_, rows| {
+                rows.chunks_exact_mut(width).for_each(each)
+            });
         } else {
             out.chunks_exact_mut(width).for_each(each);
         }
@@ -274,10 +274,11 @@ impl Norm {
             }
         };
         if x.len() / h > ROWS_PER_TASK {
-            x.par_chunks_mut(h)
-                .enumerate()
-                .with_min_len(ROWS_PER_TASK)
-                .for_each(each);
+            team::for_each_piece_mut(x, h * ROWS_PER_TASK, |k, rows| {
+                for (j, row) in rows.chunks_mut(h).enumerate() {
+                    each((k * ROWS_PER_TASK + j, row));
+                }
+            });
         } else {
             x.chunks_mut(h).enumerate().for_each(each);
         }
@@ -313,7 +314,7 @@ fn attend(qkv: &[f32], lengths: &[usize], h: usize, heads: usize, context: &mut 
     }
     let each = |(qkv, context): &mut (&[f32], &mut [f32])| attend_one(qkv, h, heads, context);
     if pieces.len() > 1 {
-        pieces.par_iter_mut().for_each(each);
+        team::for_each_piece_mut(&mut pieces, 1, |_, piece| each(&mut piece[0]));
     } else {
         pieces.iter_mut().for_each(each);
     }

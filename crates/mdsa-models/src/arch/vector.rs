@@ -123,6 +123,21 @@ pub(crate) fn weighted_sum<V: Element>(
     }
 }
 
+/// `Σ f(v)` over `values` in eight interleaved partial sums: one running sum
+/// is a chain of dependent additions the compiler may not reorder, eight are
+/// one vector register.
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// `e^x` for `x ≤ 0` to ~1 ulp of f32 (Cephes' `expf`: 2^k · e^r with
 /// |r| ≤ ln2/2 and a degree-6 polynomial), written so that the compiler
 /// vectorizes the softmax loop, which a libm call prevents.

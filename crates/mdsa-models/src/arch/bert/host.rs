@@ -10,6 +10,7 @@
 //! sequences' tokens are stacked into one block of rows for the products, and
 //! attention runs per sequence.
 
+use crate::arch::vector::lane_sum;
 use crate::team;
 
 use super::{BertConfig, TensorNames};
@@ -283,21 +284,6 @@ impl Norm {
             x.chunks_mut(h).enumerate().for_each(each);
         }
     }
-}
-
-/// `Σ f(v)` over `values` in eight interleaved partial sums: one running sum
-/// is a chain of dependent additions the compiler may not reorder, eight are
-/// one vector register.
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(v);
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// Self-attention of each sequence on its own: `qkv` holds every token's

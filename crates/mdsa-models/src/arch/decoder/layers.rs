@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::arch::linear::{
     LinearWeight, Matrix, Packed, SharedInput, recycle, take_buffer, tensor_to_vec,
 };
-use crate::arch::vector::silu_mul;
+use crate::arch::vector::{lane_sum, silu_mul};
 use mdsa_engine::ModelError;
 
 use super::attend::{AttendSpec, SeqQueries, attend_all};
@@ -177,20 +177,15 @@ impl RmsNorm {
     /// Normalizes each row of `x` (rows of the weight's length) into `out`,
     /// in host buffers.
     pub(crate) fn forward_host(&self, x: &[f32], out: &mut [f32]) {
-        let len = self.host_weight.len().max(1);
-        for (row, out) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
-            let scale = 1.0 / (sum_of_squares(row) / len as f32 + self.eps).sqrt();
-            for ((o, &v), &w) in out.iter_mut().zip(row).zip(&self.host_weight) {
-                *o = v * scale * w;
-            }
-        }
+        out.copy_from_slice(x);
+        self.forward_host_in_place(out);
     }
 
     /// [`RmsNorm::forward_host`] in place.
     pub(crate) fn forward_host_in_place(&self, x: &mut [f32]) {
         let len = self.host_weight.len().max(1);
         for row in x.chunks_exact_mut(len) {
-            let scale = 1.0 / (sum_of_squares(row) / len as f32 + self.eps).sqrt();
+            let scale = 1.0 / (lane_sum(row, |v| v * v) / len as f32 + self.eps).sqrt();
             for (v, &w) in row.iter_mut().zip(&self.host_weight) {
                 *v = *v * scale * w;
             }
@@ -201,18 +196,6 @@ impl RmsNorm {
     pub(crate) fn resident_bytes(&self) -> usize {
         self.weight.dims()[0] * 4 + self.host_weight.len() * 4
     }
-}
-
-/// `Σ x²` in 8 running sums (which the compiler keeps in one vector register).
-fn sum_of_squares(x: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (chunks, rest) = x.as_chunks::<8>();
-    for chunk in chunks {
-        for (s, &v) in sums.iter_mut().zip(chunk) {
-            *s += v * v;
-        }
-    }
-    sums.iter().sum::<f32>() + rest.iter().map(|v| v * v).sum::<f32>()
 }
 
 /// `x += y`, element by element.

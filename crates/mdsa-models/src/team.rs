@@ -183,8 +183,19 @@ thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Runs every task on this thread. As in a team region, a task's panic is
+/// raised after the other tasks have run, so that the callers of a busy team
+/// see the same outcome as the team's.
 fn run_inline(tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-    (0..tasks).for_each(task);
+    let mut first_panic = None;
+    for i in 0..tasks {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task(i))) {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first_panic {
+        resume_unwind(payload);
+    }
 }
 
 /// The process's team, started on first use; `None` with one thread.
@@ -484,24 +495,43 @@ mod tests {
         assert_eq!(total.load(Ordering::Relaxed), 4 * 200 * 8 * 4);
     }
 
-    #[test]
-    fn a_task_panic_reaches_the_caller_after_the_other_tasks() {
+    /// A region of 16 tasks whose task 5 panics, run by `region` (given the
+    /// region to run): the panic reaches the caller after the 15 others ran.
+    fn assert_task_five_panics_after_the_others(region: impl FnOnce(&(dyn Fn() + Sync))) {
         let finished = AtomicU32::new(0);
-        let caught = catch_unwind(AssertUnwindSafe(|| {
+        let sixteen = || {
             for_each_index(16, |i| {
                 if i == 5 {
                     panic!("task five");
                 }
                 finished.fetch_add(1, Ordering::Relaxed);
-            });
-        }));
+            })
+        };
+        let caught = catch_unwind(AssertUnwindSafe(|| region(&sixteen)));
         let payload = caught.expect_err("the panic is raised again");
         assert_eq!(
             crate::panic_message(payload.as_ref()).as_deref(),
             Some("task five")
         );
         assert_eq!(finished.load(Ordering::Relaxed), 15);
+    }
+
+    #[test]
+    fn a_task_panic_reaches_the_caller_after_the_other_tasks() {
+        assert_task_five_panics_after_the_others(|sixteen| sixteen());
         // The team still works after it.
         assert_eq!(map(4, |i| i + 1), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_nested_region_run_inline_also_finishes_its_other_tasks() {
+        // Inside a task, a region runs on the task's own thread.
+        assert_task_five_panics_after_the_others(|sixteen| {
+            for_each_index(2, |outer| {
+                if outer == 0 {
+                    sixteen();
+                }
+            })
+        });
     }
 }

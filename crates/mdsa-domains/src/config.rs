@@ -158,6 +158,28 @@ impl DomainConfig {
         self
     }
 
+    /// A copy of the settings that answer in this domain, without the routing
+    /// evidence (description, keywords, examples): what executing a request
+    /// reads, for a per-request variant of the domain at a fraction of a
+    /// whole copy's cost.
+    pub fn execution_settings(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            description: String::new(),
+            keywords: Vec::new(),
+            examples: Vec::new(),
+            model: self.model.clone(),
+            system_prompt: self.system_prompt.clone(),
+            prompt_template: self.prompt_template.clone(),
+            generation: self.generation.clone(),
+            validation: self.validation.clone(),
+            timeout_secs: self.timeout_secs,
+            retry: self.retry.clone(),
+            min_score: self.min_score,
+        }
+    }
+
     /// The timeout as a duration.
     pub fn timeout_duration(&self) -> Duration {
         Duration::try_from_secs_f64(self.timeout_secs).unwrap_or(Duration::MAX)

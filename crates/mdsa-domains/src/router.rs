@@ -6,7 +6,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mdsa_engine::{Embedder, dot};
+use half::f16;
+use mdsa_engine::{Embedder, vector};
 use serde::Serialize;
 
 use crate::cache::{EmbeddingCache, embed_checked};
@@ -142,44 +143,57 @@ impl Thresholds {
 struct DomainIndex {
     id: String,
     examples: Range<usize>,
-    description: Option<Arc<[f32]>>,
+    /// The row of the domain's description, if it has one.
+    description: Option<usize>,
     keywords: KeywordSet,
     /// The domain's own `min_score`, if it has one.
     min_score: Option<f32>,
 }
 
-/// Every domain's example vectors in one contiguous row-major matrix, with
-/// their texts: scoring a query streams through it once (scattered per-example
-/// allocations made a routing decision cache-miss bound right after a
-/// generation had filled the caches with model weights).
+/// Every domain's example and description vectors in one contiguous
+/// row-major matrix of f16, with their texts: scoring a query is one pass of
+/// [`vector::scores`] over it. Routing runs right after a generation has
+/// filled the caches with model weights, so the pass is bound by reading the
+/// matrix from memory: f16 halves that (its rounding moves a similarity of
+/// unit vectors by ~1e-5), and scattered per-example allocations made it
+/// cache-miss bound.
 #[derive(Debug, Default)]
 struct ExampleMatrix {
     dim: usize,
-    vectors: Vec<f32>,
+    vectors: Vec<f16>,
     texts: Vec<String>,
 }
 
 impl ExampleMatrix {
-    /// Appends examples, returning their rows.
-    fn push(&mut self, texts: &[String], vectors: &[Arc<[f32]>]) -> Range<usize> {
+    /// Appends rows, returning their indices.
+    fn push<'t>(
+        &mut self,
+        texts: impl IntoIterator<Item = &'t str>,
+        vectors: &[Arc<[f32]>],
+    ) -> Range<usize> {
         let start = self.texts.len();
-        for (text, vector) in texts.iter().zip(vectors) {
+        for (text, vector) in texts.into_iter().zip(vectors) {
             if self.texts.is_empty() {
                 self.dim = vector.len();
             }
             // Cached vectors all come from one encoder, so they share a width;
             // a stray one is cut or padded rather than misaligning every row after it.
             let row = &vector[..vector.len().min(self.dim)];
-            self.vectors.extend_from_slice(row);
+            self.vectors.extend(row.iter().map(|&x| f16::from_f32(x)));
             self.vectors
-                .extend(std::iter::repeat_n(0.0, self.dim - row.len()));
-            self.texts.push(text.clone());
+                .extend(std::iter::repeat_n(f16::ZERO, self.dim - row.len()));
+            self.texts.push(text.to_string());
         }
         start..self.texts.len()
     }
 
-    fn row(&self, i: usize) -> &[f32] {
-        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    /// The similarity of `query` (a unit vector) to every row.
+    fn similarities(&self, query: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.texts.len()];
+        if self.dim > 0 && query.len() == self.dim {
+            vector::scores(query, &self.vectors, self.dim, &mut out);
+        }
+        out
     }
 }
 
@@ -257,11 +271,12 @@ impl Router {
             if has_description {
                 texts.push(&domain.description);
             }
-            let mut vectors = cache.embed(encoder.as_ref(), encoder_id, &texts)?;
-            let description = has_description.then(|| vectors.pop()).flatten();
+            let vectors = cache.embed(encoder.as_ref(), encoder_id, &texts)?;
+            let rows = examples.push(texts, &vectors);
+            let description = has_description.then_some(rows.end - 1);
             domains.push(DomainIndex {
                 id: domain.id.clone(),
-                examples: examples.push(&domain.examples, &vectors),
+                examples: rows.start..rows.start + domain.examples.len(),
                 description,
                 keywords: KeywordSet::new(&domain.keywords),
                 min_score: domain.min_score,
@@ -389,14 +404,15 @@ impl Router {
         let mut nearest: Vec<(f32, usize)> = Vec::with_capacity(EXPLAIN_NEAREST + 1);
         let mut top: Vec<f32> = Vec::with_capacity(top_k + 1);
         let mut scores: Vec<DomainScore> = Vec::with_capacity(self.domains.len());
+        let similarities = self.examples.similarities(vector);
         for domain in &self.domains {
             top.clear();
             for row in domain.examples.clone() {
-                let similarity = dot(vector, self.examples.row(row));
+                let similarity = similarities[row];
                 keep_best(&mut top, top_k, similarity, |&s| s);
                 keep_best(&mut nearest, EXPLAIN_NEAREST, (similarity, row), |n| n.0);
             }
-            let description = domain.description.as_deref().map(|d| dot(vector, d));
+            let description = domain.description.map(|row| similarities[row]);
             let similarity = blend(&top, description, &self.config);
             let keyword_hits = domain.keywords.hits_in(&query_words);
             let bonus = (keyword_hits.len() as f32 * self.config.keyword_bonus)

@@ -38,6 +38,7 @@ pub mod generate;
 pub mod options;
 pub mod source;
 pub mod spec;
+pub mod vector;
 
 /// The router's sentence encoder, used when no model is named.
 pub const DEFAULT_ENCODER: &str = "sentence-transformers/all-MiniLM-L6-v2";

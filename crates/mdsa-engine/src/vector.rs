@@ -1,9 +1,10 @@
-//! f32 vector primitives for the host attention of short tiles (a decode
-//! step's few query rows), where a general matrix product spends more time
-//! choosing and packing than multiplying: scores (query · key) and weighted
-//! sums of values, reading f32 or f16 rows, and the element-wise functions
-//! around them, with AVX2 + FMA + F16C chosen at run time and portable loops
-//! otherwise.
+//! f32 vector primitives shared by the CPU kernels of the models and the
+//! router: scores (query rows · key rows) and weighted sums of rows, reading
+//! f32 or f16 rows, and the element-wise functions around them, with AVX2 +
+//! FMA + F16C chosen at run time and portable loops otherwise. The decoders'
+//! and the encoder's attention of short tiles (where a general matrix product
+//! spends more time choosing and packing than multiplying) and the router's
+//! similarity to every example run on them.
 //!
 //! The intrinsics take raw pointers, so this module needs `unsafe`: the
 //! workspace denies `unsafe_code`, and the exception is made here for loads
@@ -11,13 +12,34 @@
 //! `#[target_feature]` functions after the CPU check.
 #![allow(unsafe_code)]
 
+/// Whether SIMD kernels may run. `MDSA_SIMD=off` makes every kernel (here
+/// and in the models' quantized matmuls) take its portable code (read once
+/// per process): how tests check the fallbacks of a CPU without AVX2 on one
+/// that has it.
+pub fn simd_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        !matches!(
+            std::env::var("MDSA_SIMD").as_deref(),
+            Ok("off" | "0" | "scalar")
+        )
+    })
+}
+
+mod sealed {
+    /// Only this module's element types: the SIMD loads are written for them.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for half::f16 {}
+}
+
 /// Whether the AVX2 + FMA (+ F16C, which every AVX2 CPU has) paths can run
 /// (std caches the check).
 #[inline]
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        crate::quant::simd_allowed()
+        simd_allowed()
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
@@ -31,7 +53,7 @@ fn avx2() -> bool {
 /// A value a KV cache stores: f32, or f16 widened as it is read (one F16C
 /// instruction per 8 values inside the attention loops, where widening a
 /// piece into a buffer first would write and read it all once more).
-pub(crate) trait Element: Copy {
+pub trait Element: Copy + sealed::Sealed {
     /// The value as f32.
     fn to_f32(self) -> f32;
     /// Eight values from the start of `s` (which has at least 8).
@@ -78,7 +100,7 @@ impl Element for half::f16 {
 /// `out[r · n + j] = ⟨queries row r, keys row j⟩` for every row of
 /// `queries` and of `keys` (rows of `width` values; `out` has `n` = the
 /// number of key rows per query row): a short tile's attention scores.
-pub(crate) fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
+pub fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
     let n = keys.len() / width.max(1);
     #[cfg(target_arch = "x86_64")]
     if avx2() && width.is_multiple_of(8) {
@@ -98,12 +120,7 @@ pub(crate) fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out:
 
 /// `out row r = Σ_j weights[r · n + j] · values row j` (rows of `width`;
 /// `n` value rows): a short tile's weighted values, added to `out`.
-pub(crate) fn weighted_sum<V: Element>(
-    weights: &[f32],
-    values: &[V],
-    width: usize,
-    out: &mut [f32],
-) {
+pub fn weighted_sum<V: Element>(weights: &[f32], values: &[V], width: usize, out: &mut [f32]) {
     let n = values.len() / width.max(1);
     #[cfg(target_arch = "x86_64")]
     if avx2() && width.is_multiple_of(8) {
@@ -126,7 +143,7 @@ pub(crate) fn weighted_sum<V: Element>(
 /// `Σ f(v)` over `values` in eight interleaved partial sums: one running sum
 /// is a chain of dependent additions the compiler may not reorder, eight are
 /// one vector register.
-pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = values.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
@@ -142,7 +159,7 @@ pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// |r| ≤ ln2/2 and a degree-6 polynomial), written so that the compiler
 /// vectorizes the softmax loop, which a libm call prevents.
 #[inline]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -164,7 +181,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// `out = silu(gate) · up` (SwiGLU's gating), with `silu(x) = x · σ(x)`
 /// from [`exp`] of `-|x|` so that it never overflows, in a loop the compiler
 /// vectorizes.
-pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
@@ -177,7 +194,7 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// `out = values` widened from f16 (a KV cache's), with F16C where the CPU
 /// has it: one instruction per 8 values, where a call per 8 would cost more
 /// than the attention reading them.
-pub(crate) fn widen_f16(values: &[half::f16], out: &mut [f32]) {
+pub fn widen_f16(values: &[half::f16], out: &mut [f32]) {
     let len = values.len().min(out.len());
     let (values, out) = (&values[..len], &mut out[..len]);
     #[cfg(target_arch = "x86_64")]
@@ -198,7 +215,7 @@ pub(crate) fn widen_f16(values: &[half::f16], out: &mut [f32]) {
 /// approximation on [-4, 4] (±1 beyond, where f32 cannot tell). Plain
 /// arithmetic, so that a loop of it vectorizes (a libm call would not).
 #[inline]
-pub(crate) fn erf(x: f32) -> f32 {
+pub fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let p = ((((((-2.726_142_3e-10 * x2 + 2.770_681_4e-8) * x2 - 2.101_024e-6) * x2
@@ -217,7 +234,7 @@ pub(crate) fn erf(x: f32) -> f32 {
 }
 
 /// GELU in place, the exact form BERT uses: `x · Φ(x) = x/2 · (1 + erf(x/√2))`.
-pub(crate) fn gelu(values: &mut [f32]) {
+pub fn gelu(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
@@ -287,6 +304,9 @@ mod x86 {
         }
     }
 
+    /// How many blocks of 4 key rows ahead [`scores_rows`] prefetches.
+    const PREFETCH_BLOCKS: usize = 4;
+
     /// The scores of the first `R` rows of `queries` (into `out`'s first `R`
     /// rows of `n`): 4 keys at a time, 4 accumulators per row reduced
     /// together; `R` ≤ 3 keeps the 12 sums, the `R` queries and a key in the
@@ -301,10 +321,26 @@ mod x86 {
     ) -> usize {
         let n = keys.len() / width;
         let blocks = n / 4;
+        // Values per cache line, and where the block after next starts.
+        let line = 64 / std::mem::size_of::<K>();
         for b in 0..blocks {
             let keys4 = &keys[4 * b * width..4 * (b + 1) * width];
+            let ahead = keys
+                .as_ptr()
+                .wrapping_add(4 * (b + PREFETCH_BLOCKS) * width);
             let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for c in (0..width).step_by(8) {
+                if c % line == 0 {
+                    // Four rows read side by side are not a stream the
+                    // hardware prefetcher follows: rows cold in memory (the
+                    // router's examples after a generation, a long KV cache)
+                    // are fetched ahead (into L2) by hand. A prefetch never
+                    // faults, so one past the end is harmless.
+                    for t in 0..4 {
+                        let at = ahead.wrapping_add(t * width + c);
+                        _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
+                    }
+                }
                 let q: [__m256; R] = std::array::from_fn(|r| load(&queries[r * width + c..]));
                 for t in 0..4 {
                     // SAFETY: this function runs with AVX2, FMA and F16C.

@@ -69,7 +69,7 @@ impl QueryOptions {
         {
             return Cow::Borrowed(domain);
         }
-        let mut domain = domain.clone();
+        let mut domain = domain.execution_settings();
         let generation = &mut domain.generation;
         if let Some(cap) = lower_cap {
             generation.max_tokens = cap;

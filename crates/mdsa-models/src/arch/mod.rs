@@ -8,4 +8,3 @@ pub mod bert;
 pub mod decoder;
 pub mod linear;
 pub(crate) mod matmul;
-pub(crate) mod vector;

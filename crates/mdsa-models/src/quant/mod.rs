@@ -183,18 +183,7 @@ pub fn kernel_name() -> &'static str {
     Kernel::best().name()
 }
 
-/// Whether the SIMD kernels may run. `MDSA_SIMD=off` makes every kernel of
-/// this crate take its portable code (read once per process): how tests check
-/// the fallbacks of a CPU without AVX2 on one that has it.
-pub fn simd_allowed() -> bool {
-    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ALLOWED.get_or_init(|| {
-        !matches!(
-            std::env::var("MDSA_SIMD").as_deref(),
-            Ok("off" | "0" | "scalar")
-        )
-    })
-}
+pub use mdsa_engine::vector::simd_allowed;
 
 /// Runs `f` on a rayon worker thread (directly, if already on one).
 ///

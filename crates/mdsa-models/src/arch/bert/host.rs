@@ -10,13 +10,13 @@
 //! sequences' tokens are stacked into one block of rows for the products, and
 //! attention runs per sequence.
 
-use crate::arch::vector::lane_sum;
 use crate::team;
+use mdsa_engine::vector::lane_sum;
 
 use super::{BertConfig, TensorNames};
 use crate::arch::linear::Packed;
-use crate::arch::vector::{self, exp};
 use crate::weights::SafetensorsWeights;
+use mdsa_engine::vector::{self, exp};
 use mdsa_engine::{ModelError, WeightFormat};
 
 /// Rows per parallel task of the row-wise passes (LayerNorm).

@@ -12,8 +12,8 @@
 use std::ops::Range;
 
 use crate::arch::matmul::{MatRef, matmul};
-use crate::arch::vector::{self, Element, exp};
 use crate::team;
+use mdsa_engine::vector::{self, Element, exp};
 
 use super::cache::{HostKv, KvRows};
 

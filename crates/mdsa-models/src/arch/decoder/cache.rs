@@ -337,7 +337,7 @@ impl<'a> KvRows<'a> {
             Self::F32(values) => values,
             Self::F16(values) => {
                 scratch.resize(values.len(), 0.0);
-                crate::arch::vector::widen_f16(values, scratch);
+                mdsa_engine::vector::widen_f16(values, scratch);
                 scratch
             }
         }

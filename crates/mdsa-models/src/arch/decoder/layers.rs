@@ -15,8 +15,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::arch::linear::{
     LinearWeight, Matrix, Packed, SharedInput, recycle, take_buffer, tensor_to_vec,
 };
-use crate::arch::vector::{lane_sum, silu_mul};
 use mdsa_engine::ModelError;
+use mdsa_engine::vector::{lane_sum, silu_mul};
 
 use super::attend::{AttendSpec, SeqQueries, attend_all};
 use super::cache::{DeviceKv, LayerKv};

@@ -307,6 +307,9 @@ mod x86 {
     /// How many blocks of 4 key rows ahead [`scores_rows`] prefetches.
     const PREFETCH_BLOCKS: usize = 4;
 
+    /// The row width, in cache lines, from which [`scores_rows`] prefetches.
+    const PREFETCH_MIN_LINES: usize = 8;
+
     /// The scores of the first `R` rows of `queries` (into `out`'s first `R`
     /// rows of `n`): 4 keys at a time, 4 accumulators per row reduced
     /// together; `R` ≤ 3 keeps the 12 sums, the `R` queries and a key in the
@@ -321,8 +324,13 @@ mod x86 {
     ) -> usize {
         let n = keys.len() / width;
         let blocks = n / 4;
-        // Values per cache line, and where the block after next starts.
+        // Values per cache line. Four rows read side by side are one stream
+        // for the hardware prefetcher while they are a few lines each (a KV
+        // cache's heads), but four it does not follow when they are wide
+        // (the router's examples): those are fetched ahead (into L2) by
+        // hand, which halves the time to score rows cold in memory.
         let line = 64 / std::mem::size_of::<K>();
+        let prefetch = width >= PREFETCH_MIN_LINES * line;
         for b in 0..blocks {
             let keys4 = &keys[4 * b * width..4 * (b + 1) * width];
             let ahead = keys
@@ -330,12 +338,8 @@ mod x86 {
                 .wrapping_add(4 * (b + PREFETCH_BLOCKS) * width);
             let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for c in (0..width).step_by(8) {
-                if c % line == 0 {
-                    // Four rows read side by side are not a stream the
-                    // hardware prefetcher follows: rows cold in memory (the
-                    // router's examples after a generation, a long KV cache)
-                    // are fetched ahead (into L2) by hand. A prefetch never
-                    // faults, so one past the end is harmless.
+                if prefetch && c % line == 0 {
+                    // A prefetch never faults: one past the end is harmless.
                     for t in 0..4 {
                         let at = ahead.wrapping_add(t * width + c);
                         _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
@@ -610,8 +614,8 @@ mod tests {
         // 1 to 7 rows: blocks of 3 (scores) and 4 (sums) and remainders;
         // 37 keys (blocks of 4 and one more); widths past 32 and not
         // multiples of 8 (the portable path); keys and values as f32 and as
-        // f16 (read widened).
-        for width in [8, 16, 64, 96, 128, 256, 12, 40] {
+        // f16 (read widened); rows of 8 lines and more are prefetched.
+        for width in [8, 16, 64, 96, 128, 256, 384, 12, 40] {
             let keys: Vec<f32> = (0..37 * width).map(|i| (i as f32 * 0.17).cos()).collect();
             let halves: Vec<half::f16> = keys.iter().map(|&k| half::f16::from_f32(k)).collect();
             for rows in 1..=7 {

@@ -1,6 +1,5 @@
 //! Checks on generated answers, with a structured verdict saying what failed.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use mdsa_engine::{FinishReason, GenerationOutput};
@@ -181,26 +180,45 @@ impl ResponseValidator {
 
 /// The most frequent run of `n` words (lowercased, punctuation ignored) and its
 /// count; the earliest wins a tie.
+///
+/// Validation runs right after a generation has flushed the caches, so this
+/// touches little memory: the words lowercased back to back in one buffer,
+/// and the runs sorted by their words (equal runs side by side, earliest
+/// first) rather than hashed, with no allocation per word.
 fn most_repeated(text: &str, n: usize) -> Option<(String, usize)> {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    let mut buffer = String::with_capacity(text.len());
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    for word in text.split_whitespace() {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        if word.is_empty() {
+            continue;
+        }
+        let start = buffer.len();
+        if word.is_ascii() {
+            buffer.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            buffer.push_str(&word.to_lowercase());
+        }
+        words.push((start, buffer.len()));
+    }
     if n == 0 || words.len() < n {
         return None;
     }
-    let mut counts: HashMap<&[String], (usize, usize)> = HashMap::new();
-    for (i, window) in words.windows(n).enumerate() {
-        counts.entry(window).or_insert((0, i)).0 += 1;
+    let word = |i: usize| &buffer[words[i].0..words[i].1];
+    let run = |start: usize| (start..start + n).map(word);
+    let mut starts: Vec<usize> = (0..=words.len() - n).collect();
+    // Stable: equal runs keep their order, so each group starts with its earliest.
+    starts.sort_by(|&a, &b| run(a).cmp(run(b)));
+    let mut best: Option<(usize, usize)> = None; // (count, earliest start)
+    for group in starts.chunk_by(|&a, &b| run(a).eq(run(b))) {
+        let candidate = (group.len(), group[0]);
+        if best.is_none_or(|(count, earliest)| {
+            candidate.0 > count || (candidate.0 == count && candidate.1 < earliest)
+        }) {
+            best = Some(candidate);
+        }
     }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
-        .map(|(ngram, (count, _))| (ngram.join(" "), count))
+    best.map(|(count, start)| (run(start).collect::<Vec<_>>().join(" "), count))
 }
 
 #[cfg(test)]
@@ -280,6 +298,55 @@ mod tests {
         assert!(banned.to_string().contains("banned pattern"), "{banned}");
         let json = serde_json::to_value(&banned).unwrap();
         assert_eq!(json["failures"][0]["kind"], "banned_pattern");
+    }
+
+    /// The most frequent run by hashing every run, as `most_repeated` did
+    /// before it sorted them.
+    fn most_repeated_by_hashing(text: &str, n: usize) -> Option<(String, usize)> {
+        let words: Vec<String> = text
+            .split_whitespace()
+            .map(|w| {
+                w.trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect();
+        if n == 0 || words.len() < n {
+            return None;
+        }
+        let mut counts = std::collections::HashMap::<&[String], (usize, usize)>::new();
+        for (i, window) in words.windows(n).enumerate() {
+            counts.entry(window).or_insert((0, i)).0 += 1;
+        }
+        counts
+            .into_iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(ngram, (count, _))| (ngram.join(" "), count))
+    }
+
+    #[test]
+    fn sorting_runs_finds_what_hashing_them_finds() {
+        use rand::{Rng, SeedableRng};
+        // Few words, so that runs repeat and counts tie; case, punctuation
+        // and a non-ASCII word to lowercase.
+        let vocabulary = [
+            "the", "The", "cat,", "sat", "on", "mat.", "ÉTÉ", "été", "--", "a",
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let len = rng.random_range(0..40);
+            let text = (0..len)
+                .map(|_| vocabulary[rng.random_range(0..vocabulary.len())])
+                .collect::<Vec<_>>()
+                .join(" ");
+            for n in 0..4 {
+                assert_eq!(
+                    most_repeated(&text, n),
+                    most_repeated_by_hashing(&text, n),
+                    "{text:?}, n = {n}"
+                );
+            }
+        }
     }
 
     #[test]

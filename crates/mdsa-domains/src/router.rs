@@ -155,8 +155,8 @@ struct DomainIndex {
 /// [`vector::scores`] over it. Routing runs right after a generation has
 /// filled the caches with model weights, so the pass is bound by reading the
 /// matrix from memory: f16 halves that (its rounding moves a similarity of
-/// unit vectors by ~1e-5), and scattered per-example allocations made it
-/// cache-miss bound.
+/// unit vectors by ~1e-5), and one contiguous matrix is read as a stream where
+/// separate per-example allocations missed the cache one by one.
 #[derive(Debug, Default)]
 struct ExampleMatrix {
     dim: usize,

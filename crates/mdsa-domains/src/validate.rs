@@ -209,16 +209,10 @@ fn most_repeated(text: &str, n: usize) -> Option<(String, usize)> {
     let mut starts: Vec<usize> = (0..=words.len() - n).collect();
     // Stable: equal runs keep their order, so each group starts with its earliest.
     starts.sort_by(|&a, &b| run(a).cmp(run(b)));
-    let mut best: Option<(usize, usize)> = None; // (count, earliest start)
-    for group in starts.chunk_by(|&a, &b| run(a).eq(run(b))) {
-        let candidate = (group.len(), group[0]);
-        if best.is_none_or(|(count, earliest)| {
-            candidate.0 > count || (candidate.0 == count && candidate.1 < earliest)
-        }) {
-            best = Some(candidate);
-        }
-    }
-    best.map(|(count, start)| (run(start).collect::<Vec<_>>().join(" "), count))
+    starts
+        .chunk_by(|&a, &b| run(a).eq(run(b)))
+        .max_by_key(|group| (group.len(), std::cmp::Reverse(group[0])))
+        .map(|group| (run(group[0]).collect::<Vec<_>>().join(" "), group.len()))
 }
 
 #[cfg(test)]

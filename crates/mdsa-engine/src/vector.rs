@@ -99,7 +99,8 @@ impl Element for half::f16 {
 
 /// `out[r · n + j] = ⟨queries row r, keys row j⟩` for every row of
 /// `queries` and of `keys` (rows of `width` values; `out` has `n` = the
-/// number of key rows per query row): a short tile's attention scores.
+/// number of key rows per query row): a short tile's attention scores, or
+/// a query's similarity to every row of a matrix.
 pub fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
     let n = keys.len() / width.max(1);
     #[cfg(target_arch = "x86_64")]

@@ -32,9 +32,13 @@ const SPIN: Duration = Duration::from_micros(200);
 /// [`for_each_index`] runs larger counts as several regions.
 const MAX_TASKS: usize = u16::MAX as usize;
 
-/// Threads that run a region: the caller and the team's workers. From
-/// `MDSA_THREADS`, else `RAYON_NUM_THREADS`, else the available parallelism.
+/// Threads that run a region started on this thread: the caller and the
+/// team's workers (from `MDSA_THREADS`, else `RAYON_NUM_THREADS`, else the
+/// available parallelism), or 1 inside a team task, whose regions run inline.
 pub(crate) fn threads() -> usize {
+    if IN_TASK.get() {
+        return 1;
+    }
     team().map_or(1, |t| t.workers + 1)
 }
 

@@ -488,13 +488,25 @@ const BATCH_PROMPTS: [&str; 4] = [
     "Hi",
 ];
 
+/// Seven sequences: with 2 or more threads their decode steps run as one
+/// pass per thread (4 and 3 sequences on 2), the prefill as one shared pass.
+const SPLIT_PROMPTS: [&str; 7] = [
+    BATCH_PROMPTS[0],
+    BATCH_PROMPTS[1],
+    BATCH_PROMPTS[2],
+    BATCH_PROMPTS[3],
+    "What is 2 + 2?",
+    "Say hello in French.",
+    "List the planets of the solar system.",
+];
+
 #[test]
 fn batched_decoding_gives_every_sequence_its_own_greedy_tokens() {
     // The f32 path: exactly the same tokens.
-    let (alone, batched) = alone_and_batched(f32_model(), &BATCH_PROMPTS);
+    let (alone, batched) = alone_and_batched(f32_model(), &SPLIT_PROMPTS);
     assert_eq!(alone, batched);
     // The quantized path: the same top-1 for at least 99 % of the steps.
-    let (alone, batched) = alone_and_batched(stored_model(), &BATCH_PROMPTS);
+    let (alone, batched) = alone_and_batched(stored_model(), &SPLIT_PROMPTS);
     let steps = alone.iter().map(Vec::len).sum::<usize>();
     let same = alone
         .iter()

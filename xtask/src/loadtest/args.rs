@@ -57,6 +57,10 @@ impl Modes {
 /// traffic: the chat runs compare the answers with that server's own request
 /// count from /metrics).
 ///
+/// Before the runs of each mode, 24 requests (chat: 1 token each) load the
+/// models and let the generator keep each domain's prompt prefix; they are not
+/// counted, so every run meets the server in its steady state.
+///
 /// Writes target/loadtest.json; exits non-zero if any request errored or was lost.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub(crate) struct LoadtestArgs {

@@ -574,12 +574,8 @@ fn link_blob(blob: &Path, pointer: &Path) -> Result<(), FetchError> {
     if pointer.is_file() {
         return Ok(());
     }
-    // A link or copy is made under a name of this call's own and renamed over
-    // the pointer: the pointer is never missing for a moment, even while another
-    // thread or process links the same file (removing it first was a race).
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = pointer.with_extension(format!("mdsa-tmp-{}-{n}", std::process::id()));
+    // Removing the pointer first and linking it was a race.
+    let tmp = private_tmp(pointer);
     let _ = fs::remove_file(&tmp);
     #[cfg(unix)]
     {
@@ -606,9 +602,20 @@ fn link_blob(blob: &Path, pointer: &Path) -> Result<(), FetchError> {
 fn write_ref(path: &Path, commit: &str) -> Result<(), FetchError> {
     let parent = path.parent().unwrap_or(path);
     fs::create_dir_all(parent).map_err(io_error(parent))?;
-    let tmp = path.with_extension("mdsa-tmp");
+    // One shared temporary name was a race: a second pull's rename found it
+    // already renamed by the first ("cannot write refs/main").
+    let tmp = private_tmp(path);
     fs::write(&tmp, commit).map_err(io_error(&tmp))?;
     fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+/// A name beside `path` that no other call, thread or process, uses: a file
+/// written there and renamed over `path` is never missing or half written,
+/// even while another call writes the same one.
+fn private_tmp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("mdsa-tmp-{}-{n}", std::process::id()))
 }
 
 #[cfg(test)]
@@ -623,6 +630,25 @@ mod tests {
         assert!(!is_safe_component("a/b"));
         assert!(is_sha256(&"a".repeat(64)));
         assert!(!is_sha256("abc"));
+    }
+
+    #[test]
+    fn a_ref_written_by_many_threads_at_once_is_always_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refs").join("main");
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let path = &path;
+                scope.spawn(move || {
+                    for i in 0..200 {
+                        write_ref(path, &format!("commit-{t}-{i}")).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(fs::read_to_string(&path).unwrap().starts_with("commit-"));
+        // Every temporary name was renamed over the ref: none is left.
+        assert_eq!(fs::read_dir(dir.path().join("refs")).unwrap().count(), 1);
     }
 
     #[test]

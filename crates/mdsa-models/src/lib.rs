@@ -40,6 +40,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use embedder::{BertEmbedder, EmbedderOptions, EncoderPath, Pooling};
+pub use team::set_compute_nice;
 
 // The README's snippets are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -20,7 +20,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -296,7 +296,10 @@ impl Team {
         for k in 0..workers {
             let spawned = std::thread::Builder::new()
                 .name(format!("mdsa-team-{k}"))
-                .spawn(move || team.work());
+                .spawn(move || {
+                    lower_priority();
+                    team.work()
+                });
             // Without the thread the callers still run every task themselves.
             drop(spawned);
         }
@@ -421,6 +424,42 @@ impl Team {
     }
 }
 
+/// The Unix nice value of the compute threads; see [`set_compute_nice`].
+static COMPUTE_NICE: AtomicI32 = AtomicI32::new(0);
+
+/// Runs the threads that compute for every request (the team's workers and
+/// each generator's batch scheduler) at the Unix nice value `nice` (0-19;
+/// one they inherit higher is kept), from the next such thread started. A server sets it so that a
+/// request's own work (reading it, routing it, streaming its answer) does not
+/// queue behind the shared batch on a machine with few cores; an embedding
+/// application leaves it at 0, the default, for the same priority as its own
+/// threads. Linux only (elsewhere a no-op); lowering a priority needs no
+/// privilege.
+pub fn set_compute_nice(nice: u8) {
+    COMPUTE_NICE.store(i32::from(nice.min(19)), Ordering::Relaxed);
+}
+
+/// Lowers the calling thread's priority to the [`set_compute_nice`] value.
+pub(crate) fn lower_priority() {
+    let nice = COMPUTE_NICE.load(Ordering::Relaxed);
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: plain syscalls about the calling thread; a failure leaves
+        // its priority as it was, which is the fallback anyway.
+        unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            // The thread starts at its creator's nice value; raising a
+            // priority would need a privilege.
+            let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+            if current < nice {
+                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,5 +576,27 @@ mod tests {
                 }
             })
         });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn compute_threads_run_at_the_nice_value_set() {
+        // SAFETY: reads the calling thread's priority.
+        let nice_of_this_thread =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let before = std::thread::spawn(move || {
+            lower_priority();
+            nice_of_this_thread()
+        });
+        let base = nice_of_this_thread();
+        assert_eq!(before.join().unwrap(), base, "unset: priority unchanged");
+        set_compute_nice(7);
+        let after = std::thread::spawn(move || {
+            lower_priority();
+            nice_of_this_thread()
+        });
+        let nice = after.join().unwrap();
+        set_compute_nice(0);
+        assert_eq!(nice, base.max(7));
     }
 }

@@ -102,6 +102,7 @@ pub mod local {
         DOWNLOAD_EVENT_INTERVAL, Download, EvictReason, LocalBackend, ManagerConfig, ManagerError,
         ManagerStats, ModelEvent, ModelHandle, ModelManager, NoRoom, ResidentModel,
     };
+    pub use mdsa_models::set_compute_nice;
     pub use mdsa_models::{BertEmbedder, EmbedderOptions, Pooling};
 }
 

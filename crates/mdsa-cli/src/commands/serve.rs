@@ -38,6 +38,12 @@ pub(crate) struct ServeArgs {
     /// Largest total of request headers in bytes (431 beyond).
     #[arg(long, default_value_t = Limits::default().max_header_bytes)]
     max_header_bytes: usize,
+    /// The Unix nice value (0-19, Linux) of the threads that run the models'
+    /// shared batches, below the request threads (HTTP, routing, streaming):
+    /// on a machine with few cores a new request is then routed while the
+    /// batch runs rather than time-sliced with it. 0: one priority for all.
+    #[arg(long, default_value_t = 10, env = "MDSA_COMPUTE_NICE", value_parser = clap::value_parser!(u8).range(0..=19))]
+    compute_nice: u8,
     /// Do not reload the domains file when it changes on disk.
     #[arg(long)]
     no_watch: bool,
@@ -57,6 +63,8 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn run(args: &ServeArgs, system: &SystemArgs) -> anyhow::Result<()> {
     init_tracing();
+    // Before the models load: their threads take the priority as they start.
+    mdsa::local::set_compute_nice(args.compute_nice);
     let mut system = system.clone();
     if let Some(n) = args.max_concurrent {
         anyhow::ensure!(n > 0, "--max-concurrent: expected at least 1, found 0");

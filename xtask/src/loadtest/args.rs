@@ -106,6 +106,18 @@ pub(crate) struct LoadtestArgs {
         allow_negative_numbers = true
     )]
     pub(crate) max_requests: u64,
+    /// Seconds over which a run's clients start, evenly spaced (0: all at
+    /// once). Clients that start together send their first requests in one
+    /// burst, whose prompts then run together, and the run's tail latencies
+    /// measure that burst rather than the steady state.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value = DEFAULT_RAMP_UP,
+        value_parser = ramp_seconds,
+        allow_negative_numbers = true,
+    )]
+    pub(crate) ramp_up: Duration,
     /// A running server: http:// on 127.0.0.0/8, localhost or [::1].
     #[arg(long, value_name = "URL", value_parser = loopback_base_url)]
     pub(crate) url: Option<String>,
@@ -122,6 +134,7 @@ const DEFAULT_CLIENTS: &str = "1,8,64";
 const DEFAULT_SECONDS: &str = "20";
 const DEFAULT_MAX_TOKENS: u32 = 16;
 const DEFAULT_MAX_REQUESTS: u64 = 100_000;
+const DEFAULT_RAMP_UP: &str = "1";
 
 impl Default for LoadtestArgs {
     /// What `cargo xtask loadtest` with no options runs.
@@ -132,6 +145,7 @@ impl Default for LoadtestArgs {
             mode: Modes::Both,
             max_tokens: DEFAULT_MAX_TOKENS,
             max_requests: DEFAULT_MAX_REQUESTS,
+            ramp_up: Duration::from_secs(1),
             url: None,
             foreign: false,
         }
@@ -175,6 +189,16 @@ fn seconds(text: &str) -> Result<Duration, String> {
         Ok(s) if s > 0.0 && s <= MAX_SECONDS => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!(
             "expected a number of seconds above 0 and at most {MAX_SECONDS}, found {text:?}"
+        )),
+    }
+}
+
+/// `--ramp-up`: seconds from 0 to `MAX_SECONDS`.
+fn ramp_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX_SECONDS).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "expected a number of seconds from 0 to {MAX_SECONDS}, found {text:?}"
         )),
     }
 }
@@ -307,8 +331,22 @@ mod tests {
         assert_eq!(options.duration, Duration::from_secs(20));
         assert_eq!(options.max_tokens, 16);
         assert_eq!(options.max_requests, 100_000);
+        assert_eq!(options.ramp_up, Duration::from_secs(1));
         assert_eq!(options.url, None);
         assert_eq!(options.max_clients(), 64);
+    }
+
+    #[test]
+    fn ramp_up_takes_zero_and_refuses_what_is_not_a_duration() {
+        assert_eq!(parse(&["--ramp-up", "0"]).unwrap().ramp_up, Duration::ZERO);
+        assert_eq!(
+            parse(&["--ramp-up=2.5"]).unwrap().ramp_up,
+            Duration::from_millis(2500)
+        );
+        for bad in ["-1", "soon", "1e9"] {
+            let error = parse(&["--ramp-up", bad]).unwrap_err().to_string();
+            assert!(error.contains("seconds from 0"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -108,21 +108,26 @@ pub(super) fn outcome(mode: Mode, status: u16, body: &str) -> Outcome {
 }
 
 /// Runs `clients` threads sending back to back until `duration` passes or
-/// `max_requests` are sent; queries go round-robin over all clients. Returns
-/// every request and the wall time until the last answer.
+/// `max_requests` are sent; queries go round-robin over all clients. Client
+/// `k` starts `k / clients` of the way through `ramp_up`. Returns every
+/// request and the wall time until the last answer.
 pub(super) fn run(
     load: &Load<'_>,
     clients: usize,
     duration: Duration,
     max_requests: u64,
+    ramp_up: Duration,
 ) -> anyhow::Result<(Vec<Sample>, Duration)> {
     let next = AtomicU64::new(0);
     let started = Instant::now();
     let deadline = started + duration;
+    let next = &next;
     let per_client = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|k| {
+                let start = started + ramp_up.mul_f64(k as f64 / clients as f64);
+                scope.spawn(move || {
+                    std::thread::sleep(start.saturating_duration_since(Instant::now()));
                     let agent = agent();
                     let mut samples = Vec::new();
                     while Instant::now() < deadline {

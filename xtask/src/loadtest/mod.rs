@@ -168,18 +168,28 @@ fn measure(
         }
         for &clients in &options.clients {
             println!(
-                "\n==> {} with {clients} client{} for {:.0} s",
+                "\n==> {} with {clients} client{} for {:.0} s{}",
                 mode.name(),
                 if clients == 1 { "" } else { "s" },
-                options.duration.as_secs_f64()
+                options.duration.as_secs_f64(),
+                if clients > 1 && !options.ramp_up.is_zero() {
+                    format!(" (starting over {:.1} s)", options.ramp_up.as_secs_f64())
+                } else {
+                    String::new()
+                }
             );
             let before = match mode {
                 Mode::Chat if !options.foreign => Some(client::server_requests_total(agent, url)?),
                 _ => None,
             };
             let load_before = load_average();
-            let (samples, wall) =
-                client::run(&load, clients, options.duration, options.max_requests)?;
+            let (samples, wall) = client::run(
+                &load,
+                clients,
+                options.duration,
+                options.max_requests,
+                options.ramp_up,
+            )?;
             let summary = Summary::new(&samples, wall);
             let server_counted = match before {
                 Some(before) => {
@@ -342,6 +352,7 @@ fn write_json(
         "server": if options.url.is_some() { "given (--url)" } else { "spawned: mdsa serve --port 0" },
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "seconds_per_run": options.duration.as_secs_f64(),
+        "ramp_up_s": options.ramp_up.as_secs_f64(),
         "max_tokens": options.max_tokens,
         "max_requests_per_run": options.max_requests,
         "unix_time": std::time::SystemTime::now()

@@ -115,7 +115,8 @@ pub(crate) fn run(options: &SoakArgs) -> anyhow::Result<()> {
     let done = AtomicBool::new(false);
     let (result, rss) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| sample_rss(pid, &done));
-        let result = client::run(&load, options.clients, duration, u64::MAX);
+        // Minutes of load: how the clients start does not matter.
+        let result = client::run(&load, options.clients, duration, u64::MAX, Duration::ZERO);
         done.store(true, Ordering::Relaxed);
         (result, sampler.join())
     });

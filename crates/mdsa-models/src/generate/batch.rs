@@ -3,7 +3,7 @@
 //! ([`Decoder::forward_batch`]): a decode token for each sequence past its
 //! prompt, or a chunk of prompt for each sequence still prefilling (a long
 //! prompt's chunks alternate with decode steps, so it does not stall the
-//! others; see [`Turn`]). New requests join between steps, and
+//! others; see `Turn`). New requests join between steps, and
 //! finished or cancelled ones leave and give their KV cache back. Sampling,
 //! stop strings, streaming and limits stay per sequence ([`Sequence`]).
 

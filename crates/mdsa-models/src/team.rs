@@ -428,13 +428,14 @@ impl Team {
 static COMPUTE_NICE: AtomicI32 = AtomicI32::new(0);
 
 /// Runs the threads that compute for every request (the team's workers and
-/// each generator's batch scheduler) at the Unix nice value `nice` (0-19;
-/// one they inherit higher is kept), from the next such thread started. A server sets it so that a
-/// request's own work (reading it, routing it, streaming its answer) does not
-/// queue behind the shared batch on a machine with few cores; an embedding
-/// application leaves it at 0, the default, for the same priority as its own
-/// threads. Linux only (elsewhere a no-op); lowering a priority needs no
-/// privilege.
+/// each generator's batch scheduler) at the Unix nice value `nice` (0-19; one
+/// they inherit higher is kept), from the next such thread started.
+///
+/// A server sets it so that a request's own work (reading it, routing it,
+/// streaming its answer) is not time-sliced with the shared batch on a machine
+/// with few cores; an embedding application leaves it at 0, the default, for
+/// the same priority as its own threads. Linux only (elsewhere a no-op);
+/// lowering a priority needs no privilege.
 pub fn set_compute_nice(nice: u8) {
     COMPUTE_NICE.store(i32::from(nice.min(19)), Ordering::Relaxed);
 }

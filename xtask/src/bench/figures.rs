@@ -364,7 +364,7 @@ impl Serving {
             },
             met: ttft_ratio.map(|x| x <= 2.0),
             factor: ttft_ratio.map(|x| x / 2.0),
-            limit: "a new request's prompt joins the running batch between decode steps (in chunks), so it waits for the step in flight and shares the next one with every running sequence".to_owned(),
+            limit: "a new request waits for the step in flight, then its prompt runs in a step of its own (the decoding sequences wait at most 30 ms for it); prompts that arrive together share that step".to_owned(),
         });
         targets
     }

@@ -185,20 +185,24 @@ fn client_count(text: &str) -> Result<usize, String> {
 
 /// `--seconds`: above 0 and at most [`MAX_SECONDS`].
 fn seconds(text: &str) -> Result<Duration, String> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s <= MAX_SECONDS => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!(
-            "expected a number of seconds above 0 and at most {MAX_SECONDS}, found {text:?}"
-        )),
-    }
+    seconds_within(text, false)
 }
 
-/// `--ramp-up`: seconds from 0 to `MAX_SECONDS`.
+/// `--ramp-up`: from 0 to [`MAX_SECONDS`].
 fn ramp_seconds(text: &str) -> Result<Duration, String> {
+    seconds_within(text, true)
+}
+
+/// A number of seconds up to [`MAX_SECONDS`], from 0 if `zero` is allowed,
+/// else above it.
+fn seconds_within(text: &str, zero: bool) -> Result<Duration, String> {
     match text.trim().parse::<f64>() {
-        Ok(s) if (0.0..=MAX_SECONDS).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(s) if (s > 0.0 || (zero && s == 0.0)) && s <= MAX_SECONDS => {
+            Ok(Duration::from_secs_f64(s))
+        }
         _ => Err(format!(
-            "expected a number of seconds from 0 to {MAX_SECONDS}, found {text:?}"
+            "expected a number of seconds {} and at most {MAX_SECONDS}, found {text:?}",
+            if zero { "from 0" } else { "above 0" }
         )),
     }
 }

@@ -339,8 +339,7 @@ mod tests {
 
     #[test]
     fn a_turn_runs_only_its_kind_of_sequence() {
-        // `runs` is what `step` filters by; `Sequence::prefilling` decides
-        // the kind, so check the mapping through the turn's own rule.
+        // `step` keeps a sequence when `admits(sequence.prefilling())`.
         for (turn, prefilling, runs) in [
             (Turn::Prompts, true, true),
             (Turn::Prompts, false, false),

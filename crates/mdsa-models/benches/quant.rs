@@ -49,7 +49,7 @@ const FORMATS: [BlockFormat; 4] = [
     BlockFormat::Q4_K,
     BlockFormat::Q6_K,
 ];
-const NS: [usize; 2] = [1, 64];
+const NS: [usize; 3] = [1, 8, 64];
 
 /// Seeded, reproducible random numbers.
 struct Rng(ChaCha8Rng);
@@ -303,7 +303,8 @@ fn bench_encoder_f32(c: &mut Criterion, summary: &mut Vec<String>) {
 
 /// All matmuls of one SmolLM2-135M forward pass: 30 blocks of q, k, v, o (576 →
 /// 576/192/192/576), gate, up (576 → 1536), down (1536 → 576) in Q4_1, and the
-/// tied Q8_0 output head (576 → 49152): 97 MB, as in the GGUF file.
+/// tied Q8_0 output head (576 → 49152): 97 MB, as in the GGUF file, and
+/// interleaved as the decoder loads them.
 fn smollm2_stack(summary: &mut Vec<String>, caller: &str) {
     let mut rng = Rng::new(2);
     let shapes = [
@@ -322,7 +323,7 @@ fn smollm2_stack(summary: &mut Vec<String>, caller: &str) {
     let layers: Vec<Vec<QuantMatrix>> = (0..30)
         .map(|_| templates.iter().flat_map(cold_copies_one).collect())
         .collect();
-    let head = template(BlockFormat::Q8_0, 49152, 576, &mut rng);
+    let head = template(BlockFormat::Q8_0, 49152, 576, &mut rng).interleaved();
     let total: usize = layers
         .iter()
         .flatten()
@@ -357,7 +358,9 @@ fn smollm2_stack(summary: &mut Vec<String>, caller: &str) {
 
 /// One fresh copy (a layer's own weights, like the file has).
 fn cold_copies_one(m: &QuantMatrix) -> Option<QuantMatrix> {
-    QuantMatrix::new(m.format(), m.rows(), m.cols(), m.bytes().to_vec()).ok()
+    QuantMatrix::new(m.format(), m.rows(), m.cols(), m.bytes().to_vec())
+        .ok()
+        .map(QuantMatrix::interleaved)
 }
 
 fn main() {

@@ -535,9 +535,9 @@ fn interleaved_layout_gives_the_same_products_rows_and_errors() {
         .filter(|k| k.is_available())
         .collect();
     for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
-        // Rows in groups of 8: one group, several, and enough for the
-        // parallel split; columns of one and several blocks.
-        for &(rows, cols) in &[(8, 32), (24, 96), (576, 576), (64, 1536)] {
+        // Rows in groups of 8: one group, a pair and a lone group, several,
+        // and enough for the parallel split; columns of one and several blocks.
+        for &(rows, cols) in &[(8, 32), (24, 96), (40, 64), (576, 576), (64, 1536)] {
             let m = random_matrix(format, rows, cols, &mut rng);
             let inter = m.to_interleaved().expect("rows in groups of 8");
             assert!(inter.is_interleaved() && !m.is_interleaved());
@@ -571,14 +571,43 @@ fn interleaved_layout_gives_the_same_products_rows_and_errors() {
                     }
                 }
             }
-            // Splits fall on groups of 8 only.
-            if rows >= 16 {
-                let part = inter.row_range(8..16).unwrap();
-                assert_eq!(part.dequantize(), w[8 * cols..16 * cols]);
+            // Splits fall between pairs of groups (16 rows), or at the end.
+            if rows >= 32 {
+                let part = inter.row_range(16..32).unwrap();
+                assert_eq!(part.dequantize(), w[16 * cols..32 * cols]);
+            }
+            if rows > 16 {
+                let tail = inter.row_range(16..rows).unwrap();
+                assert_eq!(tail.dequantize(), w[16 * cols..]);
+                assert_eq!(
+                    inter.row_range(8..16).unwrap_err(),
+                    QuantError::Interleaved { start: 8, end: 16 }
+                );
             }
             assert_eq!(
                 inter.row_range(4..12).unwrap_err(),
                 QuantError::Interleaved { start: 4, end: 12 }
+            );
+        }
+        // Parts whose groups do not pair up (3 groups, then 2) still fuse
+        // into one interleaved matrix with the same products.
+        let (a, b) = (
+            random_matrix(format, 24, 64, &mut rng),
+            random_matrix(format, 16, 64, &mut rng),
+        );
+        let plain = QuantMatrix::concat_rows(&[&a, &b]).unwrap();
+        let parts = [a.to_interleaved().unwrap(), b.to_interleaved().unwrap()];
+        let fused = QuantMatrix::concat_rows(&[&parts[0], &parts[1]]).unwrap();
+        assert!(fused.is_interleaved());
+        assert_eq!(fused.dequantize(), plain.dequantize(), "{format} fused");
+        let x: Vec<f32> = (0..5 * 64).map(|_| rng.unit()).collect();
+        let (mut want, mut got) = (vec![0f32; 5 * 40], vec![0f32; 5 * 40]);
+        plain.matmul_with(Kernel::Scalar, &x, 5, &mut want).unwrap();
+        fused.matmul(&x, 5, &mut got).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{format} fused: {g} vs {w}"
             );
         }
     }

@@ -22,6 +22,8 @@ mod panel;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod zmm;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -109,8 +111,11 @@ pub enum QuantError {
         /// Rows in the matrix.
         rows: usize,
     },
-    /// Rows of an interleaved matrix asked for that do not fall on its groups.
-    #[error("rows {start}..{end} of an interleaved matrix do not fall on its groups of 8 rows")]
+    /// Rows of an interleaved matrix asked for that do not fall between its
+    /// pairs of groups.
+    #[error(
+        "rows {start}..{end} of an interleaved matrix do not fall between its pairs of 8-row groups (every 16 rows)"
+    )]
     Interleaved {
         /// Range start.
         start: usize,
@@ -379,12 +384,14 @@ impl QuantMatrix {
     }
 
     /// Rows `rows` of this matrix as a matrix of their own, sharing the bytes.
-    /// An interleaved matrix splits only at its groups of 8 rows.
+    /// An interleaved matrix splits only between its pairs of groups (every
+    /// 16 rows), or at its end.
     pub fn row_range(&self, rows: Range<usize>) -> Result<Self, QuantError> {
         let row_bytes = self.row_bytes();
+        let pair = 2 * interleave::GROUP;
         if self.interleaved
-            && !(rows.start.is_multiple_of(interleave::GROUP)
-                && rows.end.is_multiple_of(interleave::GROUP))
+            && !(rows.start.is_multiple_of(pair)
+                && (rows.end.is_multiple_of(pair) || rows.end == self.rows))
         {
             return Err(QuantError::Interleaved {
                 start: rows.start,
@@ -451,11 +458,30 @@ impl QuantMatrix {
         }) {
             return None;
         }
+        let rows = parts.iter().map(|m| m.rows).sum();
+        let pair = 2 * interleave::GROUP;
+        if first.interleaved
+            && parts[..parts.len() - 1]
+                .iter()
+                .any(|m| !m.rows.is_multiple_of(pair))
+        {
+            // A part ending in a lone group would leave it unpaired in the
+            // middle: interleave the rows again as one matrix.
+            let blocks = first.cols / first.format.block_size();
+            let plain: Vec<u8> = parts
+                .iter()
+                .flat_map(|m| {
+                    (0..m.rows).flat_map(|r| interleave::read_row(m.format, blocks, m.bytes(), r))
+                })
+                .collect();
+            return Self::new(first.format, rows, first.cols, plain)
+                .ok()
+                .map(Self::into_interleaved);
+        }
         let bytes: Vec<u8> = parts
             .iter()
             .flat_map(|m| m.bytes().iter().copied())
             .collect();
-        let rows = parts.iter().map(|m| m.rows).sum();
         let matrix = Self::new(first.format, rows, first.cols, bytes).ok()?;
         Some(Self {
             interleaved: first.interleaved,
@@ -743,9 +769,12 @@ impl QuantMatrix {
         }
         // Few activation rows (a decode step, a short query): each task
         // takes a run of the groups, that is, columns of every row.
+        // An even number of groups per task: the 512-bit kernel takes them
+        // in pairs.
         let per_task = (rows / GROUP)
             .div_ceil(threads * TASKS_PER_THREAD)
-            .max(MIN_ROWS_PER_TASK / GROUP);
+            .max(MIN_ROWS_PER_TASK / GROUP)
+            .next_multiple_of(2);
         team::for_each_column_block(out, rows, per_task * GROUP, |k, mut block| {
             let weights = &w[k * per_task * group_bytes..][..block.width() / GROUP * group_bytes];
             run(weights, all, &mut block);
@@ -767,7 +796,11 @@ fn groups_kernel(
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2(t) => t.groups(format, w, group_bytes, acts, out),
         #[cfg(target_arch = "x86_64")]
-        Simd::Vnni(t) => t.groups(format, w, group_bytes, acts, out),
+        Simd::Vnni(t) => match zmm::Token::detect() {
+            // Two groups per 512-bit register where the CPU has them.
+            Some(wide) => wide.groups(format, w, group_bytes, acts, out),
+            None => t.groups(format, w, group_bytes, acts, out),
+        },
         Simd::None => scalar_groups(format, w, group_bytes, acts, out),
     }
 }
@@ -791,9 +824,9 @@ fn scalar_groups(
     };
     let row_bytes = group_bytes / GROUP;
     let mut rows_out = vec![0f32; GROUP * n];
-    for (g, group) in w.chunks_exact(group_bytes).enumerate() {
+    for g in 0..w.len() / group_bytes.max(1) {
         let rows: Vec<u8> = (0..GROUP)
-            .flat_map(|r| interleave::read_row(format, acts.per_row, group, r))
+            .flat_map(|r| interleave::read_row(format, acts.per_row, w, g * GROUP + r))
             .collect();
         scalar::rows(format, &rows, row_bytes, &acts, &mut rows_out);
         // [8, n] → row i's 8 outputs at 8g

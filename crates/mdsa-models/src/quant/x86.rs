@@ -203,7 +203,8 @@ macro_rules! kernels {
         /// Interleaved groups of 8 rows: activations 4 at a time (one weight
         /// unpack per 4), then the last 1 to 3 together; each result is 8
         /// rows' outputs, stored at `out.row_mut(i)[8g..]` (activation row
-        /// `i`, group `g`).
+        /// `i`, group `g`). The groups of a pair are read one after the
+        /// other, each from every other block.
         #[inline]
         #[target_feature(enable = $features)]
         fn groups_q8<const F: u8, const GB: usize>(
@@ -219,11 +220,19 @@ macro_rules! kernels {
                 return;
             }
             let (blocks, _) = w.as_chunks::<GB>();
+            let groups = blocks.len() / per_row;
             let act = |i: usize| &a[i * per_row..(i + 1) * per_row];
-            for (g, group) in blocks.chunks_exact(per_row).enumerate() {
+            for g in 0..groups {
+                // Group `g`'s blocks: every other one of its pair's, or its own.
+                let first = g - g % 2;
+                let (group, stride): (&[[u8; GB]], usize) = if first + 1 < groups {
+                    (&blocks[first * per_row + g % 2..(first + 2) * per_row], 2)
+                } else {
+                    (&blocks[g * per_row..(g + 1) * per_row], 1)
+                };
                 let mut i = 0;
                 while i + 4 <= n {
-                    let r = dot8::<F, GB, 4>(group, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+                    let r = dot8::<F, GB, 4>(group, stride, per_row, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
                     for (k, v) in r.iter().enumerate() {
                         store8(&mut out.row_mut(i + k)[8 * g..], *v);
                     }
@@ -232,9 +241,9 @@ macro_rules! kernels {
                 // The last 1 to 3 rows together: one weight unpack for them
                 // all, and independent sums for the out-of-order core.
                 let rest: &[__m256] = match n - i {
-                    3 => &dot8::<F, GB, 3>(group, [act(i), act(i + 1), act(i + 2)]),
-                    2 => &dot8::<F, GB, 2>(group, [act(i), act(i + 1)]),
-                    1 => &dot8::<F, GB, 1>(group, [act(i)]),
+                    3 => &dot8::<F, GB, 3>(group, stride, per_row, [act(i), act(i + 1), act(i + 2)]),
+                    2 => &dot8::<F, GB, 2>(group, stride, per_row, [act(i), act(i + 1)]),
+                    1 => &dot8::<F, GB, 1>(group, stride, per_row, [act(i)]),
                     _ => &[],
                 };
                 for (k, v) in rest.iter().enumerate() {
@@ -261,15 +270,17 @@ macro_rules! kernels {
 
         $dpadd
 
-        /// One interleaved group (8 rows) against `NA` activation rows: lane
-        /// `r` of result `k` is ⟨row r, activation k⟩.
+        /// One interleaved group (8 rows: `nb` blocks, every `stride`-th of
+        /// `group`) against `NA` activation rows: lane `r` of result `k` is
+        /// ⟨row r, activation k⟩.
         #[inline]
         #[target_feature(enable = $features)]
         fn dot8<const F: u8, const GB: usize, const NA: usize>(
             group: &[[u8; GB]],
+            stride: usize,
+            nb: usize,
             acts: [&[BlockQ8]; NA],
         ) -> [__m256; NA] {
-            let nb = group.len();
             let mut acts_nb: [&[BlockQ8]; NA] = [&[]; NA];
             for k in 0..NA {
                 acts_nb[k] = &acts[k][..nb];
@@ -279,7 +290,7 @@ macro_rules! kernels {
             let offset_q8 = F == Q8_0 && $offset_q8;
             let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = [_mm256_setzero_ps(); NA];
-            for (b, blk) in group.iter().enumerate() {
+            for (b, blk) in group.iter().step_by(stride).take(nb).enumerate() {
                 let d = _mm256_cvtph_ps(load128(&blk[..16]));
                 // The term that multiplies each activation block's `s` (d · Σq):
                 // Q4_1's minimums, or the offset of the unsigned quants.

@@ -141,7 +141,9 @@ pub enum Kernel {
     /// x86-64 AVX2 + FMA + F16C, detected at run time.
     Avx2,
     /// [`Kernel::Avx2`] plus AVX-512 VNNI (`vpdpbusd` on 256-bit vectors) for
-    /// the 32-weight formats: Ice Lake, Zen 4 and later.
+    /// the 32-weight formats: Ice Lake, Zen 4 and later. Interleaved matrices
+    /// run on 512-bit vectors, 16 rows at a time, where the CPU also has
+    /// AVX-512 F, BW and VL (every CPU with AVX-512 VNNI so far).
     Avx512Vnni,
 }
 

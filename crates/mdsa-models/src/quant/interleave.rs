@@ -84,7 +84,7 @@ pub(crate) fn interleave(format: BlockFormat, blocks_per_row: usize, bytes: &[u8
 /// Where block `b` of group `g` (of `groups`) lies, counted in group blocks
 /// (`GROUP` rows' blocks each) from the start: alternating with its
 /// partner's in a pair, in order for a last group on its own.
-pub(crate) fn group_block(groups: usize, blocks_per_row: usize, g: usize, b: usize) -> usize {
+fn group_block(groups: usize, blocks_per_row: usize, g: usize, b: usize) -> usize {
     let first = g - g % 2;
     if first + 1 < groups {
         first * blocks_per_row + 2 * b + g % 2

@@ -81,13 +81,18 @@ pub(crate) fn interleave(format: BlockFormat, blocks_per_row: usize, bytes: &[u8
     out
 }
 
+/// Whether group `g` (of `groups`) shares its blocks with a partner, rather
+/// than being a last group on its own.
+pub(crate) fn paired(groups: usize, g: usize) -> bool {
+    g - g % 2 + 1 < groups
+}
+
 /// Where block `b` of group `g` (of `groups`) lies, counted in group blocks
 /// (`GROUP` rows' blocks each) from the start: alternating with its
 /// partner's in a pair, in order for a last group on its own.
 fn group_block(groups: usize, blocks_per_row: usize, g: usize, b: usize) -> usize {
-    let first = g - g % 2;
-    if first + 1 < groups {
-        first * blocks_per_row + 2 * b + g % 2
+    if paired(groups, g) {
+        (g - g % 2) * blocks_per_row + 2 * b + g % 2
     } else {
         g * blocks_per_row + b
     }

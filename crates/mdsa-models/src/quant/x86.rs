@@ -33,6 +33,7 @@ macro_rules! kernels {
 
         use crate::quant::act::{ActBlocks, Activations, BlockQ8, BlockQ8K, Q8Rows, quantize_q8k_body};
         use crate::quant::formats::{BlockFormat, scale_min_k4};
+        use crate::quant::interleave::paired;
         use crate::team::ColumnBlock;
 
         /// Proof that this CPU has the features this module is compiled for: the
@@ -224,8 +225,8 @@ macro_rules! kernels {
             let act = |i: usize| &a[i * per_row..(i + 1) * per_row];
             for g in 0..groups {
                 // Group `g`'s blocks: every other one of its pair's, or its own.
-                let first = g - g % 2;
-                let (group, stride): (&[[u8; GB]], usize) = if first + 1 < groups {
+                let (group, stride): (&[[u8; GB]], usize) = if paired(groups, g) {
+                    let first = g - g % 2;
                     (&blocks[first * per_row + g % 2..(first + 2) * per_row], 2)
                 } else {
                     (&blocks[g * per_row..(g + 1) * per_row], 1)

@@ -27,6 +27,7 @@ use std::arch::x86_64::*;
 
 use crate::quant::act::{BlockQ8, Q8Rows};
 use crate::quant::formats::BlockFormat;
+use crate::quant::interleave::paired;
 use crate::team::ColumnBlock;
 
 /// Proof that this CPU has the features every function here is compiled
@@ -113,7 +114,7 @@ fn pairs<const F: u8, const GB: usize>(
     let groups = blocks.len() / per_row;
     let mut g = 0;
     while g < groups {
-        let pair = g + 1 < groups;
+        let pair = paired(groups, g);
         // A pair's blocks alternate between its two groups (see
         // `interleave`); a lone group's are its own, in order.
         let (run, stride) = if pair {

@@ -4,7 +4,7 @@
 //!
 //! Why a second copy of [`super::x86`]'s `groups`: with 256-bit registers a
 //! batch's products are bound by the broadcast loads around `vpdpbusd`, not
-//! by `vpdpbusd` itself. On Zen 4, a loop of `vpdpbusd` with broadcast
+//! by `vpdpbusd` itself. On the 2-core AMD EPYC reference machine, a loop of `vpdpbusd` with broadcast
 //! activations ran at 4.8 per ns on 256 bits and at 3.4 per ns on 512 bits
 //! (6.8 in 256-bit terms), against 7.1 with everything in registers. Up to 8
 //! activation rows share each weight unpack here. A batch's pass also
@@ -12,9 +12,9 @@
 //! sequences is slow enough per byte that the hardware prefetcher alone
 //! leaves the cores waiting on memory, while one sequence is not.
 //!
-//! The pair's blocks alternate in memory (see `interleave`), so the
-//! pair is one sequential stream: two groups a group apart were two streams,
-//! and read one sequence's decode at half speed.
+//! The pair's blocks alternate in memory (see `interleave`), so the pair is
+//! one sequential stream: reading two groups a group apart, as two streams,
+//! halved the speed of one sequence's decode.
 //!
 //! Same layout, same integer sums and the same f32 operations per block as
 //! the 256-bit VNNI kernel. `unsafe` is allowed here for the same reasons as

@@ -179,6 +179,34 @@ pub fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(((k + 127) as u32) << 23)
 }
 
+/// Turns attention scores into softmax weights relative to their largest,
+/// in place: `exp(scale · s - largest)` (soft-capped first when asked);
+/// returns the largest scaled score and the weights' sum. The loops carry no
+/// dependence from one element to the next (the reductions keep eight
+/// partial results), so the compiler vectorizes them.
+pub fn softmax_weights(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
+    match softcap {
+        Some(cap) => row
+            .iter_mut()
+            .for_each(|s| *s = cap * (*s * scale / cap).tanh()),
+        None => row.iter_mut().for_each(|s| *s *= scale),
+    }
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    let max = rest
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    row.iter_mut().for_each(|s| *s = exp(*s - max));
+    (max, lane_sum(row, |v| v))
+}
+
 /// `out = silu(gate) · up` (SwiGLU's gating), with `silu(x) = x · σ(x)`
 /// from [`exp`] of `-|x|` so that it never overflows, in a loop the compiler
 /// vectorizes.
@@ -346,7 +374,13 @@ mod x86 {
                         _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
                     }
                 }
-                let q: [__m256; R] = std::array::from_fn(|r| load(&queries[r * width + c..]));
+                // A loop, not `array::from_fn`: its closure does not inherit
+                // this function's target features, so it was not inlined and
+                // passed every vector through memory (a third of the time).
+                let mut q = [_mm256_setzero_ps(); R];
+                for (r, q) in q.iter_mut().enumerate() {
+                    *q = load(&queries[r * width + c..]);
+                }
                 for t in 0..4 {
                     // SAFETY: this function runs with AVX2, FMA and F16C.
                     let k = unsafe { K::load8(&keys4[t * width + c..]) };
@@ -533,6 +567,33 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_weights_agree_with_a_plain_softmax() {
+        // Lengths around the eight lanes and their remainder; scores of both
+        // signs; with and without a soft cap.
+        for len in [1, 7, 8, 9, 14, 33] {
+            let scores: Vec<f32> = (0..len).map(|i| (i as f32 * 1.3).sin() * 9.0).collect();
+            for softcap in [None, Some(5.0)] {
+                let capped: Vec<f32> = scores
+                    .iter()
+                    .map(|&s| match softcap {
+                        Some(cap) => cap * (s * 0.5 / cap).tanh(),
+                        None => s * 0.5,
+                    })
+                    .collect();
+                let largest = capped.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let expected: Vec<f32> = capped.iter().map(|&s| (s - largest).exp()).collect();
+                let mut row = scores.clone();
+                let (max, sum) = softmax_weights(&mut row, 0.5, softcap);
+                assert_eq!(max, largest, "len {len}, softcap {softcap:?}");
+                assert!((sum - expected.iter().sum::<f32>()).abs() < 1e-5 * len as f32);
+                for (w, e) in row.iter().zip(&expected) {
+                    assert!((w - e).abs() < 1e-6, "len {len}: {w} vs {e}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn exp_agrees_with_libm_over_the_softmax_range() {

@@ -297,7 +297,7 @@ impl Tile<'_> {
             }
             let seen = from - lo..to - lo;
             let (largest, total) =
-                weights_in_place(&mut row[seen.clone()], self.spec.scale, self.spec.softcap);
+                vector::softmax_weights(&mut row[seen.clone()], self.spec.scale, self.spec.softcap);
             (max[offset], sum[offset]) = (largest, total);
             row[..seen.start].fill(0.0);
             row[seen.end..].fill(0.0);
@@ -327,37 +327,6 @@ fn combine(parts: &[Partial], offset: usize, hd: usize, out: &mut [f32]) {
     }
     let inv = total.recip();
     out.iter_mut().for_each(|o| *o *= inv);
-}
-
-/// Turns scores into softmax weights relative to their largest, in place:
-/// `exp(scale · s - largest)` (soft-capped first when asked); returns the
-/// largest scaled score and the weights' sum. The loops carry no dependence
-/// from one element to the next (the reductions keep eight partial results),
-/// so the compiler vectorizes them.
-fn weights_in_place(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
-    match softcap {
-        Some(cap) => row
-            .iter_mut()
-            .for_each(|s| *s = cap * (*s * scale / cap).tanh()),
-        None => row.iter_mut().for_each(|s| *s *= scale),
-    }
-    let max = lanes(row, f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
-    row.iter_mut().for_each(|s| *s = exp(*s - max));
-    (max, lanes(row, 0.0, |a, b| a + b))
-}
-
-/// Folds `values` with `op` in eight independent lanes, then folds the lanes.
-#[inline]
-fn lanes(values: &[f32], init: f32, op: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
-    let mut acc = [init; 8];
-    let chunks = values.chunks_exact(8);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a = op(*a, v);
-        }
-    }
-    rest.iter().chain(&acc).fold(init, |a, &v| op(a, v))
 }
 
 #[cfg(test)]

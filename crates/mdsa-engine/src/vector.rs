@@ -185,6 +185,16 @@ pub fn exp(x: f32) -> f32 {
 /// dependence from one element to the next (the reductions keep eight
 /// partial results), so the compiler vectorizes them.
 pub fn softmax_weights(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { x86::softmax_weights(row, scale, softcap) };
+    }
+    softmax_weights_portable(row, scale, softcap)
+}
+
+#[inline]
+fn softmax_weights_portable(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
     match softcap {
         Some(cap) => row
             .iter_mut()
@@ -483,6 +493,12 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn gelu(values: &mut [f32]) {
         super::gelu_portable(values);
+    }
+
+    /// See [`super::softmax_weights`]: the portable loops, vectorized 8 wide.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax_weights(row: &mut [f32], scale: f32, softcap: Option<f32>) -> (f32, f32) {
+        super::softmax_weights_portable(row, scale, softcap)
     }
 
     /// See [`super::silu_mul`]: whole runs of 8, with [`super::exp`]'s

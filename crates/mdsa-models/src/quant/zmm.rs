@@ -125,10 +125,13 @@ fn pairs<const F: u8, const GB: usize>(
         let mut i = 0;
         while i < n {
             let count = (n - i).min(MAX_ACTS);
-            let rows: [&[BlockQ8]; MAX_ACTS] = std::array::from_fn(|k| {
+            // A loop, not `array::from_fn`, whose closure does not inherit
+            // this function's target features and was not inlined.
+            let mut rows: [&[BlockQ8]; MAX_ACTS] = [&[]; MAX_ACTS];
+            for (k, rows) in rows.iter_mut().enumerate() {
                 let row = i + k.min(count - 1);
-                &a[row * per_row..(row + 1) * per_row]
-            });
+                *rows = &a[row * per_row..(row + 1) * per_row];
+            }
             // The first pass over a pair of a batch fetches ahead; one
             // activation row is fast enough for the hardware prefetcher.
             let ahead = i == 0 && count > 1;

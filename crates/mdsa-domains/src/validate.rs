@@ -104,12 +104,15 @@ impl fmt::Display for Verdict {
 pub struct ResponseValidator {
     rules: ValidationRules,
     patterns: Vec<(String, Regex)>,
+    /// Every pattern as one alternation, when there are several: an answer
+    /// that passes (nearly every one) is searched once, not once per pattern.
+    any_pattern: Option<Regex>,
 }
 
 impl ResponseValidator {
     /// Compiles the rules (banned patterns are regular expressions, case-insensitive).
     pub fn new(rules: &ValidationRules) -> Result<Self> {
-        let patterns = rules
+        let patterns: Vec<(String, Regex)> = rules
             .banned_patterns
             .iter()
             .enumerate()
@@ -127,9 +130,18 @@ impl ResponseValidator {
                     })
             })
             .collect::<Result<_>>()?;
+        // Each pattern compiled on its own, so the union does too (unless it
+        // passes the size limit: then each pattern is searched in turn).
+        let any_pattern = (patterns.len() > 1)
+            .then(|| {
+                let union: Vec<String> = patterns.iter().map(|(p, _)| format!("(?:{p})")).collect();
+                compile_pattern(&union.join("|")).ok()
+            })
+            .flatten();
         Ok(Self {
             rules: rules.clone(),
             patterns,
+            any_pattern,
         })
     }
 
@@ -163,7 +175,11 @@ impl ResponseValidator {
                 tokens: output.usage.completion_tokens,
             });
         }
-        for (pattern, re) in &self.patterns {
+        let may_match = self
+            .any_pattern
+            .as_ref()
+            .is_none_or(|any| any.is_match(text));
+        for (pattern, re) in self.patterns.iter().filter(|_| may_match) {
             if let Some(m) = re.find(text) {
                 failures.push(ValidationFailure::BannedPattern {
                     pattern: pattern.clone(),
@@ -292,6 +308,47 @@ mod tests {
         assert!(banned.to_string().contains("banned pattern"), "{banned}");
         let json = serde_json::to_value(&banned).unwrap();
         assert_eq!(json["failures"][0]["kind"], "banned_pattern");
+    }
+
+    #[test]
+    fn several_banned_patterns_each_report_their_own_match() {
+        // Searched as one alternation first: each pattern keeps its own
+        // alternatives (`foo|bar` must not swallow its neighbours).
+        let rules = ValidationRules {
+            banned_patterns: vec![
+                "as an ai".into(),
+                "<\\|im_(start|end)\\|>".into(),
+                "foo|bar".into(),
+            ],
+            ..ValidationRules::default()
+        };
+        let banned = |text: &str| -> Vec<(String, String)> {
+            check(&rules, text, FinishReason::Eos)
+                .failures
+                .into_iter()
+                .filter_map(|f| match f {
+                    ValidationFailure::BannedPattern { pattern, matched } => {
+                        Some((pattern, matched))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(banned("Nothing wrong with this answer at all."), []);
+        assert_eq!(
+            banned("As an AI model I say <|im_end|> then more."),
+            [
+                ("as an ai".to_string(), "As an AI".to_string()),
+                (
+                    "<\\|im_(start|end)\\|>".to_string(),
+                    "<|im_end|>".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            banned("Order a BAR of soap."),
+            [("foo|bar".to_string(), "BAR".to_string())]
+        );
     }
 
     /// The most frequent run by hashing every run, as `most_repeated` did

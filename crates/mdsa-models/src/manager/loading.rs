@@ -111,7 +111,6 @@ impl Shared {
         id: &str,
         on_download: &mut dyn FnMut(&Download),
     ) -> Result<ModelHandle, ManagerError> {
-        let spec = self.spec(id)?;
         let mut state = self.lock();
         match state.slots.get_mut(id) {
             Some(Slot::Resident(r)) => {
@@ -136,6 +135,10 @@ impl Shared {
             }
             None => {}
         }
+        // Only a load needs the spec (a clone of its strings): a hit, every
+        // routed request's lookup, does not. A slot's model is registered;
+        // the registry is read under the state lock, never the other way round.
+        let spec = self.spec(id)?;
         let cell = Arc::new(LoadCell::default());
         state.slots.insert(
             id.to_string(),

@@ -288,7 +288,7 @@ impl Workflow {
             entered: now,
             entered_at: at,
         });
-        if let Some(publisher) = &self.publisher {
+        if let Some(publisher) = self.publisher.as_ref().filter(|p| p.has_subscribers()) {
             let event = WorkflowEvent {
                 sequence: self.transitions.len(),
                 transition: transition.clone(),

@@ -199,9 +199,7 @@ impl<T> Topic<T> {
 
     /// Whether anyone subscribes or observes now.
     fn has_listeners(&self) -> bool {
-        self.listeners
-            .iter()
-            .any(|count| count.load(Ordering::Acquire) > 0)
+        self.len() > 0
     }
 
     fn observer_snapshot(&self) -> Observers<T> {
@@ -240,15 +238,10 @@ impl<T> Topic<T> {
     }
 
     fn len(&self) -> usize {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-            + self
-                .observers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len()
+        self.listeners
+            .iter()
+            .map(|count| count.load(Ordering::Acquire))
+            .sum()
     }
 
     fn add(&self, slot: Arc<Slot<T>>) {

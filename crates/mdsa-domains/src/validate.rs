@@ -130,8 +130,8 @@ impl ResponseValidator {
                     })
             })
             .collect::<Result<_>>()?;
-        // Each pattern compiled on its own, so the union does too (unless it
-        // passes the size limit: then each pattern is searched in turn).
+        // Each pattern compiled on its own, so the union does too, unless it
+        // is over the size limit: then each pattern is searched in turn.
         let any_pattern = (patterns.len() > 1)
             .then(|| {
                 let union: Vec<String> = patterns.iter().map(|(p, _)| format!("(?:{p})")).collect();
@@ -179,12 +179,14 @@ impl ResponseValidator {
             .any_pattern
             .as_ref()
             .is_none_or(|any| any.is_match(text));
-        for (pattern, re) in self.patterns.iter().filter(|_| may_match) {
-            if let Some(m) = re.find(text) {
-                failures.push(ValidationFailure::BannedPattern {
-                    pattern: pattern.clone(),
-                    matched: m.as_str().to_string(),
-                });
+        if may_match {
+            for (pattern, re) in &self.patterns {
+                if let Some(m) = re.find(text) {
+                    failures.push(ValidationFailure::BannedPattern {
+                        pattern: pattern.clone(),
+                        matched: m.as_str().to_string(),
+                    });
+                }
             }
         }
         Verdict {

@@ -217,6 +217,36 @@ fn softmax_weights_portable(row: &mut [f32], scale: f32, softcap: Option<f32>) -
     (max, lane_sum(row, |v| v))
 }
 
+/// Each row of `len` values of `scores` (row-major) replaced by the
+/// softmax of the row times `scale` (weights summing to 1). One pass of
+/// [`exp`] covers the whole matrix: a short sequence's rows (a query's 14
+/// tokens) would each end in a scalar remainder of a row-by-row pass.
+pub fn softmax_rows(scores: &mut [f32], len: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { x86::softmax_rows(scores, len, scale) };
+    }
+    softmax_rows_portable(scores, len, scale);
+}
+
+#[inline]
+fn softmax_rows_portable(scores: &mut [f32], len: usize, scale: f32) {
+    if len == 0 {
+        return;
+    }
+    for row in scores.chunks_exact_mut(len) {
+        row.iter_mut().for_each(|s| *s *= scale);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        row.iter_mut().for_each(|s| *s -= max);
+    }
+    scores.iter_mut().for_each(|s| *s = exp(*s));
+    for row in scores.chunks_exact_mut(len) {
+        let inv = 1.0 / lane_sum(row, |v| v);
+        row.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
 /// `out = silu(gate) · up` (SwiGLU's gating), with `silu(x) = x · σ(x)`
 /// from [`exp`] of `-|x|` so that it never overflows, in a loop the compiler
 /// vectorizes.
@@ -501,6 +531,12 @@ mod x86 {
         super::softmax_weights_portable(row, scale, softcap)
     }
 
+    /// See [`super::softmax_rows`]: the portable loops, vectorized 8 wide.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn softmax_rows(scores: &mut [f32], len: usize, scale: f32) {
+        super::softmax_rows_portable(scores, len, scale)
+    }
+
     /// See [`super::silu_mul`]: whole runs of 8, with [`super::exp`]'s
     /// method in vector registers; returns how many values it wrote.
     #[target_feature(enable = "avx2,fma")]
@@ -606,6 +642,31 @@ mod tests {
                 assert!((sum - expected.iter().sum::<f32>()).abs() < 1e-5 * len as f32);
                 for (w, e) in row.iter().zip(&expected) {
                     assert!((w - e).abs() < 1e-6, "len {len}: {w} vs {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_rows_agree_with_a_plain_softmax_per_row() {
+        for len in [1, 7, 8, 14, 33] {
+            for rows in [1, 3, 14] {
+                let scores: Vec<f32> = (0..len * rows)
+                    .map(|i| (i as f32 * 0.7).cos() * 11.0)
+                    .collect();
+                let mut got = scores.clone();
+                softmax_rows(&mut got, len, 0.25);
+                for (row, out) in scores.chunks(len).zip(got.chunks(len)) {
+                    let largest = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f32> = row.iter().map(|&s| ((s - largest) * 0.25).exp()).collect();
+                    let total: f32 = e.iter().sum();
+                    for (w, e) in out.iter().zip(&e) {
+                        assert!(
+                            (w - e / total).abs() < 1e-6,
+                            "len {len}: {w} vs {}",
+                            e / total
+                        );
+                    }
                 }
             }
         }

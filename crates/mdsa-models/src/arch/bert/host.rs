@@ -341,11 +341,7 @@ fn attend_one(qkv: &[f32], h: usize, heads: usize, context: &mut [f32]) {
                 v[t * hd..][..hd].copy_from_slice(&row[2 * h..2 * h + hd]);
             }
             vector::scores(q, keys, hd, &mut scores);
-            for row in scores.chunks_exact_mut(len) {
-                let (_, total) = vector::softmax_weights(row, scale, None);
-                let inv = 1.0 / total;
-                row.iter_mut().for_each(|s| *s *= inv);
-            }
+            vector::softmax_rows(&mut scores, len, scale);
             out.fill(0.0);
             vector::weighted_sum(&scores, v, hd, out);
             for (t, attended) in out.chunks_exact(hd).enumerate() {

@@ -1,6 +1,6 @@
 //! Keyword evidence: whole-word, case-insensitive phrase matching.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Lowercase words of a text: runs of letters and digits.
 pub(crate) fn words(text: &str) -> Vec<String> {
@@ -25,10 +25,53 @@ pub(crate) struct KeywordSet {
     words: Vec<(u32, u32)>,
     /// The lowercased words of every keyword.
     text: String,
-    /// Keywords (indices, ascending) by their first word: a query is
-    /// checked only against the keywords that start with one of its words,
-    /// not against every keyword at every word.
-    by_first: HashMap<String, Vec<u32>>,
+}
+
+/// The keywords of several [`KeywordSet`]s (a router's domains) by their
+/// first word: a query is checked only against the keywords that start with
+/// one of its words, not against every keyword at every word. One index for
+/// every domain, with a fast hasher: a query's words are looked up once, not
+/// once per domain, in tables that a generation has pushed out of the caches.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeywordIndex {
+    /// (set, keyword) indices, ascending, by the keyword's first word.
+    by_first: FxHashMap<String, Vec<(u32, u32)>>,
+}
+
+impl KeywordIndex {
+    /// The index of `sets`, numbered in order.
+    pub(crate) fn new<'s>(sets: impl IntoIterator<Item = &'s KeywordSet>) -> Self {
+        let mut index = Self::default();
+        for (s, set) in sets.into_iter().enumerate() {
+            for (k, &(first, _, _)) in set.shapes.iter().enumerate() {
+                index
+                    .by_first
+                    .entry(set.word(first, 0).to_string())
+                    .or_default()
+                    .push((s as u32, k as u32));
+            }
+        }
+        index
+    }
+
+    /// The (set, keyword) pairs, ascending, that may match in `query` (split
+    /// by [`words`]): those whose first word is one of the query's (or, for
+    /// a one-word keyword, that word plus `s`/`es`).
+    pub(crate) fn candidates(&self, query: &[String]) -> Vec<(u32, u32)> {
+        let mut candidates: Vec<(u32, u32)> = query
+            .iter()
+            .flat_map(|q| {
+                let singular = [q.strip_suffix('s'), q.strip_suffix("es")];
+                std::iter::once(q.as_str()).chain(singular.into_iter().flatten())
+            })
+            .filter_map(|w| self.by_first.get(w))
+            .flatten()
+            .copied()
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates
+    }
 }
 
 impl KeywordSet {
@@ -44,10 +87,6 @@ impl KeywordSet {
                 split.len() as u32,
                 keyword.len() as u32,
             ));
-            set.by_first
-                .entry(split[0].clone())
-                .or_default()
-                .push(set.keywords.len() as u32);
             for word in split {
                 let start = set.text.len() as u32;
                 set.text.push_str(&word);
@@ -72,28 +111,19 @@ impl KeywordSet {
         self.hits_in(&words(text))
     }
 
-    /// Like `hits`, for a text already split by [`words`] (the router splits a
-    /// query once for every domain).
+    /// Like `hits`, for a text already split by [`words`].
+    #[cfg(test)]
     pub(crate) fn hits_in(&self, query: &[String]) -> Vec<String> {
-        // A keyword can match only where the query has its first word (or,
-        // for a one-word keyword, that word plus `s`/`es`).
-        let mut candidates: Vec<u32> = query
-            .iter()
-            .flat_map(|q| {
-                let singular = [q.strip_suffix('s'), q.strip_suffix("es")];
-                std::iter::once(q.as_str()).chain(singular.into_iter().flatten())
-            })
-            .filter_map(|w| self.by_first.get(w))
-            .flatten()
-            .copied()
-            .collect();
-        candidates.sort_unstable();
-        candidates.dedup();
-        self.hits_among(query, candidates.into_iter().map(|k| k as usize))
+        let candidates = KeywordIndex::new([self]).candidates(query);
+        self.hits_among(query, candidates.into_iter().map(|(_, k)| k as usize))
     }
 
     /// The keywords among `keywords` (indices, ascending) found in `query`.
-    fn hits_among(&self, query: &[String], keywords: impl Iterator<Item = usize>) -> Vec<String> {
+    pub(crate) fn hits_among(
+        &self,
+        query: &[String],
+        keywords: impl Iterator<Item = usize>,
+    ) -> Vec<String> {
         // (start word, keyword words, index into self.keywords)
         let mut found: Vec<(usize, usize, usize)> = Vec::new();
         for k in keywords {
@@ -187,6 +217,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_index_over_several_sets_finds_each_sets_candidates() {
+        let sets = [
+            set(&["tax", "credit score", "taxes"]),
+            set(&["symptom", "side effect", "tax"]),
+            set(&[]),
+            set(&["credit", "score"]),
+        ];
+        let index = KeywordIndex::new(&sets);
+        for query in [
+            "my credit score and taxes",
+            "side effects of a tax",
+            "symptoms",
+            "nothing here",
+        ] {
+            let query = words(query);
+            let all = index.candidates(&query);
+            assert!(all.is_sorted(), "{all:?}");
+            for (s, set) in sets.iter().enumerate() {
+                let mine: Vec<u32> = all
+                    .iter()
+                    .filter(|c| c.0 as usize == s)
+                    .map(|c| c.1)
+                    .collect();
+                let alone: Vec<u32> = KeywordIndex::new([set])
+                    .candidates(&query)
+                    .into_iter()
+                    .map(|c| c.1)
+                    .collect();
+                assert_eq!(mine, alone, "set {s} in {query:?}");
+            }
+        }
+        assert_eq!(
+            sets[1].hits_among(&words("side effects of a tax"), [1, 2].into_iter()),
+            ["side effect", "tax"]
+        );
     }
 
     #[test]

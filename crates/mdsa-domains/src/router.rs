@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cache::{EmbeddingCache, embed_checked};
 use crate::config::RouterConfig;
 use crate::error::{DomainError, Result};
-use crate::keywords::{KeywordSet, words};
+use crate::keywords::{KeywordIndex, KeywordSet, words};
 use crate::registry::DomainRegistry;
 
 /// Queries embedded per encoder call in [`Router::route_batch`].
@@ -217,6 +217,8 @@ pub struct Router {
     config: RouterConfig,
     fallback: Option<String>,
     domains: Vec<DomainIndex>,
+    /// Every domain's keywords by first word (domain `i` is set `i`).
+    keywords: KeywordIndex,
     examples: ExampleMatrix,
     cache: Arc<EmbeddingCache>,
 }
@@ -290,6 +292,7 @@ impl Router {
             encoder_id: encoder_id.to_string(),
             config,
             fallback: registry.fallback_domain().map(str::to_string),
+            keywords: KeywordIndex::new(domains.iter().map(|d| &d.keywords)),
             domains,
             examples,
             cache,
@@ -405,7 +408,9 @@ impl Router {
         let mut top: Vec<f32> = Vec::with_capacity(top_k + 1);
         let mut scores: Vec<DomainScore> = Vec::with_capacity(self.domains.len());
         let similarities = self.examples.similarities(vector);
-        for domain in &self.domains {
+        let candidates = self.keywords.candidates(&query_words);
+        let mut candidates = candidates.as_slice();
+        for (d, domain) in self.domains.iter().enumerate() {
             top.clear();
             for row in domain.examples.clone() {
                 let similarity = similarities[row];
@@ -414,7 +419,12 @@ impl Router {
             }
             let description = domain.description.map(|row| similarities[row]);
             let similarity = blend(&top, description, &self.config);
-            let keyword_hits = domain.keywords.hits_in(&query_words);
+            let mine = candidates.partition_point(|&(set, _)| set as usize == d);
+            let keyword_hits = domain.keywords.hits_among(
+                &query_words,
+                candidates[..mine].iter().map(|&(_, k)| k as usize),
+            );
+            candidates = &candidates[mine..];
             let bonus = (keyword_hits.len() as f32 * self.config.keyword_bonus)
                 .min(self.config.max_keyword_bonus);
             scores.push(DomainScore {

@@ -1,10 +1,11 @@
 //! f32 vector primitives shared by the CPU kernels of the models and the
 //! router: scores (query rows · key rows) and weighted sums of rows, reading
 //! f32 or f16 rows, and the element-wise functions around them, with AVX2 +
-//! FMA + F16C chosen at run time and portable loops otherwise. The decoders'
-//! and the encoder's attention of short tiles (where a general matrix product
-//! spends more time choosing and packing than multiplying) and the router's
-//! similarity to every example run on them.
+//! FMA + F16C chosen at run time (AVX-512 for the scores of one row) and
+//! portable loops otherwise. The decoders' and the encoder's attention of
+//! short tiles (where a general matrix product spends more time choosing and
+//! packing than multiplying) and the router's similarity to every example
+//! run on them.
 //!
 //! The intrinsics take raw pointers, so this module needs `unsafe`: the
 //! workspace denies `unsafe_code`, and the exception is made here for loads
@@ -50,6 +51,13 @@ fn avx2() -> bool {
     }
 }
 
+/// Whether the 512-bit paths can run: AVX-512 F besides [`avx2`]'s features.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn avx512() -> bool {
+    avx2() && is_x86_feature_detected!("avx512f")
+}
+
 /// A value a KV cache stores: f32, or f16 widened as it is read (one F16C
 /// instruction per 8 values inside the attention loops, where widening a
 /// piece into a buffer first would write and read it all once more).
@@ -62,6 +70,12 @@ pub trait Element: Copy + sealed::Sealed {
     /// Only to be called from code compiled with AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(s: &[Self]) -> std::arch::x86_64::__m256;
+    /// Sixteen values from the start of `s` (which has at least 16).
+    ///
+    /// # Safety
+    /// Only to be called from code compiled with AVX-512 F (and F16C).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(s: &[Self]) -> std::arch::x86_64::__m512;
 }
 
 impl Element for f32 {
@@ -77,6 +91,15 @@ impl Element for f32 {
         // SAFETY: `s` has 8 readable f32s; loadu has no alignment need, and
         // the caller runs with AVX.
         unsafe { std::arch::x86_64::_mm256_loadu_ps(s.as_ptr()) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(s: &[Self]) -> std::arch::x86_64::__m512 {
+        let s = &s[..16];
+        // SAFETY: `s` has 16 readable f32s; loadu has no alignment need, and
+        // the caller runs with AVX-512 F.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(s.as_ptr()) }
     }
 }
 
@@ -95,6 +118,16 @@ impl Element for half::f16 {
         // need, and the caller runs with F16C.
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast())) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(s: &[Self]) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::{_mm256_loadu_si256, _mm512_cvtph_ps};
+        let s = &s[..16];
+        // SAFETY: `s` has 16 readable f16s (32 bytes); loadu has no alignment
+        // need, and the caller runs with AVX-512 F.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())) }
+    }
 }
 
 /// `out[r · n + j] = ⟨queries row r, keys row j⟩` for every row of
@@ -103,6 +136,12 @@ impl Element for half::f16 {
 /// a query's similarity to every row of a matrix.
 pub fn scores<K: Element>(queries: &[f32], keys: &[K], width: usize, out: &mut [f32]) {
     let n = keys.len() / width.max(1);
+    #[cfg(target_arch = "x86_64")]
+    if queries.len() == width && width.is_multiple_of(16) && avx512() {
+        // SAFETY: the CPU has AVX-512 F, AVX2, FMA and F16C (checked above).
+        unsafe { x86::scores_one_wide(queries, keys, width, out) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if avx2() && width.is_multiple_of(8) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
@@ -449,6 +488,64 @@ mod x86 {
             }
         }
         R
+    }
+
+    /// [`super::scores`] of one query row (the router's similarity to every
+    /// example, an attention head without grouped keys), 16 values at a
+    /// time: on a single row the widening of f16 keys is the work, and a
+    /// 512-bit F16C conversion widens twice the values of a 256-bit one for
+    /// the same issue slot. `width` is a multiple of 16.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) fn scores_one_wide<K: Element>(
+        query: &[f32],
+        keys: &[K],
+        width: usize,
+        out: &mut [f32],
+    ) {
+        let query = &query[..width];
+        let line = 64 / std::mem::size_of::<K>();
+        let prefetch = width >= PREFETCH_MIN_LINES * line;
+        let mut blocks = keys.chunks_exact(4 * width);
+        for (b, keys4) in blocks.by_ref().enumerate() {
+            let ahead = keys
+                .as_ptr()
+                .wrapping_add(4 * (b + PREFETCH_BLOCKS) * width);
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for c in (0..width).step_by(16) {
+                if prefetch && c % line == 0 {
+                    // A prefetch never faults: one past the end is harmless.
+                    for t in 0..4 {
+                        let at = ahead.wrapping_add(t * width + c);
+                        _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
+                    }
+                }
+                // SAFETY: `query[c..]` has 16 f32s (width is a multiple of 16).
+                let q = unsafe { _mm512_loadu_ps(query[c..c + 16].as_ptr()) };
+                for (t, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: this function runs with AVX-512 F and F16C.
+                    let k = unsafe { K::load16(&keys4[t * width + c..]) };
+                    *a = _mm512_fmadd_ps(q, k, *a);
+                }
+            }
+            for (o, a) in out[4 * b..4 * b + 4].iter_mut().zip(acc) {
+                *o = _mm512_reduce_add_ps(a);
+            }
+        }
+        let done = keys.len() / width / 4 * 4;
+        for (o, key) in out[done..]
+            .iter_mut()
+            .zip(blocks.remainder().chunks_exact(width))
+        {
+            let mut acc = _mm512_setzero_ps();
+            for c in (0..width).step_by(16) {
+                // SAFETY: as above.
+                let q = unsafe { _mm512_loadu_ps(query[c..c + 16].as_ptr()) };
+                // SAFETY: as above.
+                let k = unsafe { K::load16(&key[c..]) };
+                acc = _mm512_fmadd_ps(q, k, acc);
+            }
+            *o = _mm512_reduce_add_ps(acc);
+        }
     }
 
     /// See [`super::weighted_sum`]; `width` is a multiple of 8. Up to 4

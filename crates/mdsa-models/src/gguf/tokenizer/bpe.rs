@@ -3,7 +3,10 @@
 //! alphabet, merge the lowest-ranked adjacent pair first.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::sync::{PoisonError, RwLock};
+
+use rustc_hash::FxHashMap;
 
 use super::split::{GPT2, LLAMA3, QWEN2, Splitter, split_words};
 use super::symbols::{Symbol, characters, merge};
@@ -102,9 +105,22 @@ pub(super) struct Bpe {
     pub(super) pre: PreTokenizer,
     splitters: Vec<Splitter>,
     /// `left -> right -> rank`; two levels so lookups borrow instead of allocating.
-    ranks: HashMap<String, HashMap<String, u32>>,
+    ranks: FxHashMap<String, FxHashMap<String, u32>>,
     byte_to_char: [char; 256],
+    /// Words already tokenized (as their byte-mapped text), as Hugging Face
+    /// tokenizers' BPE keeps them: a chat prompt repeats its system prompt's
+    /// words request after request, and merging a word costs a few µs of
+    /// lookups in rank tables that a generation has pushed out of the
+    /// caches. Filled up to [`WORD_CACHE_WORDS`], then only read.
+    words: RwLock<FxHashMap<Box<str>, Box<[u32]>>>,
 }
+
+/// How many words [`Bpe`] remembers (a few MB at most).
+const WORD_CACHE_WORDS: usize = 16_384;
+
+/// The longest word (in bytes) [`Bpe`] remembers: longer ones are rare and
+/// would make the cache's size depend on its inputs.
+const WORD_CACHE_BYTES: usize = 64;
 
 impl Bpe {
     /// Builds the splitters and ranks. Merges are `"left right"`, split at the
@@ -117,7 +133,7 @@ impl Bpe {
             .iter()
             .map(|r| Splitter::new(r))
             .collect::<Result<_, _>>()?;
-        let mut ranks: HashMap<String, HashMap<String, u32>> = HashMap::new();
+        let mut ranks: FxHashMap<String, FxHashMap<String, u32>> = FxHashMap::default();
         for (rank, merge) in merges.iter().enumerate() {
             let (left, right) = match merge.char_indices().skip(1).find(|&(_, c)| c == ' ') {
                 Some((p, _)) => (&merge[..p], &merge[p + 1..]),
@@ -136,6 +152,7 @@ impl Bpe {
             splitters,
             ranks,
             byte_to_char: byte_to_char(),
+            words: RwLock::default(),
         })
     }
 
@@ -150,7 +167,21 @@ impl Bpe {
                 .bytes()
                 .map(|b| self.byte_to_char[usize::from(b)])
                 .collect();
+            let words = self.words.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(ids) = words.get(word.as_str()) {
+                out.extend_from_slice(ids);
+                continue;
+            }
+            let full = words.len() >= WORD_CACHE_WORDS;
+            drop(words);
+            let start = out.len();
             self.tokenize_word(vocab, &word, out);
+            if !full && word.len() <= WORD_CACHE_BYTES {
+                self.words
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(word.into_boxed_str(), out[start..].into());
+            }
         }
     }
 
